@@ -1,0 +1,22 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { GPU_BACKENDS } from '@llm-node/gpu-detect';
+import { describe, expect, it } from 'vitest';
+import { EXPECTED, KNOWN_FIELDS, schema } from './schema.js';
+
+describe('the JSON Schema', () => {
+  it('lists the same GPU backends as @llm-node/gpu-detect', () => {
+    expect(schema.properties.gpu_backend?.enum).toEqual([...GPU_BACKENDS]);
+  });
+
+  it('has an error wording for every field it defines', () => {
+    expect(Object.keys(EXPECTED).sort()).toEqual([...KNOWN_FIELDS].sort());
+  });
+
+  it('is exported as @llm-node/manifest/schema.json for plugin authors\' "$schema"', () => {
+    const resolved = createRequire(import.meta.url).resolve('@llm-node/manifest/schema.json');
+    expect(resolved).toBe(fileURLToPath(new URL('../schema/manifest.schema.json', import.meta.url)));
+    expect(JSON.parse(readFileSync(resolved, 'utf8'))).toEqual(schema);
+  });
+});
