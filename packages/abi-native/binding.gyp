@@ -2,10 +2,15 @@
   "targets": [
     {
       "target_name": "abi_native",
-      "sources": ["native/binding.cc"],
+      "sources": ["native/binding.cc", "native/plugin.cc", "native/generation.cc", "native/library.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "include"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
-      "cflags_cc": ["-std=c++17"]
+      "cflags_cc": ["-std=c++17"],
+      "conditions": [
+        ["OS=='linux'", {"libraries": ["-ldl"]}],
+        ["OS=='mac'", {"xcode_settings": {"CLANG_CXX_LANGUAGE_STANDARD": "c++17", "MACOSX_DEPLOYMENT_TARGET": "11.0"}}],
+        ["OS=='win'", {"msvs_settings": {"VCCLCompilerTool": {"AdditionalOptions": ["/std:c++17"]}}}]
+      ]
     }
   ]
 }
