@@ -1,0 +1,34 @@
+// my_engine.c
+#include "engine_api.h"
+
+static EngineInfo info = {
+    .abi_version = ENGINE_ABI_VERSION,
+    .engine_id = "my_engine",
+    .version = "1.0.0"
+};
+
+ENGINE_API EngineInfo* engine_get_info(void) {
+    return &info;
+}
+
+ENGINE_API int engine_init(EngineConfig* config) {
+    // 初期化処理
+    return ERR_OK;
+}
+
+ENGINE_API int engine_load_model(const char* model_path) {
+    // モデルロード処理
+    return ERR_OK;
+}
+
+ENGINE_API int engine_generate(
+    const char* prompt,
+    TokenResult** results
+) {
+    // 推論処理
+    return ERR_OK;
+}
+
+ENGINE_API void engine_shutdown(void) {
+    // クリーンアップ処理
+}
