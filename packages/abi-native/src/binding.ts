@@ -1,0 +1,101 @@
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import type { LoadedModelInfo } from './types.js';
+
+/** engine_get_info() as read by the native half: only abiVersion when it is not ours; null for NULL. */
+export interface NativeInfo {
+  abiVersion: number;
+  id?: string | null;
+  version?: string | null;
+  flags?: number;
+}
+
+export interface NativeInitConfig {
+  gpuBackend: string;
+  pluginDir: string;
+  vramBudgetBytes: number;
+  deviceIndex: number;
+  threads: number;
+}
+
+export interface NativeModelLoadParams {
+  path: string;
+  format: string;
+  contextLength: number;
+  quantization: string | null;
+  vramBudgetBytes: number;
+  parallel: number;
+}
+
+/** EngineGenerateParams field for field; `seed: null` is ENGINE_SEED_RANDOM, `modelId: null` the default model. */
+export interface NativeGenerateRequest {
+  modelId: string | null;
+  prompt: string;
+  maxTokens: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  minP: number;
+  presencePenalty: number;
+  frequencyPenalty: number;
+  seed: number | null;
+  stop: string[];
+  flags: number;
+}
+
+/** How a generation ended, as native/generation.cc reports it. */
+export interface NativeEnd {
+  /** The host stopped it: a token was refused after cancel(), or it never reached the plugin. */
+  stopped: boolean;
+  /** What the event handler threw. */
+  thrown?: unknown;
+  error?: unknown;
+  finishReason?: number;
+  promptTokens?: number;
+  completionTokens?: number;
+}
+
+export interface NativeTokenDetail {
+  id: number;
+  text: string;
+  bytes: number[];
+  logprob: number;
+}
+
+/** A batch of tokens (`end` undefined), or, once and last, the end. */
+export type NativeEventHandler = (
+  text: string | undefined,
+  pieceEnds: Uint32Array | undefined,
+  tokens: NativeTokenDetail[] | undefined,
+  end?: NativeEnd,
+) => void;
+
+export interface NativePlugin {
+  info(): NativeInfo | null;
+  optionalEntryPoints(): string[];
+  init(config: NativeInitConfig): Promise<void>;
+  loadModel(path: string): Promise<void>;
+  modelLoad(id: string, params: NativeModelLoadParams): Promise<LoadedModelInfo>;
+  modelUnload(id: string): Promise<void>;
+  estimateVram(params: NativeModelLoadParams): Promise<number>;
+  vramUsed(): number;
+  shutdown(): Promise<void>;
+  close(): void;
+}
+
+export interface NativeGeneration {
+  cancel(): void;
+}
+
+/**
+ * The native half (native/*.cc). It trusts its arguments: engine.ts validates and normalises them, and
+ * turns what it throws or rejects with into EngineError.
+ */
+export interface NativeBinding {
+  ENGINE_ABI_VERSION: number;
+  Plugin: new (absolutePath: string) => NativePlugin;
+  Generation: new (plugin: NativePlugin, request: NativeGenerateRequest, onEvent: NativeEventHandler) => NativeGeneration;
+}
+
+// A prebuild from prebuilds/<platform>-<arch>/ when one matches, else build/Release (node-gyp-build).
+export const binding = createRequire(import.meta.url)('node-gyp-build')(fileURLToPath(new URL('..', import.meta.url))) as NativeBinding;

@@ -1,0 +1,136 @@
+/** What engine_get_info() said, plus the flags decoded. */
+export interface EngineInfo {
+  abiVersion: number;
+  id: string;
+  version: string;
+  /** ENGINE_FLAG_THREAD_SAFE: calls may overlap; otherwise the host serialises every call. */
+  threadSafe: boolean;
+}
+
+/** Optional entry points (and flags) the plugin provides, as found when it was opened. */
+export type EngineCapability =
+  | 'generate_stream'
+  | 'model_load'
+  | 'model_estimate_vram'
+  | 'vram_used'
+  | 'last_error'
+  | 'thread_safe';
+
+export interface EngineInitConfig {
+  gpuBackend: string;
+  /** Folder holding the plugin library and its manifest.json. */
+  pluginDir: string;
+  vramBudgetBytes?: number;
+  deviceIndex?: number;
+  threads?: number;
+}
+
+export interface ModelLoadParams {
+  path: string;
+  format: 'gguf' | 'safetensors';
+  contextLength?: number;
+  quantization?: string;
+  vramBudgetBytes?: number;
+  parallel?: number;
+}
+
+export interface LoadedModelInfo {
+  contextLength: number;
+  vramBytes: number;
+}
+
+export interface GenerateRequest {
+  /** A model loaded with loadModel(); omitted for plugins with only engine_load_model. */
+  modelId?: string;
+  prompt: string;
+  maxTokens?: number;
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  minP?: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  seed?: number;
+  stop?: string[];
+  logprobs?: boolean;
+  ignoreEos?: boolean;
+  addSpecial?: boolean;
+  parseSpecial?: boolean;
+}
+
+/** One token, reported only when the request asked for logprobs. */
+export interface TokenDetail {
+  id: number;
+  /** The token's own bytes decoded on their own (U+FFFD where they split a character). */
+  text: string;
+  bytes: number[];
+  logprob: number;
+}
+
+/** Tokens delivered together: as many as the engine produced since JS last looked. */
+export interface TokenChunk {
+  /** Text of these tokens, whole characters only (a split character completes in the next chunk). */
+  text: string;
+  tokenCount: number;
+  /**
+   * Where each token's piece of `text` ends (UTF-16 offsets, one per token, ascending): token i owns
+   * text.slice(pieceEnds[i-1] ?? 0, pieceEnds[i]). A token that completes no character owns an empty
+   * piece; the character it started belongs to the token that completes it. Lets a server emit one
+   * event per token without a JS object per token.
+   */
+  pieceEnds: Uint32Array;
+  tokens?: TokenDetail[];
+}
+
+export type FinishReason = 'stop' | 'length' | 'cancelled';
+
+export interface GenerateResult {
+  finishReason: FinishReason;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/** Iterate for chunks; `result` settles when the generation has ended. Leaving the loop early cancels it. */
+export interface Generation extends AsyncIterableIterator<TokenChunk> {
+  readonly result: Promise<GenerateResult>;
+}
+
+/** An opened plugin. */
+export interface Engine {
+  readonly path: string;
+  readonly info: EngineInfo;
+  readonly capabilities: readonly EngineCapability[];
+  init(config: EngineInitConfig): Promise<void>;
+  loadModel(modelId: string, params: ModelLoadParams): Promise<LoadedModelInfo>;
+  unloadModel(modelId: string): Promise<void>;
+  /** null when the plugin offers no estimate. */
+  estimateVram(params: ModelLoadParams): Promise<number | null>;
+  /** null when the plugin does not report it. */
+  vramUsed(): number | null;
+  generate(request: GenerateRequest, options?: { signal?: AbortSignal }): Generation;
+  shutdown(): Promise<void>;
+  /** Cancels generations in flight, waits for them, shuts down if needed, and unloads the library. */
+  close(): Promise<void>;
+}
+
+/**
+ * Stable string codes of EngineError. The first group maps the plugin's ERR_* return codes; the second
+ * is raised by the host while opening or driving a plugin.
+ */
+export type EngineErrorCode =
+  | 'invalid_argument'
+  | 'not_initialized'
+  | 'model_not_found'
+  | 'model_corrupt'
+  | 'unsupported'
+  | 'out_of_memory'
+  | 'context_overflow'
+  | 'model_not_loaded'
+  | 'internal'
+  | 'open_failed'
+  | 'missing_symbol'
+  | 'abi_mismatch'
+  | 'invalid_info'
+  | 'id_mismatch'
+  | 'plugin_error'
+  | 'closed';
