@@ -200,6 +200,7 @@ class PluginEngine implements Engine {
 
   /** Cancels generations, waits for every call in flight, then calls engine_shutdown (if init succeeded). */
   shutdown(): Promise<void> {
+    if (this.#closed) return Promise.reject(this.#closedError());
     this.#shuttingDown ??= this.#shutdown();
     return this.#shuttingDown;
   }
@@ -211,7 +212,6 @@ class PluginEngine implements Engine {
   }
 
   async #shutdown(): Promise<void> {
-    if (this.#closed) throw this.#closedError();
     this.#phase = 'shut_down';
     await this.#quiesce();
     if (this.#needsShutdown) {

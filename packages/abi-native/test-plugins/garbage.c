@@ -7,12 +7,18 @@
  *   "bad-finish"      finish_reason 42
  *   "negative-count"  completion_tokens -3
  *   "bad-code"        returns 1234, an error code the header does not define, with no message
- *   "ignore-stop"     keeps calling the token callback 1000 times whatever it answers, then reports STOP
+ *   "ignore-stop"     keeps calling the token callback 50 times whatever it answers, then reports STOP
  * Any other prompt: ERR_INVALID_ARGUMENT.
+ * -DGARBAGE_TOKEN_DELAY_US=n sleeps n microseconds before each "utf8" and "ignore-stop" token, so that
+ * each reaches JS on its own (characters split across deliveries too) and JS can answer in time.
  */
 #include <string.h>
 
 #include "test_plugin.h"
+
+#ifndef GARBAGE_TOKEN_DELAY_US
+#define GARBAGE_TOKEN_DELAY_US 0
+#endif
 
 static EngineInfo info = { .abi_version = ENGINE_ABI_VERSION, .engine_id = "garbage", .version = "1.0.0" };
 
@@ -56,6 +62,7 @@ ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams* params, En
         static const char* const pieces[] = { "caf", "\xC3", "\xA9 ", "\xE2\x82", "\xAC", " \xFF ", "end\xF0\x9F" };
         int32_t n = (int32_t)(sizeof pieces / sizeof pieces[0]);
         for (int32_t i = 0; i < n; i++) {
+            if (GARBAGE_TOKEN_DELAY_US > 0) tp_sleep_us(GARBAGE_TOKEN_DELAY_US);
             if (emit(on_token, user_data, i, pieces[i], (int32_t)strlen(pieces[i])) != 0) {
                 result->finish_reason = ENGINE_FINISH_CANCELLED;
                 break;
@@ -74,8 +81,11 @@ ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams* params, En
     } else if (is(params, "bad-code")) {
         return 1234;
     } else if (is(params, "ignore-stop")) {
-        for (int32_t i = 0; i < 1000; i++) emit(on_token, user_data, i, "x", 1);
-        result->completion_tokens = 1000;
+        for (int32_t i = 0; i < 50; i++) {
+            if (GARBAGE_TOKEN_DELAY_US > 0) tp_sleep_us(GARBAGE_TOKEN_DELAY_US);
+            emit(on_token, user_data, i, "x", 1);
+        }
+        result->completion_tokens = 50;
     } else {
         return tp_fail(ERR_INVALID_ARGUMENT, "unknown garbage case '%.*s'", params->prompt_len, params->prompt);
     }
