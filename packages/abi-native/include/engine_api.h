@@ -93,10 +93,10 @@ typedef struct EngineInfo {
 /*
  * Threading. Without ENGINE_FLAG_THREAD_SAFE the host makes one call into the plugin at a time (it
  * serialises every entry point; the calls may still come from different threads). With it, the plugin
- * promises that engine_generate_stream, engine_model_load, engine_model_unload, engine_get_vram_used
- * and engine_get_last_error may be called concurrently from several threads, including several
- * generations on one model. engine_init and engine_shutdown are always called with nothing else in
- * flight.
+ * promises that engine_generate_stream, engine_model_load, engine_model_unload,
+ * engine_model_estimate_vram, engine_get_vram_used and engine_get_last_error may be called
+ * concurrently from several threads, including several generations on one model. engine_init and
+ * engine_shutdown are always called with nothing else in flight.
  */
 
 /* ------------------------------------------------------------------------------------------------
