@@ -1,0 +1,146 @@
+import { readdir, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { parseGGUFQuantLabel, parseGgufShardFilename } from '@huggingface/gguf';
+import type { ModelFormat } from '@llm-node/manifest';
+import { NodeError } from './errors.js';
+import type { ModelRef } from './model-ref.js';
+
+/** One loadable model found under a name: a GGUF file, a complete shard set, or a safetensors folder. */
+export interface ModelCandidate {
+  format: ModelFormat;
+  /** The label parsed from the file name (`Q4_K_M`, `F16`); null for safetensors or an unlabelled file. */
+  quantization: string | null;
+  /** What the engine opens: the GGUF file (the first shard of a set), or the safetensors folder. */
+  path: string;
+  /** Every file whose bytes are the model's weights: the GGUF, all its shards, or the .safetensors files. */
+  files: string[];
+  /** How the candidate reads in a list: `name:Q4_K_M`, or the file name when it carries no label. */
+  label: string;
+}
+
+/**
+ * Finds what `<modelsDir>/<name>.gguf` and `<modelsDir>/<name>/` hold. The name was checked by
+ * parseModelRef, so it cannot leave modelsDir.
+ */
+export async function findModelCandidates(modelsDir: string, name: string): Promise<ModelCandidate[]> {
+  const candidates: ModelCandidate[] = [];
+  const file = join(modelsDir, `${name}.gguf`);
+  if ((await statOrNull(file))?.isFile()) {
+    const quantization = parseGGUFQuantLabel(name) ?? null;
+    candidates.push({ format: 'gguf', quantization, path: file, files: [file], label: labelOf(name, quantization, `${name}.gguf`) });
+  }
+  const folder = join(modelsDir, name);
+  if ((await statOrNull(folder))?.isDirectory()) {
+    candidates.push(...(await folderCandidates(folder, name)));
+  }
+  return candidates;
+}
+
+/**
+ * Picks the one candidate a reference names: by format when given, by exact quantization label when the
+ * reference has one. None: 404 `model_not_found` (or `format_mismatch`); several: a 400 that lists them.
+ */
+export async function locateModel(modelsDir: string, ref: ModelRef, format?: ModelFormat): Promise<ModelCandidate> {
+  const all = await findModelCandidates(modelsDir, ref.name);
+  if (all.length === 0) {
+    throw new NodeError(`Model '${ref.name}' not found: no ${ref.name}.gguf or ${ref.name}/ in ${modelsDir}`, {
+      type: 'not_found_error',
+      code: 'model_not_found',
+    });
+  }
+  const ofFormat = format === undefined ? all : all.filter((c) => c.format === format);
+  if (ofFormat.length === 0) {
+    const formats = [...new Set(all.map((c) => c.format))].join(', ');
+    throw new NodeError(`Model '${ref.name}' is ${formats}, not ${format}`, {
+      type: 'invalid_request_error',
+      code: 'format_mismatch',
+    });
+  }
+  const selected = ref.quantization === null ? ofFormat : ofFormat.filter((c) => c.quantization === ref.quantization);
+  if (selected.length === 0) {
+    throw new NodeError(
+      `Model '${ref.name}' has no quantization '${ref.quantization}'; available: ${list(ofFormat)}`,
+      { type: 'not_found_error', code: 'model_not_found' },
+    );
+  }
+  if (selected.length > 1) {
+    throw new NodeError(`Model '${ref.name}' has several candidates; name one: ${list(selected)}`, {
+      type: 'invalid_request_error',
+      code: 'ambiguous_model',
+    });
+  }
+  return selected[0]!;
+}
+
+async function folderCandidates(folder: string, name: string): Promise<ModelCandidate[]> {
+  const entries = await readdir(folder, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
+    throw new NodeError(`Cannot read model folder '${name}': ${error.code ?? error.message}`, {
+      type: 'invalid_request_error',
+      code: 'invalid_model',
+      status: 422,
+      cause: error,
+    });
+  });
+  const files = entries.filter((e) => e.isFile() || e.isSymbolicLink()).map((e) => e.name).sort();
+  const candidates: ModelCandidate[] = [];
+
+  const shardSets = new Map<string, { total: number; shards: Set<number> }>();
+  for (const file of files.filter(isModelGguf)) {
+    const shard = parseGgufShardFilename(file);
+    if (shard === null) {
+      const quantization = parseGGUFQuantLabel(file) ?? null;
+      const path = join(folder, file);
+      candidates.push({ format: 'gguf', quantization, path, files: [path], label: labelOf(name, quantization, file) });
+      continue;
+    }
+    const set = shardSets.get(shard.prefix) ?? { total: Number(shard.total), shards: new Set<number>() };
+    set.shards.add(Number(shard.shard));
+    shardSets.set(shard.prefix, set);
+  }
+  for (const [prefix, set] of shardSets) {
+    const shardFiles = Array.from({ length: set.total }, (_, i) => shardFileName(prefix, i + 1, set.total));
+    const missing = shardFiles.filter((_, i) => !set.shards.has(i + 1));
+    if (missing.length > 0) {
+      throw new NodeError(`Model '${name}' is an incomplete shard set: missing ${missing.join(', ')}`, {
+        type: 'invalid_request_error',
+        code: 'model_corrupt',
+        status: 422,
+      });
+    }
+    const paths = shardFiles.map((f) => join(folder, f));
+    const quantization = parseGGUFQuantLabel(prefix) ?? null;
+    candidates.push({ format: 'gguf', quantization, path: paths[0]!, files: paths, label: labelOf(name, quantization, shardFiles[0]!) });
+  }
+
+  const safetensors = files.filter((f) => f.endsWith('.safetensors'));
+  if (safetensors.length > 0 && files.includes('config.json')) {
+    const paths = safetensors.map((f) => join(folder, f));
+    candidates.push({ format: 'safetensors', quantization: null, path: folder, files: paths, label: `${name} (safetensors)` });
+  }
+  return candidates;
+}
+
+// Vision projectors (mmproj-*.gguf) sit beside the language model in GGUF repositories but are not models.
+function isModelGguf(file: string): boolean {
+  return file.endsWith('.gguf') && !file.toLowerCase().startsWith('mmproj');
+}
+
+function shardFileName(prefix: string, shard: number, total: number): string {
+  const pad = (n: number) => String(n).padStart(5, '0');
+  return `${prefix}-${pad(shard)}-of-${pad(total)}.gguf`;
+}
+
+function labelOf(name: string, quantization: string | null, file: string): string {
+  return quantization === null ? file : `${name}:${quantization}`;
+}
+
+// Two files can carry the same label (a-Q4_K_M.gguf, b-Q4_K_M.gguf); the list then names the files.
+function list(candidates: ModelCandidate[]): string {
+  const labels = candidates.map((c) => c.label);
+  const distinct = new Set(labels).size === labels.length;
+  return (distinct ? labels : candidates.map((c) => basename(c.path))).join(', ');
+}
+
+async function statOrNull(path: string) {
+  return stat(path).catch(() => null);
+}

@@ -1,0 +1,228 @@
+import { readFile, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { gguf } from '@huggingface/gguf';
+import type { GGUFParseOutput, MetadataValue } from '@huggingface/gguf';
+import type { ModelFormat } from '@llm-node/manifest';
+import { NodeError } from './errors.js';
+import type { ModelCandidate } from './model-files.js';
+
+/**
+ * What the host knows about a model before any engine opens it: the architecture for resolution, the
+ * shape for the VRAM formula, and the tokenizer strings for chat templates. Null: the model does not say.
+ */
+export interface ModelInfo {
+  format: ModelFormat;
+  architecture: string;
+  /** `general.name` (GGUF); null for safetensors. */
+  name: string | null;
+  quantization: string | null;
+  /** The context length the model was trained for. */
+  trainedContextLength: number | null;
+  blockCount: number | null;
+  embeddingLength: number | null;
+  headCount: number | null;
+  /** Key/value heads (grouped-query attention); per-layer lists count their largest entry. */
+  headCountKv: number | null;
+  /** Per-head key and value widths when the model states them; else embeddingLength / headCount. */
+  keyLength: number | null;
+  valueLength: number | null;
+  vocabSize: number | null;
+  /** Bytes of tensor data: the GGUF data sections (all shards), or the .safetensors files. */
+  weightsBytes: number;
+  /** The Jinja chat template (GGUF `tokenizer.chat_template`, or tokenizer_config.json / chat_template.jinja). */
+  chatTemplate: string | null;
+  bosToken: string | null;
+  eosToken: string | null;
+  /** Whether the tokenizer adds BOS itself (GGUF `tokenizer.ggml.add_bos_token`, tokenizer_config `add_bos_token`). */
+  addBosToken: boolean | null;
+}
+
+/** Reads a candidate's metadata from its own files; a truncated or garbage file is a 422 `model_corrupt`. */
+export async function readModelInfo(candidate: ModelCandidate): Promise<ModelInfo> {
+  return candidate.format === 'gguf' ? readGgufInfo(candidate) : readSafetensorsInfo(candidate);
+}
+
+type GgufMetadata = Record<string, MetadataValue>;
+
+async function readGgufInfo(candidate: ModelCandidate): Promise<ModelInfo> {
+  const [first, ...rest] = await Promise.all(candidate.files.map(readGgufHeader));
+  const metadata = first!.metadata;
+  const architecture = metadata['general.architecture'];
+  if (typeof architecture !== 'string' || architecture.length === 0) {
+    throw invalidModel(`${basename(candidate.path)} has no general.architecture in its GGUF metadata`);
+  }
+  const arch = (key: string) => numberAt(metadata, `${architecture}.${key}`);
+  const tokens = metadata['tokenizer.ggml.tokens'];
+  const tokenAt = (key: string): string | null => {
+    const id = numberAt(metadata, key);
+    return Array.isArray(tokens) && id !== null && typeof tokens[id] === 'string' ? (tokens[id] as string) : null;
+  };
+  const chatTemplate = metadata['tokenizer.chat_template'];
+  const name = metadata['general.name'];
+  return {
+    format: 'gguf',
+    architecture,
+    name: typeof name === 'string' ? name : null,
+    quantization: candidate.quantization,
+    trainedContextLength: arch('context_length'),
+    blockCount: arch('block_count'),
+    embeddingLength: arch('embedding_length'),
+    headCount: arch('attention.head_count'),
+    headCountKv: arch('attention.head_count_kv') ?? arch('attention.head_count'),
+    keyLength: arch('attention.key_length'),
+    valueLength: arch('attention.value_length'),
+    vocabSize: arch('vocab_size') ?? (Array.isArray(tokens) ? tokens.length : null),
+    weightsBytes: [first!, ...rest].reduce((sum, header) => sum + header.dataBytes, 0),
+    chatTemplate: typeof chatTemplate === 'string' ? chatTemplate : null,
+    bosToken: tokenAt('tokenizer.ggml.bos_token_id'),
+    eosToken: tokenAt('tokenizer.ggml.eos_token_id'),
+    addBosToken: booleanOrNull(metadata['tokenizer.ggml.add_bos_token']),
+  };
+}
+
+/**
+ * Parses one GGUF file's header (local file, no network) and checks it against the file's size: the
+ * reader pads a short file with zeros, so a truncated header shows up as offsets past the end.
+ */
+async function readGgufHeader(path: string): Promise<{ metadata: GgufMetadata; dataBytes: number }> {
+  const size = await fileSize(path);
+  let parsed: GGUFParseOutput<{ strict: false }>;
+  try {
+    parsed = (await gguf(path, { allowLocalFile: true })) as unknown as GGUFParseOutput<{ strict: false }>;
+  } catch (error) {
+    throw corrupt(`${basename(path)} is not a readable GGUF file: ${(error as Error).message}`, error);
+  }
+  const dataOffset = Number(parsed.tensorDataOffset);
+  if (dataOffset > size) {
+    throw corrupt(`${basename(path)} is truncated: its GGUF header needs ${dataOffset} bytes, the file has ${size}`);
+  }
+  const dataBytes = size - dataOffset;
+  const lastTensorStart = parsed.tensorInfos.reduce((max, t) => Math.max(max, Number(t.offset)), -1);
+  if (lastTensorStart >= dataBytes) {
+    throw corrupt(`${basename(path)} is truncated: tensor data ends before its last tensor starts`);
+  }
+  return { metadata: parsed.metadata as GgufMetadata, dataBytes };
+}
+
+async function readSafetensorsInfo(candidate: ModelCandidate): Promise<ModelInfo> {
+  const config = await readJsonObject(join(candidate.path, 'config.json'));
+  if (config === null) throw invalidModel(`${basename(candidate.path)}/config.json is missing`);
+  const architectures = config['architectures'];
+  const architecture =
+    typeof config['model_type'] === 'string'
+      ? config['model_type']
+      : Array.isArray(architectures) && typeof architectures[0] === 'string'
+        ? architectures[0]
+        : null;
+  if (architecture === null) {
+    throw invalidModel(`${basename(candidate.path)}/config.json names no model_type or architectures`);
+  }
+  const tokenizerConfig = (await readJsonObject(join(candidate.path, 'tokenizer_config.json'))) ?? {};
+  const sizes = await Promise.all(candidate.files.map(fileSize));
+  const headCount = positiveInteger(config['num_attention_heads']);
+  const headDim = positiveInteger(config['head_dim']);
+  return {
+    format: 'safetensors',
+    architecture,
+    name: null,
+    quantization: null,
+    trainedContextLength: positiveInteger(config['max_position_embeddings']),
+    blockCount: positiveInteger(config['num_hidden_layers']),
+    embeddingLength: positiveInteger(config['hidden_size']),
+    headCount,
+    headCountKv: positiveInteger(config['num_key_value_heads']) ?? headCount,
+    keyLength: headDim,
+    valueLength: headDim,
+    vocabSize: positiveInteger(config['vocab_size']),
+    weightsBytes: sizes.reduce((a, b) => a + b, 0),
+    chatTemplate: templateOf(tokenizerConfig['chat_template']) ?? (await readTextOrNull(join(candidate.path, 'chat_template.jinja'))),
+    bosToken: tokenText(tokenizerConfig['bos_token']),
+    eosToken: tokenText(tokenizerConfig['eos_token']),
+    addBosToken: booleanOrNull(tokenizerConfig['add_bos_token']),
+  };
+}
+
+// tokenizer_config.json holds either one template or a list of named ones, of which "default" is used.
+function templateOf(value: unknown): string | null {
+  if (typeof value === 'string') return value;
+  if (!Array.isArray(value)) return null;
+  const named = value.filter(
+    (t): t is { name: unknown; template: string } => typeof t === 'object' && t !== null && typeof t.template === 'string',
+  );
+  return (named.find((t) => t.name === 'default') ?? named[0])?.template ?? null;
+}
+
+// Special tokens are written as a string or as an AddedToken object ({"content": "<s>", ...}).
+function tokenText(value: unknown): string | null {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'object' && value !== null && typeof (value as { content?: unknown }).content === 'string') {
+    return (value as { content: string }).content;
+  }
+  return null;
+}
+
+function numberAt(metadata: GgufMetadata, key: string): number | null {
+  const value = metadata[key];
+  if (Array.isArray(value)) {
+    const numbers = value.map(toNumber).filter((n): n is number => n !== null);
+    return numbers.length > 0 ? Math.max(...numbers) : null;
+  }
+  return toNumber(value);
+}
+
+function toNumber(value: unknown): number | null {
+  if (typeof value === 'bigint') return Number(value);
+  return typeof value === 'number' && Number.isFinite(value) ? value : null;
+}
+
+function booleanOrNull(value: unknown): boolean | null {
+  return typeof value === 'boolean' ? value : null;
+}
+
+function positiveInteger(value: unknown): number | null {
+  return typeof value === 'number' && Number.isInteger(value) && value > 0 ? value : null;
+}
+
+// config.json and tokenizer_config.json are small; anything larger is not what we are looking for.
+const MAX_JSON_BYTES = 16 * 1024 * 1024;
+
+async function readJsonObject(path: string): Promise<Record<string, unknown> | null> {
+  const text = await readTextOrNull(path);
+  if (text === null) return null;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw invalidModel(`${basename(path)} is not valid JSON: ${(error as Error).message}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw invalidModel(`${basename(path)} must hold a JSON object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+async function readTextOrNull(path: string): Promise<string | null> {
+  const info = await stat(path).catch(() => null);
+  if (info === null) return null;
+  if (!info.isFile() || info.size > MAX_JSON_BYTES) throw invalidModel(`${basename(path)} is not a readable file under 16 MB`);
+  return readFile(path, 'utf8');
+}
+
+async function fileSize(path: string): Promise<number> {
+  const info = await stat(path).catch((error: NodeJS.ErrnoException) => {
+    throw new NodeError(`Model file ${basename(path)} cannot be read: ${error.code ?? error.message}`, {
+      type: 'not_found_error',
+      code: 'model_not_found',
+      cause: error,
+    });
+  });
+  return info.size;
+}
+
+function corrupt(message: string, cause?: unknown): NodeError {
+  return new NodeError(message, { type: 'invalid_request_error', code: 'model_corrupt', status: 422, cause });
+}
+
+function invalidModel(message: string): NodeError {
+  return new NodeError(message, { type: 'invalid_request_error', code: 'invalid_model', status: 422 });
+}
