@@ -1,1 +1,22 @@
-export {};
+// Errors: the host's one error class and the mapping of engine errors onto it.
+export { NodeError, toNodeError } from './errors.js';
+export type { NodeErrorInit, NodeErrorType } from './errors.js';
+
+// The registry: discovery, model resolution, VRAM admission, engine and model state.
+export { Registry } from './registry.js';
+export type {
+  LoadModelOptions,
+  LoadedModel,
+  ModelLease,
+  RegistryLogger,
+  RegistryOptions,
+  VramStatus,
+} from './registry.js';
+export type { EngineRecord, EngineStatus, OpenEngine } from './discovery.js';
+
+// Models: ids, what a model's files say, and the VRAM formula.
+export { parseModelRef } from './model-ref.js';
+export type { ModelRef } from './model-ref.js';
+export type { ModelInfo } from './model-info.js';
+export { COMPUTE_MARGIN_BYTES, estimateModelVram } from './vram.js';
+export type { VramEstimate, VramEstimateParams } from './vram.js';

@@ -1,0 +1,249 @@
+import { readdir, realpath, stat } from 'node:fs/promises';
+import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { ENGINE_ABI_VERSION } from '@llm-node/abi-native';
+import type { Engine, EngineCapability, EngineInitConfig } from '@llm-node/abi-native';
+import { GPU_BACKENDS } from '@llm-node/gpu-detect';
+import type { GpuBackend } from '@llm-node/gpu-detect';
+import { readManifest } from '@llm-node/manifest';
+import type { EngineManifest } from '@llm-node/manifest';
+import { NodeError, toNodeError } from './errors.js';
+
+/** What became of one plugin folder. */
+export type EngineStatus = 'loaded' | 'skipped' | 'rejected';
+
+/** One folder under the engines dir and its outcome; every folder discovery looked at gets one. */
+export interface EngineRecord {
+  /** The manifest's id; the engine folder's name when there is no valid manifest. */
+  id: string;
+  status: EngineStatus;
+  /** Absolute path of the plugin folder (<enginesDir>/<engine>/<backend>), or of the engine folder itself. */
+  path: string;
+  /** Null when the manifest could not be read or was invalid. */
+  manifest: EngineManifest | null;
+  /** The optional entry points the binary provides; empty unless loaded. */
+  capabilities: readonly EngineCapability[];
+  /** The manifest's warnings (unknown fields) and layout notes (a folder named unlike the id). */
+  warnings: readonly string[];
+  /** Why the plugin was skipped or rejected; null when loaded. */
+  error: NodeError | null;
+}
+
+/** Opens a plugin library; the real one is abi-native's openEngine. Throws EngineError. */
+export type OpenEngine = (libraryPath: string, options: { expectedId: string }) => Engine;
+
+export interface DiscoverOptions {
+  enginesDir: string;
+  backend: GpuBackend;
+  openEngine: OpenEngine;
+  /** engine_init's configuration, less the plugin folder that discovery adds. */
+  init: Omit<EngineInitConfig, 'pluginDir' | 'gpuBackend'>;
+}
+
+/** A loaded record comes with its opened and initialised engine. */
+export interface DiscoveredEngine {
+  record: EngineRecord;
+  engine: Engine | null;
+}
+
+const HOST_ABI = String(ENGINE_ABI_VERSION);
+
+/** A plugin whose folder, manifest and binary passed; opening it decides the rest. */
+interface Candidate {
+  engineName: string;
+  pluginDir: string;
+  manifest: EngineManifest;
+  warnings: string[];
+}
+
+/** Filesystem checks run this many folders at a time: fast, and far from any open-file limit. */
+const INSPECT_CONCURRENCY = 16;
+
+/**
+ * Scans <enginesDir>/<engine>/<backend>/manifest.json in sorted order and opens and initialises every
+ * plugin built for the active backend. Folders that are neither a backend's name nor hold a manifest.json
+ * (an engine's sources, build trees) are not plugins and are passed over. A missing or unreadable
+ * engines dir throws; anything wrong below it becomes that folder's record.
+ */
+export async function discoverEngines(options: DiscoverOptions): Promise<DiscoveredEngine[]> {
+  const enginesDir = resolve(options.enginesDir);
+  const names = await listEnginesDir(enginesDir);
+  // Folder, manifest and binary checks only read the filesystem, so they overlap; opening and
+  // initialising run one by one in sorted order, which is what decides who keeps a contested id.
+  const inspected = (await mapConcurrently(names, INSPECT_CONCURRENCY, (name) => inspectEngineFolder(options, join(enginesDir, name)))).flat();
+  const taken = new Map<string, string>();
+  const found: DiscoveredEngine[] = [];
+  for (const item of inspected) found.push('record' in item ? item : await openCandidate(options, taken, item));
+  return found;
+}
+
+async function inspectEngineFolder(options: DiscoverOptions, engineDir: string): Promise<(DiscoveredEngine | Candidate)[]> {
+  const name = basename(engineDir);
+  const folder = await readFolder(engineDir);
+  if ('error' in folder) return [outcome(name, engineDir, null, 'rejected', folder.error)];
+  const pluginNames = await pluginFolderNames(engineDir, folder.entries);
+  if (pluginNames.length === 0) {
+    return [
+      outcome(name, engineDir, null, 'rejected', pluginError('no_plugin',
+        `No plugin in ${engineDir}: expected a folder named for a GPU backend (${GPU_BACKENDS.join(', ')}) holding manifest.json`)),
+    ];
+  }
+  return Promise.all(pluginNames.map((backendName) => inspectPlugin(options, name, backendName, join(engineDir, backendName))));
+}
+
+async function listEnginesDir(enginesDir: string): Promise<string[]> {
+  const info = await stat(enginesDir).catch((error: NodeJS.ErrnoException) => {
+    const missing = error.code === 'ENOENT';
+    throw pluginError(
+      missing ? 'engines_dir_not_found' : 'engines_dir_unreadable',
+      missing ? `Engines directory ${enginesDir} does not exist` : `Engines directory ${enginesDir} cannot be read: ${error.code}`,
+    );
+  });
+  if (!info.isDirectory()) {
+    throw pluginError('engines_dir_not_a_directory', `Engines directory ${enginesDir} is not a directory`);
+  }
+  const folder = await readFolder(enginesDir);
+  if ('error' in folder) throw pluginError('engines_dir_unreadable', folder.error.message);
+  return folder.entries;
+}
+
+/** A folder's visible entries, sorted; or why it is not a readable folder (a file, a symlink loop, …). */
+async function readFolder(path: string): Promise<{ entries: string[] } | { error: NodeError }> {
+  try {
+    const info = await stat(path);
+    if (!info.isDirectory()) {
+      return { error: pluginError('not_a_directory', `${path} is a file, not a folder; plugins live in <engines>/<engine_id>/<gpu_backend>/`) };
+    }
+    const entries = await readdir(path);
+    return { entries: entries.filter((entry) => !entry.startsWith('.')).sort() };
+  } catch (error) {
+    return { error: pluginError('unreadable', `${path} cannot be read: ${describeFsError(error)}`) };
+  }
+}
+
+async function pluginFolderNames(engineDir: string, entries: string[]): Promise<string[]> {
+  const names: string[] = [];
+  for (const entry of entries) {
+    const isBackendName = (GPU_BACKENDS as readonly string[]).includes(entry);
+    if (isBackendName || (await stat(join(engineDir, entry, 'manifest.json')).catch(() => null))) names.push(entry);
+  }
+  return names;
+}
+
+async function inspectPlugin(
+  options: DiscoverOptions,
+  engineName: string,
+  backendName: string,
+  pluginDir: string,
+): Promise<DiscoveredEngine | Candidate> {
+  const folder = await readFolder(pluginDir);
+  if ('error' in folder) return outcome(engineName, pluginDir, null, 'rejected', folder.error);
+
+  const read = await readManifest(join(pluginDir, 'manifest.json'));
+  const warnings = [...read.warnings];
+  if (!read.ok) {
+    return outcome(engineName, pluginDir, null, 'rejected', pluginError('invalid_manifest', read.errors.join('; ')), warnings);
+  }
+  const manifest = read.manifest;
+  const refuse = (status: EngineStatus, error: NodeError) => outcome(manifest.id, pluginDir, manifest, status, error, warnings);
+
+  if (manifest.gpu_backend !== backendName) {
+    return refuse('rejected', pluginError('backend_folder_mismatch',
+      `${pluginDir} holds a plugin for gpu_backend '${manifest.gpu_backend}' in a folder named '${backendName}'; ` +
+        `move it to ${engineName}/${manifest.gpu_backend}/`));
+  }
+  if (manifest.gpu_backend !== options.backend) {
+    return refuse('skipped', new NodeError(`Built for ${manifest.gpu_backend}; the active backend is ${options.backend}`, {
+      type: 'unsupported_error',
+      code: 'backend_not_active',
+    }));
+  }
+  if (manifest.id !== engineName) {
+    warnings.push(`Engine folder '${engineName}' holds engine '${manifest.id}'; name the folder after the id`);
+  }
+  if (manifest.abi_version !== HOST_ABI) {
+    return refuse('rejected', pluginError('abi_mismatch', `ABI version mismatch: expected ${HOST_ABI}, got ${manifest.abi_version}`));
+  }
+  const binaryProblem = await checkBinary(pluginDir, manifest.binary);
+  if (binaryProblem) return refuse('rejected', binaryProblem);
+  return { engineName, pluginDir, manifest, warnings };
+}
+
+/** First wins: a plugin whose id an earlier one (in sorted order) took is refused before it is opened. */
+async function openCandidate(options: DiscoverOptions, taken: Map<string, string>, candidate: Candidate): Promise<DiscoveredEngine> {
+  const { pluginDir, manifest, warnings } = candidate;
+  const refuse = (error: NodeError) => outcome(manifest.id, pluginDir, manifest, 'rejected', error, warnings);
+  const holder = taken.get(manifest.id);
+  if (holder !== undefined) {
+    return refuse(pluginError('id_conflict', `Engine id '${manifest.id}' at ${pluginDir} is already taken by ${holder}`));
+  }
+  let engine: Engine;
+  try {
+    engine = options.openEngine(join(pluginDir, manifest.binary), { expectedId: manifest.id });
+  } catch (error) {
+    return refuse(toNodeError(error));
+  }
+  try {
+    await engine.init({ ...options.init, gpuBackend: options.backend, pluginDir });
+  } catch (error) {
+    await engine.close().catch(() => undefined);
+    return refuse(pluginError('init_failed', `Engine '${manifest.id}' failed to initialise: ${toNodeError(error).message}`));
+  }
+  taken.set(manifest.id, pluginDir);
+  const loaded = outcome(manifest.id, pluginDir, manifest, 'loaded', null, warnings);
+  return { record: { ...loaded.record, capabilities: engine.capabilities }, engine };
+}
+
+/** The manifest already refuses separators and '..'; here the file itself must exist inside the folder. */
+async function checkBinary(pluginDir: string, binary: string): Promise<NodeError | null> {
+  const path = join(pluginDir, binary);
+  let info;
+  try {
+    info = await stat(path);
+  } catch (error) {
+    return pluginError('binary_not_found', `Binary '${binary}' not found in ${pluginDir} (${describeFsError(error)})`);
+  }
+  if (!info.isFile()) return pluginError('binary_not_a_file', `Binary '${binary}' in ${pluginDir} is not a regular file`);
+  // A symlink may point elsewhere; the plugin folder must hold the library itself (it is self-contained).
+  const [realDir, realBinary] = await Promise.all([realpath(pluginDir), realpath(path)]);
+  const inside = relative(realDir, realBinary);
+  if (inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside)) {
+    return pluginError('binary_outside_folder', `Binary '${binary}' in ${pluginDir} resolves to ${realBinary}, outside the plugin folder`);
+  }
+  return null;
+}
+
+function outcome(
+  id: string,
+  path: string,
+  manifest: EngineManifest | null,
+  status: EngineStatus,
+  error: NodeError | null,
+  warnings: string[] = [],
+): DiscoveredEngine {
+  return { record: { id, status, path, manifest, capabilities: [], warnings, error }, engine: null };
+}
+
+function pluginError(code: string, message: string): NodeError {
+  return new NodeError(message, { type: 'plugin_error', code });
+}
+
+function describeFsError(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ELOOP') return 'ELOOP (a symbolic link loop)';
+  if (code === 'ENOENT') return 'ENOENT (missing, or a dangling symbolic link)';
+  return code ?? (error as Error).message;
+}
+
+/** fn over items with at most `limit` in flight; results in the items' order. */
+async function mapConcurrently<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await fn(items[index]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}

@@ -1,0 +1,128 @@
+import { mkdir, mkdtemp, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildTestPlugin, installTestPlugin } from '@llm-node/abi-native/testing';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Registry } from './registry.js';
+import { GiB, cpuGpu, fixedSampler } from './test-support/fake-engine.js';
+import { writeGgufModel } from './testing/index.js';
+
+// The product path end to end: the real binding, real compiled plugins, models written to disk.
+
+let echo: string;
+let seedMinimal: string;
+beforeAll(async () => {
+  echo = await buildTestPlugin('echo');
+  seedMinimal = await buildTestPlugin('seed_minimal');
+}, 120_000);
+
+let root: string;
+let enginesDir: string;
+let modelsDir: string;
+let registry: Registry | undefined;
+beforeEach(async () => {
+  root = await mkdtemp(join(tmpdir(), 'registry-echo-'));
+  enginesDir = join(root, 'engines');
+  modelsDir = join(root, 'models');
+  await mkdir(modelsDir, { recursive: true });
+  await installTestPlugin({ enginesDir, plugin: echo, manifest: { architectures: ['llama', 'mistral'] } });
+});
+afterEach(async () => {
+  await registry?.close();
+  registry = undefined;
+  await rm(root, { recursive: true, force: true });
+});
+
+async function start(vramLimitBytes?: number): Promise<Registry> {
+  registry = await Registry.create({
+    enginesDir,
+    modelsDir,
+    gpu: cpuGpu(),
+    sampler: fixedSampler(32 * GiB),
+    ...(vramLimitBytes === undefined ? {} : { vramLimitBytes }),
+  });
+  return registry;
+}
+
+async function collect(generation: AsyncIterable<{ text: string }>): Promise<string> {
+  let text = '';
+  for await (const chunk of generation) text += chunk.text;
+  return text;
+}
+
+describe('the registry over the echo test engine', () => {
+  it('loads a GGUF model, leases it for a generation, and unloads it when idle', async () => {
+    const path = join(modelsDir, 'tiny-llama-Q4_K_M.gguf');
+    await writeGgufModel(path, { architecture: 'llama', chatTemplate: '{{ messages }}', tensorDataBytes: 64 * 1024 });
+    const size = (await stat(path)).size;
+    const reg = await start();
+
+    const loaded = await reg.loadModel('tiny-llama-Q4_K_M', { format: 'gguf', contextLength: 512 });
+    // The echo engine estimates and holds the file's size; it reports the context it was given.
+    expect(loaded).toMatchObject({ engineId: 'echo', architecture: 'llama', contextLength: 512, vramBytes: size, quantization: 'Q4_K_M' });
+    expect(loaded.info).toMatchObject({ chatTemplate: '{{ messages }}', bosToken: '<s>', eosToken: '</s>' });
+
+    const lease = await reg.acquireModel('tiny-llama-Q4_K_M');
+    const text = await collect(lease.engine.generate({ modelId: lease.model.id, prompt: 'Hello big world' }));
+    expect(text).toBe('Hello big world');
+    await expect(reg.unloadIdleLeastRecentlyUsed()).resolves.toBeNull();
+    lease.release();
+    await expect(reg.unloadIdleLeastRecentlyUsed()).resolves.toMatchObject({ id: 'tiny-llama-Q4_K_M' });
+    expect(reg.models()).toEqual([]);
+    expect((await reg.vramStatus()).heldBytes).toBe(0);
+  });
+
+  it('admits against the engine\'s own estimate and refuses what does not fit', async () => {
+    await writeGgufModel(join(modelsDir, 'big.gguf'), { architecture: 'llama', tensorDataBytes: 3 * 1024 * 1024 });
+    const reg = await start(2 * 1024 * 1024);
+    const error = await reg.loadModel('big').catch((e: unknown) => e);
+    expect(JSON.parse(JSON.stringify(error))).toEqual({
+      error: { message: 'Insufficient VRAM: required 3MB, available 2MB', type: 'resource_error', code: 'oom_vram' },
+    });
+  });
+
+  it('refuses an architecture the manifest does not list before the engine sees the model', async () => {
+    await writeGgufModel(join(modelsDir, 'nemo.gguf'), { architecture: 'nemotron' });
+    const reg = await start();
+    await expect(reg.loadModel('nemo')).rejects.toMatchObject({
+      message: "Architecture 'nemotron' not supported by plugin 'echo'",
+      code: 'architecture_mismatch',
+    });
+  });
+
+  it('refuses a truncated GGUF cleanly', async () => {
+    const path = join(modelsDir, 'cut.gguf');
+    await writeGgufModel(path, { architecture: 'llama', chatTemplate: 'x'.repeat(1000) });
+    await truncate(path, 200);
+    const reg = await start();
+    await expect(reg.loadModel('cut')).rejects.toMatchObject({ code: 'model_corrupt', status: 422 });
+    expect(reg.models()).toEqual([]);
+  });
+
+  it('closes the engines with a model still leased', async () => {
+    await writeGgufModel(join(modelsDir, 'm.gguf'), { architecture: 'llama' });
+    const reg = await start();
+    const lease = await reg.acquireModel('m');
+    await reg.close();
+    expect(() => lease.engine.vramUsed()).toThrow(expect.objectContaining({ code: 'closed' }));
+  });
+});
+
+describe("the registry over the seed's minimal plugin", () => {
+  it('loads a safetensors model through engine_load_model, one at a time', async () => {
+    // The seed's own manifest for it, on the cpu backend.
+    await installTestPlugin({ enginesDir, plugin: seedMinimal, manifest: { architectures: ['custom'], formats: ['safetensors'] } });
+    for (const name of ['custom-a', 'custom-b']) {
+      await mkdir(join(modelsDir, name));
+      await writeFile(join(modelsDir, name, 'config.json'), JSON.stringify({ model_type: 'custom' }));
+      await writeFile(join(modelsDir, name, 'model.safetensors'), 'weights');
+    }
+    const reg = await start();
+    expect(reg.engines.map((e) => [e.id, e.status])).toEqual([['echo', 'loaded'], ['my_engine', 'loaded']]);
+    // It reports no VRAM, so the registry holds its own estimate: 7 bytes of weights and the compute margin.
+    await expect(reg.loadModel('custom-a', { format: 'safetensors' })).resolves.toMatchObject({ engineId: 'my_engine', vramBytes: 7 + 128 * 1024 * 1024 });
+    await expect(reg.loadModel('custom-b')).rejects.toMatchObject({ type: 'unsupported_error', message: expect.stringContaining("unload 'custom-a' first") });
+    await reg.unloadModel('custom-a');
+    await expect(reg.loadModel('custom-b')).resolves.toMatchObject({ id: 'custom-b' });
+  });
+});

@@ -1,0 +1,413 @@
+import { resolve } from 'node:path';
+import { openEngine as openNativeEngine } from '@llm-node/abi-native';
+import type { Engine, ModelLoadParams } from '@llm-node/abi-native';
+import { createVramSampler, formatSize } from '@llm-node/gpu-detect';
+import type { GpuBackend, GpuDetection, VramSample, VramSampler } from '@llm-node/gpu-detect';
+import type { ModelFormat } from '@llm-node/manifest';
+import { discoverEngines } from './discovery.js';
+import type { DiscoveredEngine, EngineRecord, OpenEngine } from './discovery.js';
+import { NodeError, toNodeError } from './errors.js';
+import { locateModel } from './model-files.js';
+import { readModelInfo } from './model-info.js';
+import type { ModelInfo } from './model-info.js';
+import { parseModelRef } from './model-ref.js';
+import { estimateModelVram } from './vram.js';
+
+/** pino's `logger.info(fields, message)` shape, so a pino logger fits as is. */
+export interface RegistryLogger {
+  info(fields: Record<string, unknown>, message: string): void;
+  warn(fields: Record<string, unknown>, message: string): void;
+}
+
+export interface RegistryOptions {
+  enginesDir: string;
+  modelsDir: string;
+  gpu: GpuDetection;
+  /** The most device memory all models may hold together; default: the devices' total (Infinity without devices). */
+  vramLimitBytes?: number;
+  /** Opens plugin libraries; default abi-native's openEngine (tests may pass a fake). */
+  openEngine?: OpenEngine;
+  /** Reads free device memory; default gpu-detect's sampler for `gpu`. */
+  sampler?: VramSampler;
+  logger?: RegistryLogger;
+}
+
+export interface LoadModelOptions {
+  /** The format the caller expects; a model stored in another format is a 400 `format_mismatch`. */
+  format?: ModelFormat;
+  /** Tokens of context per request; default min(the model's trained length, 4096). */
+  contextLength?: number;
+  /** Requests generated at once on the model, each with its own KV cache; default 1. */
+  parallel?: number;
+}
+
+/** A loaded model as the server and the monitor see it (a snapshot). */
+export interface LoadedModel {
+  /** The model_id it was loaded under, exactly as requested (`llama-3.2-1b`, `llama-3.2-1b:Q4_K_M`). */
+  id: string;
+  engineId: string;
+  format: ModelFormat;
+  architecture: string;
+  /** The GGUF file (first shard) or safetensors folder the engine opened. */
+  path: string;
+  quantization: string | null;
+  /** Tokens of context per request, as the engine reported after loading. */
+  contextLength: number;
+  parallel: number;
+  /** Device memory the model holds: what the engine reports, or the admitted estimate when it reports 0. */
+  vramBytes: number;
+  /** Epoch milliseconds. */
+  loadedAt: number;
+  /** Epoch milliseconds: the last acquire or release. */
+  lastUsedAt: number;
+  activeRequests: number;
+  info: ModelInfo;
+}
+
+/** A model held for one generation; the monitor never unloads it until release() (idempotent). */
+export interface ModelLease {
+  model: LoadedModel;
+  engine: Engine;
+  release(): void;
+}
+
+/** Device memory as admission sees it. Devices are pooled: the limit and the free memory are totals. */
+export interface VramStatus {
+  backend: GpuBackend;
+  limitBytes: number;
+  /** Held by loaded models (the sum of their vramBytes). */
+  heldBytes: number;
+  /** Detected in use now by every process, summed over devices; null when the backend cannot tell. */
+  usedBytes: number | null;
+  /** Detected free now (free RAM on `cpu`); null when the backend cannot tell. */
+  freeBytes: number | null;
+  /** What a new model may take: min(limit − held, detected free). */
+  availableBytes: number;
+  devices: VramSample[];
+}
+
+interface ModelState {
+  id: string;
+  engine: Engine;
+  engineId: string;
+  model: Omit<LoadedModel, 'lastUsedAt' | 'activeRequests'>;
+  lastUsedAt: number;
+  activeRequests: number;
+}
+
+const DEFAULT_CONTEXT_LENGTH = 4096;
+const DEFAULT_PARALLEL = 1;
+
+/**
+ * The host's engine and model state: discovered plugins, loaded models, VRAM admission. Loads, unloads
+ * and the admission before each load run one at a time, so two loads never spend the same free memory.
+ */
+export class Registry {
+  readonly backend: GpuBackend;
+  readonly #discovered: DiscoveredEngine[];
+  readonly #modelsDir: string;
+  readonly #limitBytes: number;
+  readonly #sampler: VramSampler;
+  readonly #logger: RegistryLogger | undefined;
+  readonly #models = new Map<string, ModelState>();
+  readonly #loading = new Map<string, Promise<LoadedModel>>();
+  #queueTail: Promise<unknown> = Promise.resolve();
+  #closing: Promise<void> | null = null;
+
+  private constructor(options: RegistryOptions, discovered: DiscoveredEngine[], limitBytes: number) {
+    this.backend = options.gpu.backend;
+    this.#discovered = discovered;
+    this.#modelsDir = resolve(options.modelsDir);
+    this.#limitBytes = limitBytes;
+    this.#sampler = options.sampler ?? createVramSampler(options.gpu);
+    this.#logger = options.logger;
+  }
+
+  /** Discovers, opens and initialises the plugins for `gpu.backend`; throws only when enginesDir is unusable. */
+  static async create(options: RegistryOptions): Promise<Registry> {
+    const { devices } = options.gpu;
+    // Without a limit or a device that states its size there is nothing to cap at but detected free memory.
+    const limitBytes = options.vramLimitBytes ?? (devices.length > 0 ? devices.reduce((sum, d) => sum + d.totalBytes, 0) : Infinity);
+    const discovered = await discoverEngines({
+      enginesDir: options.enginesDir,
+      backend: options.gpu.backend,
+      openEngine: options.openEngine ?? openNativeEngine,
+      init: Number.isFinite(limitBytes) ? { vramBudgetBytes: limitBytes } : {},
+    });
+    return new Registry(options, discovered, limitBytes);
+  }
+
+  /** Every plugin folder discovery looked at, in sorted order, with its outcome. */
+  get engines(): readonly EngineRecord[] {
+    return this.#discovered.map((d) => d.record);
+  }
+
+  /** Loaded models, in load order. */
+  models(): LoadedModel[] {
+    return [...this.#models.values()].map(snapshot);
+  }
+
+  /**
+   * Resolves `modelId` in the models folder, picks the engine for its format and architecture, admits it
+   * against VRAM and loads it. Loading a loaded id returns it; concurrent loads of one id share one load.
+   */
+  async loadModel(modelId: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
+    this.#assertOpen();
+    const ref = parseModelRef(modelId);
+    checkLoadOptions(options);
+    const loaded = this.#models.get(modelId);
+    if (loaded) {
+      if (options.format !== undefined && options.format !== loaded.model.format) {
+        throw new NodeError(`Model '${modelId}' is ${loaded.model.format}, not ${options.format}`, {
+          type: 'invalid_request_error',
+          code: 'format_mismatch',
+        });
+      }
+      return snapshot(loaded);
+    }
+    const pending = this.#loading.get(modelId);
+    if (pending) return pending;
+    const loading = (async () => {
+      const candidate = await locateModel(this.#modelsDir, ref, options.format);
+      const info = await readModelInfo(candidate);
+      const target = this.#resolveEngine(info);
+      const params: ModelLoadParams = {
+        path: candidate.path,
+        format: candidate.format,
+        contextLength: options.contextLength ?? Math.min(info.trainedContextLength ?? DEFAULT_CONTEXT_LENGTH, DEFAULT_CONTEXT_LENGTH),
+        parallel: options.parallel ?? DEFAULT_PARALLEL,
+        ...(candidate.quantization === null ? {} : { quantization: candidate.quantization }),
+      };
+      return this.#serially(() => this.#admitAndLoad(modelId, target, info, params));
+    })();
+    this.#loading.set(modelId, loading);
+    try {
+      return await loading;
+    } finally {
+      this.#loading.delete(modelId);
+    }
+  }
+
+  /** Unloads a loaded model; 404 `model_not_loaded` if it is not, 409 `model_in_use` while leased. */
+  async unloadModel(modelId: string): Promise<void> {
+    this.#assertOpen();
+    parseModelRef(modelId);
+    await this.#loading.get(modelId)?.catch(() => undefined);
+    await this.#serially(async () => {
+      const state = this.#models.get(modelId);
+      if (!state) {
+        throw new NodeError(`Model '${modelId}' is not loaded`, { type: 'not_found_error', code: 'model_not_loaded' });
+      }
+      if (state.activeRequests > 0) {
+        throw new NodeError(`Model '${modelId}' is in use by ${state.activeRequests} request(s)`, {
+          type: 'invalid_request_error',
+          code: 'model_in_use',
+          status: 409,
+        });
+      }
+      await this.#unload(state);
+    });
+  }
+
+  /** Holds a model for one generation, loading it first if needed (with `options`, on first load only). */
+  async acquireModel(modelId: string, options: LoadModelOptions = {}): Promise<ModelLease> {
+    for (;;) {
+      this.#assertOpen();
+      const state = this.#models.get(modelId);
+      if (state) return lease(state);
+      // The monitor may unload it again between the load and this turn; then load once more.
+      await this.loadModel(modelId, options);
+    }
+  }
+
+  /** For the resource monitor: unloads the idle model used longest ago and returns it; null when none is idle. */
+  async unloadIdleLeastRecentlyUsed(): Promise<LoadedModel | null> {
+    if (this.#closing) return null;
+    return this.#serially(async () => {
+      const idle = [...this.#models.values()].filter((s) => s.activeRequests === 0);
+      const oldest = idle.sort((a, b) => a.lastUsedAt - b.lastUsedAt)[0];
+      if (!oldest) return null;
+      await this.#unload(oldest);
+      return snapshot(oldest);
+    });
+  }
+
+  async vramStatus(): Promise<VramStatus> {
+    const devices = await this.#sampler.sample();
+    const heldBytes = this.#heldBytes();
+    const usedBytes = sumKnown(devices.map((d) => d.usedBytes));
+    const freeBytes = sumKnown(devices.map((d) => d.freeBytes));
+    const availableBytes = Math.max(0, Math.min(this.#limitBytes - heldBytes, freeBytes ?? Infinity));
+    return { backend: this.backend, limitBytes: this.#limitBytes, heldBytes, usedBytes, freeBytes, availableBytes, devices };
+  }
+
+  /** Waits for loads in progress, unloads idle models, then shuts down and closes every engine. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.#serially(async () => {
+      for (const state of [...this.#models.values()].filter((s) => s.activeRequests === 0)) {
+        await this.#unload(state).catch((error) => this.#logger?.warn({ model: state.id, error: String(error) }, 'unload failed at close'));
+      }
+      this.#models.clear();
+      for (const { record, engine } of this.#discovered) {
+        // close() cancels what is still generating and shuts the engine down, which frees its models.
+        await engine?.close().catch((error) => this.#logger?.warn({ engine: record.id, error: String(error) }, 'engine close failed'));
+      }
+    });
+    return this.#closing;
+  }
+
+  #resolveEngine(info: ModelInfo): { engine: Engine; engineId: string } {
+    const loaded = this.#discovered.filter(
+      (d): d is { record: EngineRecord & { manifest: NonNullable<EngineRecord['manifest']> }; engine: Engine } =>
+        d.engine !== null && d.record.manifest !== null,
+    );
+    if (loaded.length === 0) {
+      throw new NodeError('No engine plugin is loaded; see the engines list for why each was skipped or rejected', {
+        type: 'unsupported_error',
+        code: 'no_engine',
+        status: 503,
+      });
+    }
+    const ofFormat = loaded.filter((d) => d.record.manifest.formats.includes(info.format));
+    if (ofFormat.length === 0) {
+      throw new NodeError(`Format '${info.format}' not supported by ${pluginNames(loaded)}`, {
+        type: 'unsupported_error',
+        code: 'format_mismatch',
+      });
+    }
+    const match = ofFormat.find((d) => d.record.manifest.architectures.includes(info.architecture));
+    if (!match) {
+      throw new NodeError(`Architecture '${info.architecture}' not supported by ${pluginNames(ofFormat)}`, {
+        type: 'unsupported_error',
+        code: 'architecture_mismatch',
+      });
+    }
+    return { engine: match.engine, engineId: match.record.id };
+  }
+
+  async #admitAndLoad(
+    modelId: string,
+    target: { engine: Engine; engineId: string },
+    info: ModelInfo,
+    params: ModelLoadParams,
+  ): Promise<LoadedModel> {
+    this.#assertOpen();
+    const already = this.#models.get(modelId);
+    if (already) return snapshot(already);
+    const { engine, engineId } = target;
+    const estimated = await engine.estimateVram(params).catch((error) => {
+      throw toNodeError(error);
+    });
+    const required = estimated ?? estimateModelVram(info, { contextLength: params.contextLength!, parallel: params.parallel! }).totalBytes;
+    const { availableBytes } = await this.vramStatus();
+    if (required > availableBytes) {
+      throw new NodeError(`Insufficient VRAM: required ${formatSize(required)}, available ${formatSize(availableBytes)}`, {
+        type: 'resource_error',
+        code: 'oom_vram',
+      });
+    }
+    const budget = Number.isFinite(availableBytes) ? { vramBudgetBytes: availableBytes } : {};
+    const loaded = await engine.loadModel(modelId, { ...params, ...budget }).catch((error) => {
+      throw toNodeError(error);
+    });
+    const now = Date.now();
+    const state: ModelState = {
+      id: modelId,
+      engine,
+      engineId,
+      model: {
+        id: modelId,
+        engineId,
+        format: params.format,
+        architecture: info.architecture,
+        path: params.path,
+        quantization: params.quantization ?? null,
+        contextLength: loaded.contextLength,
+        parallel: params.parallel!,
+        vramBytes: loaded.vramBytes > 0 ? loaded.vramBytes : required,
+        loadedAt: now,
+        info,
+      },
+      lastUsedAt: now,
+      activeRequests: 0,
+    };
+    this.#models.set(modelId, state);
+    this.#logger?.info({ model: modelId, engine: engineId, bytes: state.model.vramBytes, requiredBytes: required }, 'model loaded');
+    return snapshot(state);
+  }
+
+  async #unload(state: ModelState): Promise<void> {
+    await state.engine.unloadModel(state.id).catch((error) => {
+      throw toNodeError(error);
+    });
+    this.#models.delete(state.id);
+    this.#logger?.info({ model: state.id, engine: state.engineId, bytes: state.model.vramBytes }, 'model unloaded');
+  }
+
+  #heldBytes(): number {
+    let held = 0;
+    for (const state of this.#models.values()) held += state.model.vramBytes;
+    return held;
+  }
+
+  #serially<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.#queueTail.then(task);
+    this.#queueTail = result.catch(() => undefined);
+    return result;
+  }
+
+  #assertOpen(): void {
+    if (this.#closing) {
+      throw new NodeError('The node is shutting down', { type: 'server_error', code: 'shutting_down', status: 503 });
+    }
+  }
+}
+
+function lease(state: ModelState): ModelLease {
+  state.activeRequests += 1;
+  state.lastUsedAt = Date.now();
+  let released = false;
+  return {
+    model: snapshot(state),
+    engine: state.engine,
+    release() {
+      if (released) return;
+      released = true;
+      state.activeRequests -= 1;
+      state.lastUsedAt = Date.now();
+    },
+  };
+}
+
+function snapshot(state: ModelState): LoadedModel {
+  return { ...state.model, lastUsedAt: state.lastUsedAt, activeRequests: state.activeRequests };
+}
+
+// Null when no device reports the figure: unknown is not zero.
+function sumKnown(values: (number | null)[]): number | null {
+  const known = values.filter((v): v is number => v !== null);
+  return known.length > 0 ? known.reduce((a, b) => a + b, 0) : null;
+}
+
+function pluginNames(engines: { record: EngineRecord }[]): string {
+  const names = engines.map((d) => `'${d.record.id}'`);
+  return names.length === 1 ? `plugin ${names[0]}` : `plugins ${names.join(', ')}`;
+}
+
+function checkLoadOptions(options: LoadModelOptions): void {
+  for (const field of ['contextLength', 'parallel'] as const) {
+    const value = options[field];
+    if (value !== undefined && !(Number.isSafeInteger(value) && value > 0)) {
+      throw new NodeError(`${field} must be a positive integer, got ${JSON.stringify(value)}`, {
+        type: 'invalid_request_error',
+        code: 'invalid_parameter',
+      });
+    }
+  }
+  if (options.format !== undefined && options.format !== 'gguf' && options.format !== 'safetensors') {
+    throw new NodeError(`format must be 'gguf' or 'safetensors', got ${JSON.stringify(options.format)}`, {
+      type: 'invalid_request_error',
+      code: 'invalid_parameter',
+    });
+  }
+}
