@@ -1,0 +1,105 @@
+// One loaded model: llama.cpp's model and context, and the decode loop that serves its requests.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "errors.h"
+#include "llama.h"
+#include "sampler.h"
+
+// How the engine runs models, fixed by engine_init().
+struct Runtime {
+    std::vector<ggml_backend_dev_t> devices;  // NULL-terminated offload devices; just the NULL for cpu
+    bool on_cpu = true;                       // the `cpu` backend: the model's memory is host memory
+    int32_t n_threads = 1;
+};
+
+struct LoadSettings {
+    std::string path;
+    int32_t context_length = 0;  // per request; 0 = the model's trained length
+    int32_t n_parallel = 0;      // requests decoded together; 0 = kDefaultParallel
+};
+
+// One generation, owned by the thread waiting in Model::generate(). The decode loop reads the inputs and
+// writes the outcome; `done` (under the model's mutex) hands the outcome back.
+struct GenerationRequest {
+    std::vector<llama_token> prompt;
+    SamplingParams sampling;
+    int32_t max_tokens = 0;  // 0 = until the context is full
+    bool logprobs = false;
+    bool ignore_eos = false;
+    std::vector<std::string> stops;
+    EngineTokenCallback on_token = nullptr;
+    void * user_data = nullptr;
+
+    EngineError error;
+    int32_t finish_reason = ENGINE_FINISH_STOP;
+    int32_t completion_tokens = 0;
+    bool done = false;
+    std::condition_variable done_cv;
+};
+
+class Model {
+public:
+    static constexpr int32_t kDefaultParallel = 4;
+
+    // Loads the model and starts its decode loop. With a non-zero `budget_bytes` the estimate is checked
+    // before anything is allocated, and llama.cpp's own accounting once the model is loaded.
+    static EngineError load(const LoadSettings & settings, const Runtime & runtime, uint64_t budget_bytes,
+                            std::unique_ptr<Model> * out);
+    // The memory load() would take, from the GGUF's metadata alone (README.md, "Memory").
+    static EngineError estimate(const LoadSettings & settings, const Runtime & runtime, uint64_t * bytes);
+
+    ~Model();
+    Model(const Model &) = delete;
+    Model & operator=(const Model &) = delete;
+
+    // [any thread] The prompt's tokens; fails with ERR_CONTEXT_OVERFLOW when they do not fit a request's context.
+    EngineError tokenize(const char * text, int32_t len, bool add_special, bool parse_special,
+                         std::vector<llama_token> * tokens) const;
+    // [any thread] Queues the request for the decode loop and returns when it is done.
+    void generate(GenerationRequest * request);
+    // Fails what is queued or in flight with ERR_MODEL_NOT_LOADED and ends the decode loop.
+    void stop();
+
+    int32_t context_length() const { return n_ctx_request_; }
+    uint64_t memory_bytes() const { return memory_bytes_; }
+
+private:
+    struct Slot;
+
+    Model(llama_model * model, llama_context * ctx, int32_t n_ctx_request, int32_t n_parallel,
+          uint64_t memory_bytes);
+
+    void run();
+    bool step();
+    void assign(Slot & slot, GenerationRequest * request);
+    void take_token(Slot & slot, const float * logits_row);
+    void finish(Slot & slot, int32_t reason);
+    void fail(Slot & slot, EngineError error);
+
+    llama_model * model_;
+    llama_context * ctx_;
+    ggml_threadpool * threadpool_ = nullptr;
+    const llama_vocab * vocab_;
+    int32_t n_vocab_;
+    int32_t n_ctx_request_;
+    uint64_t memory_bytes_;
+    llama_batch batch_;
+    int32_t batch_capacity_;
+    std::vector<std::unique_ptr<Slot>> slots_;
+    uint64_t clock_ = 0;  // orders slots by last use
+
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::deque<GenerationRequest *> queue_;
+    bool stopping_ = false;
+    std::thread loop_;
+};
