@@ -34,7 +34,7 @@ try {
   const stub = (path) => ({ path, capabilities: [], init: async () => {}, close: async () => {} });
   const withoutInit = (path, options) => Object.assign(openEngine(path, options), { init: async () => {} });
   const phases = [
-    ['scan + manifests (no binary opened)', stub],
+    ['scan + manifests + binary checks (no binary opened)', stub],
     ['+ open binaries (dlopen, ABI and id checks)', withoutInit],
     ['+ engine_init (Registry.create as the node runs it)', openEngine],
   ];
@@ -42,7 +42,7 @@ try {
   console.log(`${plugins} plugin folders, ${rounds} rounds each, node ${process.version}, ${process.platform}-${process.arch}`);
   for (const [name, open] of phases) {
     const times = [];
-    let closeTimes = [];
+    const closeTimes = [];
     for (let round = 0; round < rounds; round++) {
       const start = performance.now();
       const registry = await Registry.create({ enginesDir, modelsDir: work, gpu, sampler, openEngine: open });
@@ -55,7 +55,7 @@ try {
     }
     const median = (list) => [...list].sort((a, b) => a - b)[Math.floor(list.length / 2)];
     const ms = median(times);
-    console.log(`${name.padEnd(52)} median ${ms.toFixed(1).padStart(7)} ms  (${((ms * 1000) / plugins).toFixed(0)} µs/plugin; close ${median(closeTimes).toFixed(1)} ms)`);
+    console.log(`${name.padEnd(54)} median ${ms.toFixed(1).padStart(7)} ms  (${((ms * 1000) / plugins).toFixed(0)} µs/plugin; close ${median(closeTimes).toFixed(1)} ms)`);
   }
 } finally {
   await rm(work, { recursive: true, force: true });

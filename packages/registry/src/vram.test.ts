@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { ModelInfo } from './model-info.js';
 import { COMPUTE_MARGIN_BYTES, estimateModelVram } from './vram.js';
 
-// Llama 3.2 1B's shape (Q4_K_M: 807,690,240 bytes of tensor data).
+// Llama 3.2 1B's shape, with about 770 MiB of Q4_K_M tensor data.
 const llama32_1b: ModelInfo = {
   format: 'gguf',
   architecture: 'llama',
@@ -26,7 +26,7 @@ const llama32_1b: ModelInfo = {
 describe('estimateModelVram', () => {
   it('adds weights, an f16 KV cache for every sequence, and the logits buffer plus a margin', () => {
     const estimate = estimateModelVram(llama32_1b, { contextLength: 4096, parallel: 1 });
-    // 16 layers x 4096 tokens x 8 kv heads x (64 + 64) x 2 bytes = 128 MiB, as llama.cpp reports for n_ctx 4096.
+    // 16 layers x 4096 tokens x 8 kv heads x (64 + 64) x 2 bytes = 128 MiB.
     expect(estimate.kvCacheBytes).toBe(134_217_728);
     expect(estimate.computeBytes).toBe(128256 * 512 * 4 + COMPUTE_MARGIN_BYTES);
     expect(estimate.weightsBytes).toBe(807_690_240);
