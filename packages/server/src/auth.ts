@@ -1,0 +1,22 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { RequestHandler } from 'express';
+import { apiError } from './errors.js';
+
+const digest = (text: string) => createHash('sha256').update(text).digest();
+
+/**
+ * Requires `Authorization: Bearer <apiKey>`. Both sides are hashed first so that the constant-time
+ * comparison sees equal lengths and the key's length does not leak either.
+ */
+export function requireApiKey(apiKey: string): RequestHandler {
+  const expected = digest(apiKey);
+  return (req, _res, next) => {
+    const header = req.headers.authorization ?? '';
+    const given = header.startsWith('Bearer ') ? header.slice('Bearer '.length) : '';
+    if (given !== '' && timingSafeEqual(digest(given), expected)) {
+      next();
+      return;
+    }
+    next(apiError('invalid_api_key', header === '' ? 'Missing API key: send Authorization: Bearer <key>' : 'Invalid API key'));
+  };
+}

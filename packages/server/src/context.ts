@@ -1,0 +1,14 @@
+import type { Logger } from 'pino';
+import type { Registry } from '@llm-node/registry';
+import type { ChatTemplates } from './chat-template.js';
+import type { Lifecycle } from './lifecycle.js';
+import type { Metrics } from './metrics.js';
+
+/** What the routes of one server share. */
+export interface ServerContext {
+  registry: Registry;
+  logger: Logger;
+  lifecycle: Lifecycle;
+  metrics: Metrics;
+  chatTemplates: ChatTemplates;
+}

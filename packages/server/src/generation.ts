@@ -1,0 +1,184 @@
+import { once } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import type { Response } from 'express';
+import type { GenerateRequest, GenerateResult, Generation, TokenChunk } from '@llm-node/abi-native';
+import type { ModelInfo } from '@llm-node/registry';
+import type { ApiFinishReason, CompletionFormat, TokenLogprobs, Usage } from './completion-format.js';
+import type { ServerContext } from './context.js';
+import { toApiError } from './errors.js';
+
+export interface CompletionJob {
+  modelId: string;
+  stream: boolean;
+  includeUsage: boolean;
+  options: Omit<GenerateRequest, 'prompt' | 'modelId'>;
+  /** The prompt for the model that serves the request (a chat is rendered with the model's own template). */
+  prompt(model: ModelInfo): string;
+  format: CompletionFormat;
+}
+
+/** When the engine was asked, and when its first token came back (performance.now() ms). */
+interface Timing {
+  startedAt: number;
+  firstTokenAt: number | null;
+}
+
+const SSE_HEADERS = {
+  'Content-Type': 'text/event-stream; charset=utf-8',
+  'Cache-Control': 'no-cache',
+  // Tells reverse proxies (nginx) not to buffer the stream either.
+  'X-Accel-Buffering': 'no',
+};
+
+const ignore = () => {};
+
+/**
+ * Serves one chat or raw completion: leases the model (loading it on first use), runs the generation
+ * under a signal that aborts when the client leaves or the server shuts down, and answers as one JSON
+ * body or as SSE, one event per token. Failures before the first token are plain HTTP errors; later
+ * ones end the stream with an error event.
+ */
+export async function serveCompletion(context: ServerContext, res: Response, job: CompletionJob): Promise<void> {
+  const lease = await context.registry.acquireModel(job.modelId);
+  try {
+    const prompt = job.prompt(lease.model.info);
+    const signal = context.lifecycle.generationSignal(res);
+    const timing: Timing = { startedAt: performance.now(), firstTokenAt: null };
+    const generation = lease.engine.generate({ ...job.options, prompt, modelId: lease.model.id }, { signal });
+    // Every path below settles the result; this only keeps an early failure from counting as unhandled.
+    generation.result.catch(ignore);
+    context.metrics.activeGenerations.inc();
+    try {
+      if (job.stream) await streamCompletion(context, res, job, generation, signal, timing);
+      else await answerCompletion(context, res, job, generation, signal, timing);
+    } finally {
+      context.metrics.activeGenerations.dec();
+      // The model stays leased until the engine has really finished with it.
+      await generation.result.catch(ignore);
+    }
+  } finally {
+    lease.release();
+  }
+}
+
+async function streamCompletion(
+  context: ServerContext,
+  res: Response,
+  job: CompletionJob,
+  generation: Generation,
+  signal: AbortSignal,
+  timing: Timing,
+): Promise<void> {
+  const { format } = job;
+  // Waiting for the first token before the headers lets a prompt the engine refuses (context overflow)
+  // still be answered with its HTTP status.
+  const first = await generation.next();
+  res.writeHead(200, SSE_HEADERS);
+  if (first.done) res.write(format.opening);
+  else {
+    timing.firstTokenAt = performance.now();
+    res.write(format.opening + tokenEvents(first.value, format));
+  }
+  try {
+    for await (const chunk of generation) {
+      if (signal.aborted) break;
+      const events = tokenEvents(chunk, format);
+      if (events !== '' && !res.write(events)) await once(res, 'drain', { signal });
+    }
+    const result = await generation.result;
+    recordFigures(context, res, job, result, timing);
+    if (signal.aborted) endAborted(context, res, signal);
+    else res.end(format.closing(apiFinishReason(result), job.includeUsage ? usageOf(result) : null));
+  } catch (error) {
+    if (signal.aborted) endAborted(context, res, signal);
+    else {
+      context.logger.error({ err: error, model: job.modelId }, 'generation failed mid-stream');
+      res.end(`data: ${JSON.stringify(toApiError(error).toJSON())}\n\n`);
+    }
+  }
+}
+
+/** A stream cut short: the client is gone (nothing to write), or the server is shutting down (say so). */
+function endAborted(context: ServerContext, res: Response, signal: AbortSignal): void {
+  const error = context.lifecycle.abortError(signal);
+  if (error) res.end(`data: ${JSON.stringify(error.toJSON())}\n\n`);
+}
+
+async function answerCompletion(
+  context: ServerContext,
+  res: Response,
+  job: CompletionJob,
+  generation: Generation,
+  signal: AbortSignal,
+  timing: Timing,
+): Promise<void> {
+  let text = '';
+  const logprobs: TokenLogprobs | null = job.options.logprobs ? { tokens: [], textOffsets: [] } : null;
+  for await (const chunk of generation) {
+    timing.firstTokenAt ??= performance.now();
+    if (logprobs && chunk.tokens) {
+      for (let i = 0; i < chunk.tokenCount; i++) logprobs.textOffsets.push(text.length + (i === 0 ? 0 : chunk.pieceEnds[i - 1]!));
+      logprobs.tokens.push(...chunk.tokens);
+    }
+    text += chunk.text;
+  }
+  const result = await generation.result;
+  recordFigures(context, res, job, result, timing);
+  if (signal.aborted) {
+    const error = context.lifecycle.abortError(signal);
+    if (error) throw error;
+    return;
+  }
+  res.json(job.format.whole(text, apiFinishReason(result), usageOf(result), logprobs));
+}
+
+/**
+ * One SSE event per token. A token that completes no character (the first bytes of a split character)
+ * has no text of its own and gets no event, unless its logprob was asked for.
+ */
+function tokenEvents(chunk: TokenChunk, format: CompletionFormat): string {
+  const { text, pieceEnds, tokens } = chunk;
+  let events = '';
+  let start = 0;
+  for (let i = 0; i < chunk.tokenCount; i++) {
+    const end = pieceEnds[i]!;
+    if (tokens) events += format.tokenEventWithLogprob(text.slice(start, end), tokens[i]!);
+    else if (end > start) events += format.tokenEvent(text.slice(start, end));
+    start = end;
+  }
+  return events;
+}
+
+function apiFinishReason(result: GenerateResult): ApiFinishReason {
+  return result.finishReason === 'length' ? 'length' : 'stop';
+}
+
+function usageOf(result: GenerateResult): Usage {
+  return {
+    prompt_tokens: result.promptTokens,
+    completion_tokens: result.completionTokens,
+    total_tokens: result.promptTokens + result.completionTokens,
+  };
+}
+
+/** Metrics, and the generation's part of the request's log line (recorded before the response ends). */
+function recordFigures(context: ServerContext, res: Response, job: CompletionJob, result: GenerateResult, timing: Timing): void {
+  const endedAt = performance.now();
+  const { firstTokenAt } = timing;
+  const decodeSeconds = firstTokenAt === null ? 0 : (endedAt - firstTokenAt) / 1000;
+  const timeToFirstTokenSeconds = firstTokenAt === null ? null : (firstTokenAt - timing.startedAt) / 1000;
+  context.metrics.recordGeneration({
+    model: job.modelId,
+    promptTokens: result.promptTokens,
+    completionTokens: result.completionTokens,
+    timeToFirstTokenSeconds,
+    tokensPerSecond: result.completionTokens > 1 && decodeSeconds > 0 ? (result.completionTokens - 1) / decodeSeconds : null,
+  });
+  res.locals.generation = {
+    model: job.modelId,
+    promptTokens: result.promptTokens,
+    completionTokens: result.completionTokens,
+    finishReason: result.finishReason,
+    ttftMs: timeToFirstTokenSeconds === null ? null : Math.round(timeToFirstTokenSeconds * 1000),
+  };
+}

@@ -1,0 +1,125 @@
+import { Counter, Gauge, Histogram, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
+import type { Registry, VramStatus } from '@llm-node/registry';
+
+export interface GenerationFigures {
+  model: string;
+  promptTokens: number;
+  completionTokens: number;
+  /** Null when no token came. */
+  timeToFirstTokenSeconds: number | null;
+  /** Decode rate after the first token; null with fewer than two tokens. */
+  tokensPerSecond: number | null;
+}
+
+/**
+ * The Prometheus metrics of one server, in their own prom-client registry (two servers in one process do
+ * not collide). Request and generation figures are counted as they happen, once per request; VRAM,
+ * engines and models are read from the registry when scraped.
+ */
+export class Metrics {
+  readonly registry = new MetricsRegistry();
+  readonly #requests: Counter<'method' | 'route' | 'status'>;
+  readonly #promptTokens: Counter<'model'>;
+  readonly #generatedTokens: Counter<'model'>;
+  readonly #timeToFirstToken: Histogram<'model'>;
+  readonly #tokensPerSecond: Histogram<'model'>;
+  readonly activeGenerations: Gauge;
+
+  constructor(nodeRegistry: Registry) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'llm_node_' });
+    this.#requests = new Counter({
+      name: 'llm_node_http_requests_total',
+      help: 'HTTP requests answered, by route and status',
+      labelNames: ['method', 'route', 'status'],
+      registers,
+    });
+    this.#promptTokens = new Counter({ name: 'llm_node_prompt_tokens_total', help: 'Prompt tokens processed', labelNames: ['model'], registers });
+    this.#generatedTokens = new Counter({ name: 'llm_node_generated_tokens_total', help: 'Tokens generated', labelNames: ['model'], registers });
+    this.#timeToFirstToken = new Histogram({
+      name: 'llm_node_time_to_first_token_seconds',
+      help: 'From the request reaching the engine to its first token',
+      labelNames: ['model'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.#tokensPerSecond = new Histogram({
+      name: 'llm_node_decode_tokens_per_second',
+      help: 'Decode rate of each generation after its first token',
+      labelNames: ['model'],
+      buckets: [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000],
+      registers,
+    });
+    this.activeGenerations = new Gauge({ name: 'llm_node_active_generations', help: 'Generations in progress', registers });
+    registerNodeGauges(registers, nodeRegistry);
+  }
+
+  countRequest(method: string, route: string, status: number): void {
+    this.#requests.inc({ method, route, status });
+  }
+
+  recordGeneration(figures: GenerationFigures): void {
+    const labels = { model: figures.model };
+    this.#promptTokens.inc(labels, figures.promptTokens);
+    this.#generatedTokens.inc(labels, figures.completionTokens);
+    if (figures.timeToFirstTokenSeconds !== null) this.#timeToFirstToken.observe(labels, figures.timeToFirstTokenSeconds);
+    if (figures.tokensPerSecond !== null) this.#tokensPerSecond.observe(labels, figures.tokensPerSecond);
+  }
+}
+
+/** Gauges read from the node's registry at scrape time. */
+function registerNodeGauges(registers: MetricsRegistry[], nodeRegistry: Registry): void {
+  // A scrape collects every gauge at once; the three VRAM gauges share one reading.
+  let reading: Promise<VramStatus> | null = null;
+  const readVram = () => (reading ??= nodeRegistry.vramStatus().finally(() => (reading = null)));
+  new Gauge({
+    name: 'llm_node_vram_used_bytes',
+    help: 'Device memory in use, per device',
+    labelNames: ['device'],
+    registers,
+    async collect() {
+      const { devices } = await readVram();
+      this.reset();
+      for (const device of devices) if (device.usedBytes !== null) this.set({ device: String(device.index) }, device.usedBytes);
+    },
+  });
+  new Gauge({
+    name: 'llm_node_vram_total_bytes',
+    help: 'Device memory, per device',
+    labelNames: ['device'],
+    registers,
+    async collect() {
+      const { devices } = await readVram();
+      this.reset();
+      for (const device of devices) this.set({ device: String(device.index) }, device.totalBytes);
+    },
+  });
+  new Gauge({
+    name: 'llm_node_vram_limit_bytes',
+    help: 'The VRAM limit models are admitted against',
+    registers,
+    async collect() {
+      this.set((await readVram()).limitBytes);
+    },
+  });
+  new Gauge({
+    name: 'llm_node_engines',
+    help: 'Engine plugins found, by id, backend and status (loaded, skipped, rejected)',
+    labelNames: ['engine', 'status'],
+    registers,
+    collect() {
+      this.reset();
+      for (const engine of nodeRegistry.engines) this.set({ engine: engine.id, status: engine.status }, 1);
+    },
+  });
+  new Gauge({
+    name: 'llm_node_model_vram_bytes',
+    help: 'Loaded models and the device memory each holds',
+    labelNames: ['model', 'engine'],
+    registers,
+    collect() {
+      this.reset();
+      for (const model of nodeRegistry.models()) this.set({ model: model.id, engine: model.engineId }, model.vramBytes);
+    },
+  });
+}

@@ -1,0 +1,67 @@
+import { Router } from 'express';
+import type { EngineRecord, LoadedModel } from '@llm-node/registry';
+import type { ServerContext } from './context.js';
+import { loadModelBody, parseBody, unloadModelBody } from './schemas.js';
+
+/** The seed's node API: engines and models. */
+export function nodeRoutes(context: ServerContext): Router {
+  const { registry } = context;
+  const router = Router();
+
+  router.get('/api/engines', (_req, res) => {
+    res.json({ engines: registry.engines.map(engineJson) });
+  });
+
+  router.get('/api/models', (_req, res) => {
+    res.json({ models: registry.models().map(modelJson) });
+  });
+
+  router.post('/api/models/load', async (req, res) => {
+    const body = parseBody(loadModelBody, req.body);
+    const model = await registry.loadModel(body.model_id, {
+      format: body.format,
+      contextLength: body.context_length,
+      parallel: body.parallel,
+    });
+    res.json({ status: 'loaded', model: modelJson(model) });
+  });
+
+  router.post('/api/models/unload', async (req, res) => {
+    const body = parseBody(unloadModelBody, req.body);
+    await registry.unloadModel(body.model_id);
+    res.json({ status: 'unloaded', model_id: body.model_id });
+  });
+
+  return router;
+}
+
+/** The seed's fields first; skipped and rejected plugins carry their error envelope's inner object. */
+function engineJson(engine: EngineRecord): object {
+  return {
+    id: engine.id,
+    version: engine.manifest?.version ?? null,
+    gpu_backend: engine.manifest?.gpu_backend ?? null,
+    architectures: engine.manifest?.architectures ?? [],
+    status: engine.status,
+    formats: engine.manifest?.formats ?? [],
+    capabilities: engine.capabilities,
+    path: engine.path,
+    ...(engine.error ? { error: engine.error.toJSON().error } : {}),
+    ...(engine.warnings.length > 0 ? { warnings: engine.warnings } : {}),
+  };
+}
+
+function modelJson(model: LoadedModel): object {
+  return {
+    id: model.id,
+    engine: model.engineId,
+    format: model.format,
+    quantization: model.quantization,
+    architecture: model.architecture,
+    context_length: model.contextLength,
+    parallel: model.parallel,
+    vram_bytes: model.vramBytes,
+    last_used_at: new Date(model.lastUsedAt).toISOString(),
+    active_requests: model.activeRequests,
+  };
+}

@@ -1,0 +1,60 @@
+import { Router } from 'express';
+import { chatFormat, textFormat } from './completion-format.js';
+import type { ServerContext } from './context.js';
+import { serveCompletion } from './generation.js';
+import { chatCompletionBody, completionBody, generationOptions, parseBody } from './schemas.js';
+
+/** The OpenAI-compatible surface, and llama.cpp's /apply-template. */
+export function openAiRoutes(context: ServerContext): Router {
+  const router = Router();
+
+  router.get('/v1/models', (_req, res) => {
+    res.json({
+      object: 'list',
+      data: context.registry.models().map((model) => ({
+        id: model.id,
+        object: 'model',
+        created: Math.floor(model.loadedAt / 1000),
+        owned_by: model.engineId,
+      })),
+    });
+  });
+
+  router.post('/v1/chat/completions', async (req, res) => {
+    const body = parseBody(chatCompletionBody, req.body);
+    await serveCompletion(context, res, {
+      modelId: body.model,
+      stream: body.stream === true,
+      includeUsage: body.stream_options?.include_usage === true,
+      options: generationOptions(body),
+      prompt: (model) => context.chatTemplates(model, body),
+      format: chatFormat(body.model),
+    });
+  });
+
+  router.post('/v1/completions', async (req, res) => {
+    const body = parseBody(completionBody, req.body);
+    const prompt = typeof body.prompt === 'string' ? body.prompt : body.prompt.join('');
+    await serveCompletion(context, res, {
+      modelId: body.model,
+      stream: body.stream === true,
+      includeUsage: body.stream_options?.include_usage === true,
+      options: generationOptions(body),
+      prompt: () => prompt,
+      format: textFormat(body.model),
+    });
+  });
+
+  // As llama.cpp's server: the chat body in, the prompt the model would be given out.
+  router.post('/apply-template', async (req, res) => {
+    const body = parseBody(chatCompletionBody, req.body);
+    const lease = await context.registry.acquireModel(body.model);
+    try {
+      res.json({ prompt: context.chatTemplates(lease.model.info, body) });
+    } finally {
+      lease.release();
+    }
+  });
+
+  return router;
+}

@@ -1,0 +1,126 @@
+import { createServer as createHttpServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import express, { type Express, type RequestHandler } from 'express';
+import type { Logger } from 'pino';
+import type { Registry } from '@llm-node/registry';
+import { requireApiKey } from './auth.js';
+import { createChatTemplates } from './chat-template.js';
+import type { ServerContext } from './context.js';
+import { errorHandler, notFound } from './errors.js';
+import { Lifecycle } from './lifecycle.js';
+import { Metrics } from './metrics.js';
+import { startResourceMonitor } from './monitor.js';
+import { nodeRoutes } from './node-routes.js';
+import { openAiRoutes } from './openai-routes.js';
+
+export interface ServerOptions {
+  registry: Registry;
+  logger: Logger;
+  /** When set, /v1/*, /api/* and /apply-template need `Authorization: Bearer <apiKey>`. */
+  apiKey?: string;
+  /** How often the resource monitor samples VRAM; default 1000. */
+  monitorIntervalMs?: number;
+  /** Largest request body accepted, in bytes or as body-parser reads it ('4mb'); default '4mb'. */
+  bodyLimit?: number | string;
+}
+
+export interface LlmNodeServer {
+  /** The Express app, for embedding; `listen` serves it and starts the resource monitor. */
+  readonly app: Express;
+  listen(port: number, host?: string): Promise<AddressInfo>;
+  /**
+   * Stops accepting connections, ends open streams with a `shutting_down` error event, refuses requests
+   * still arriving with 503, waits for the requests in flight, and stops the monitor. The registry stays
+   * open: its owner closes it afterwards.
+   */
+  close(): Promise<void>;
+}
+
+export function createServer(options: ServerOptions): LlmNodeServer {
+  const { registry, logger } = options;
+  const context: ServerContext = {
+    registry,
+    logger,
+    lifecycle: new Lifecycle(),
+    metrics: new Metrics(registry),
+    chatTemplates: createChatTemplates(),
+  };
+  const app = createApp(context, options);
+  let httpServer: Server | null = null;
+  let stopMonitor = () => {};
+
+  return {
+    app,
+    async listen(port, host = '127.0.0.1') {
+      const server = createHttpServer({ noDelay: true }, app);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      httpServer = server;
+      stopMonitor = startResourceMonitor(registry, options.monitorIntervalMs ?? 1000, logger);
+      return server.address() as AddressInfo;
+    },
+    async close() {
+      stopMonitor();
+      const server = httpServer;
+      const closed = server
+        ? new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())))
+        : Promise.resolve();
+      await context.lifecycle.shutdown();
+      // Nothing is in flight any more: what is left are idle keep-alive connections.
+      server?.closeAllConnections();
+      await closed;
+    },
+  };
+}
+
+function createApp(context: ServerContext, options: ServerOptions): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+  app.use(observeRequests(context));
+  // Probes first: no body parsing, no key, answered during shutdown too.
+  app.get('/health', (_req, res) => {
+    if (context.lifecycle.shuttingDown) res.status(503).json({ status: 'shutting_down' });
+    else res.json({ status: 'ok' });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(context.metrics.registry.contentType).send(await context.metrics.registry.metrics());
+  });
+  app.use(context.lifecycle.track);
+  if (options.apiKey !== undefined) app.use(['/v1', '/api', '/apply-template'], requireApiKey(options.apiKey));
+  app.use(express.json({ limit: options.bodyLimit ?? '4mb' }));
+  app.use(nodeRoutes(context));
+  app.use(openAiRoutes(context));
+  app.use(notFound);
+  app.use(errorHandler(context.logger));
+  return app;
+}
+
+/** One log line and one metrics count per request, when its response closes. */
+function observeRequests({ logger, metrics }: ServerContext): RequestHandler {
+  return (req, res, next) => {
+    const startedAt = performance.now();
+    res.once('close', () => {
+      const route = req.route ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
+      metrics.countRequest(req.method, route, res.statusCode);
+      const summary = {
+        method: req.method,
+        url: req.originalUrl,
+        status: res.statusCode,
+        ms: Math.round(performance.now() - startedAt),
+        ...(res.writableFinished ? {} : { clientClosed: true }),
+        ...res.locals.generation,
+      };
+      // Probes come every few seconds: kept out of the default log level.
+      if (route === '/health' || route === '/metrics') logger.debug(summary, 'request');
+      else logger.info(summary, 'request');
+    });
+    next();
+  };
+}
