@@ -130,8 +130,16 @@ function checkShape(s: ModelShape): void {
   }
 }
 
-/** The tokenizer.* entries of llama.cpp's Llama 3 vocabulary file, with their GGUF types. */
-async function readVocabulary(): Promise<Record<string, GGUFTypedMetadata[string]>> {
+let vocabulary: Promise<Record<string, GGUFTypedMetadata[string]>> | undefined;
+
+/** The tokenizer.* entries of llama.cpp's Llama 3 vocabulary file, with their GGUF types; read once. */
+function readVocabulary(): Promise<Record<string, GGUFTypedMetadata[string]>> {
+  vocabulary ??= parseVocabulary();
+  vocabulary.catch(() => (vocabulary = undefined)); // a failed read is tried again next time
+  return vocabulary;
+}
+
+async function parseVocabulary(): Promise<Record<string, GGUFTypedMetadata[string]>> {
   let parsed;
   try {
     parsed = await gguf(fileURLToPath(VOCABULARY), { allowLocalFile: true, typedMetadata: true });

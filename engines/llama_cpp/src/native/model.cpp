@@ -383,9 +383,9 @@ EngineError Model::tokenize(const char * text, int32_t len, bool add_special, bo
     if (n == 0) {
         return engine_error(ERR_INVALID_ARGUMENT, "the prompt is empty");
     }
-    if (n > n_ctx_request_) {
+    if (n >= n_ctx_request_) {
         return engine_error(ERR_CONTEXT_OVERFLOW, "the prompt is " + std::to_string(n) +
-                                                      " tokens but the context holds " +
+                                                      " tokens, which leaves no room in the context of " +
                                                       std::to_string(n_ctx_request_));
     }
     return {};
@@ -582,7 +582,8 @@ void Model::take_token(Slot & slot, const float * logits_row) {
         outcome = slot.emitter->push(token, logprob, text, static_cast<size_t>(std::max(length, 0)));
         if (outcome == TokenEmitter::Outcome::Continue) {
             const bool at_max_tokens = request.max_tokens > 0 && request.completion_tokens >= request.max_tokens;
-            const bool context_full = slot.cached.size() >= static_cast<size_t>(n_ctx_request_);
+            // The prompt and the generated tokens (this one not yet decoded) fill the request's context.
+            const bool context_full = slot.cached.size() + 1 >= static_cast<size_t>(n_ctx_request_);
             if (!at_max_tokens && !context_full) {
                 slot.next = token;
                 return;

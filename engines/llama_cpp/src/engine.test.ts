@@ -1,0 +1,224 @@
+import { existsSync } from 'node:fs';
+import { copyFile, mkdtemp, readFile, rm, truncate } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { EngineError, openEngine } from '@llm-node/abi-native';
+import type { Engine, GenerateRequest, GenerateResult, TokenDetail } from '@llm-node/abi-native';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { makeModel } from './make-model.js';
+
+// The plugin this package's build put in engines/llama_cpp/<gpu_backend>/ (cpu on this machine).
+const pluginDir = ['cpu', 'cuda', 'metal']
+  .map((backend) => fileURLToPath(new URL(`../${backend}/`, import.meta.url)))
+  .find((dir) => existsSync(join(dir, 'manifest.json')));
+if (pluginDir === undefined) {
+  throw new Error('engines/llama_cpp has no built plugin: run pnpm --filter @llm-node/engine-llama-cpp build');
+}
+
+const CHAT_PROMPT =
+  '<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHello!<|eot_id|>' +
+  '<|start_header_id|>assistant<|end_header_id|>\n\n';
+
+let engine: Engine;
+let workDir: string;
+let modelPath: string;
+
+beforeAll(async () => {
+  workDir = await mkdtemp(join(tmpdir(), 'llama-cpp-engine-'));
+  modelPath = join(workDir, 'model.gguf');
+  await makeModel(modelPath);
+  const manifest = JSON.parse(await readFile(join(pluginDir, 'manifest.json'), 'utf8')) as {
+    id: string;
+    gpu_backend: string;
+    binary: string;
+  };
+  engine = openEngine(join(pluginDir, manifest.binary), { expectedId: manifest.id });
+  await engine.init({ gpuBackend: manifest.gpu_backend, pluginDir });
+  await engine.loadModel('tiny', { path: modelPath, format: 'gguf', contextLength: 512, parallel: 4 });
+}, 120_000);
+
+afterAll(async () => {
+  await engine?.close();
+  if (workDir) await rm(workDir, { recursive: true, force: true });
+});
+
+interface Outcome {
+  text: string;
+  tokens: TokenDetail[];
+  result: GenerateResult;
+}
+
+async function generate(request: Partial<GenerateRequest>, options: { signal?: AbortSignal } = {}): Promise<Outcome> {
+  const generation = engine.generate(
+    { modelId: 'tiny', prompt: CHAT_PROMPT, parseSpecial: true, maxTokens: 24, temperature: 0, ...request },
+    options,
+  );
+  let text = '';
+  const tokens: TokenDetail[] = [];
+  for await (const chunk of generation) {
+    text += chunk.text;
+    tokens.push(...(chunk.tokens ?? []));
+  }
+  return { text, tokens, result: await generation.result };
+}
+
+describe('the llama_cpp plugin', () => {
+  it('reports itself as thread-safe with every optional entry point', () => {
+    expect(engine.info).toMatchObject({ id: 'llama_cpp', abiVersion: 1, threadSafe: true });
+    expect([...engine.capabilities].sort()).toEqual(
+      ['generate_stream', 'last_error', 'model_estimate_vram', 'model_load', 'thread_safe', 'vram_used'].sort(),
+    );
+  });
+
+  it('streams a completion of the requested length', async () => {
+    const { text, result } = await generate({ maxTokens: 16 });
+    expect(text.length).toBeGreaterThan(0);
+    expect(result).toEqual({ finishReason: 'length', promptTokens: 12, completionTokens: 16 });
+  });
+
+  it('gives the same tokens twice at temperature 0', async () => {
+    const first = await generate({ logprobs: true });
+    const second = await generate({ logprobs: true });
+    expect(second.tokens.map((t) => t.id)).toEqual(first.tokens.map((t) => t.id));
+    expect(second.text).toBe(first.text);
+  });
+
+  it('repeats a sampled completion for the same seed and not for another', async () => {
+    const request = { temperature: 1, seed: 1234, logprobs: true };
+    const first = await generate(request);
+    const again = await generate(request);
+    const other = await generate({ ...request, seed: 4321 });
+    expect(again.tokens.map((t) => t.id)).toEqual(first.tokens.map((t) => t.id));
+    expect(other.tokens.map((t) => t.id)).not.toEqual(first.tokens.map((t) => t.id));
+  });
+
+  it('reports each token with a log-probability when asked', async () => {
+    const { tokens, result } = await generate({ temperature: 0.7, topK: 40, topP: 0.9, seed: 7, logprobs: true });
+    expect(tokens).toHaveLength(result.completionTokens);
+    for (const token of tokens) {
+      expect(token.logprob).toBeLessThanOrEqual(0);
+      expect(Number.isFinite(token.logprob)).toBe(true);
+    }
+  });
+
+  it('never repeats a token under a large presence penalty', async () => {
+    const { tokens } = await generate({ maxTokens: 40, presencePenalty: 100, logprobs: true });
+    const ids = tokens.map((t) => t.id);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it('ends at a stop string without emitting it or what follows', async () => {
+    const { text: full } = await generate({ maxTokens: 40 });
+    const stop = full.slice(20, 24);
+    const { text, result } = await generate({ maxTokens: 40, stop: [stop] });
+    expect(result.finishReason).toBe('stop');
+    expect(text).toBe(full.slice(0, full.indexOf(stop)));
+  });
+
+  it('stops promptly when the consumer cancels', async () => {
+    const controller = new AbortController();
+    const generation = engine.generate(
+      { modelId: 'tiny', prompt: CHAT_PROMPT, parseSpecial: true, maxTokens: 0, ignoreEos: true },
+      { signal: controller.signal },
+    );
+    for await (const chunk of generation) {
+      if (chunk.tokenCount > 0) controller.abort();
+    }
+    const result = await generation.result;
+    expect(result.finishReason).toBe('cancelled');
+    expect(result.completionTokens).toBeLessThan(512 - 12);
+  });
+
+  it('gives each of several concurrent requests the greedy output it gets alone', async () => {
+    const prompts = ['Hello!', 'What is a llama?', 'Count to ten.', 'Write a haiku.', 'Why is the sky blue?', 'Hi'];
+    const request = (question: string) => ({
+      prompt: CHAT_PROMPT.replace('Hello!', question),
+      maxTokens: 20,
+      logprobs: true,
+    });
+    const alone = [];
+    for (const question of prompts) alone.push(await generate(request(question)));
+    const together = await Promise.all(prompts.map((question) => generate(request(question))));
+    expect(together.map((o) => o.tokens.map((t) => t.id))).toEqual(alone.map((o) => o.tokens.map((t) => t.id)));
+    expect(together.map((o) => o.text)).toEqual(alone.map((o) => o.text));
+  });
+
+  it('generates until the context is full when max tokens is 0', async () => {
+    const { result } = await generate({ maxTokens: 0, ignoreEos: true });
+    expect(result.finishReason).toBe('length');
+    expect(result.promptTokens + result.completionTokens).toBe(512);
+  });
+
+  it('refuses a prompt longer than the context', async () => {
+    const generation = engine.generate({ modelId: 'tiny', prompt: 'llama '.repeat(600) });
+    await expect(generation.result).rejects.toMatchObject({ code: 'context_overflow' });
+  });
+});
+
+describe('loading and unloading', () => {
+  it('estimates at least the memory a load takes, and not far more', async () => {
+    const params = { path: modelPath, format: 'gguf' as const, contextLength: 4096, parallel: 2 };
+    const estimate = await engine.estimateVram(params);
+    const loaded = await engine.loadModel('sized', params);
+    await engine.unloadModel('sized');
+    expect(estimate).toBeGreaterThanOrEqual(loaded.vramBytes);
+    expect(estimate).toBeLessThan(loaded.vramBytes * 1.2);
+  });
+
+  it('holds several models at once and frees the memory of one unloaded', async () => {
+    const before = engine.vramUsed()!;
+    const second = await engine.loadModel('second', { path: modelPath, format: 'gguf', contextLength: 256, parallel: 1 });
+    expect(second.contextLength).toBe(256);
+    expect(engine.vramUsed()).toBe(before + second.vramBytes);
+    const generation = engine.generate({ modelId: 'second', prompt: 'Hello', maxTokens: 4 });
+    expect((await generation.result).completionTokens).toBe(4);
+    await engine.unloadModel('second');
+    expect(engine.vramUsed()).toBe(before);
+    const still = await generate({ maxTokens: 4 });
+    expect(still.result.completionTokens).toBe(4);
+  });
+
+  it('refuses a second model under an id in use', async () => {
+    await expect(engine.loadModel('tiny', { path: modelPath, format: 'gguf' })).rejects.toMatchObject({
+      code: 'invalid_argument',
+    });
+  });
+
+  it('refuses a model over its memory budget', async () => {
+    await expect(
+      engine.loadModel('small-budget', { path: modelPath, format: 'gguf', contextLength: 512, vramBudgetBytes: 1 << 20 }),
+    ).rejects.toMatchObject({ code: 'out_of_memory', message: expect.stringContaining('budget') });
+  });
+
+  it('reports a truncated GGUF as a corrupt model', async () => {
+    const truncated = join(workDir, 'truncated.gguf');
+    await copyFile(modelPath, truncated);
+    await truncate(truncated, 20_000_000);
+    const failure = engine.loadModel('truncated', { path: truncated, format: 'gguf' });
+    await expect(failure).rejects.toBeInstanceOf(EngineError);
+    await expect(failure).rejects.toMatchObject({ code: 'model_corrupt', message: expect.stringContaining('truncated') });
+  });
+
+  it('reports a file that is not GGUF as a corrupt model', async () => {
+    const text = join(workDir, 'not-a-model.gguf');
+    await copyFile(fileURLToPath(import.meta.url), text);
+    await expect(engine.loadModel('text', { path: text, format: 'gguf' })).rejects.toMatchObject({
+      code: 'model_corrupt',
+    });
+  });
+
+  it('reports a missing file as not found', async () => {
+    await expect(
+      engine.loadModel('missing', { path: join(workDir, 'missing.gguf'), format: 'gguf' }),
+    ).rejects.toMatchObject({ code: 'model_not_found' });
+  });
+
+  it('refuses safetensors', async () => {
+    await expect(engine.loadModel('st', { path: workDir, format: 'safetensors' })).rejects.toMatchObject({
+      code: 'unsupported',
+    });
+  });
+});
