@@ -78,6 +78,13 @@ describe('Registry model loading', () => {
     expect(engine.loads.map((l) => [l.params.contextLength, l.params.parallel])).toEqual([[2048, 1], [16384, 4]]);
   });
 
+  it('gives loads that name no context length or parallel sequences the defaults it was created with', async () => {
+    const { registry, engine } = await setUp({}, { defaultContextLength: 1024, defaultParallel: 4 });
+    await model('m');
+    await registry.loadModel('m');
+    expect(engine.loads.map((l) => [l.params.contextLength, l.params.parallel])).toEqual([[1024, 4]]);
+  });
+
   it('returns the loaded model on a repeated load and shares one load between concurrent ones', async () => {
     const { registry, engine } = await setUp({ gateLoads: true });
     await model('m');

@@ -30,6 +30,10 @@ export interface RegistryOptions {
   /** Reads free device memory; default gpu-detect's sampler for `gpu`. */
   sampler?: VramSampler;
   logger?: RegistryLogger;
+  /** Context length for loads that name none; default min(the model's trained length, 4096). */
+  defaultContextLength?: number;
+  /** Parallel sequences for loads that name none; default 1. */
+  defaultParallel?: number;
 }
 
 export interface LoadModelOptions {
@@ -109,6 +113,8 @@ export class Registry {
   readonly #limitBytes: number;
   readonly #sampler: VramSampler;
   readonly #logger: RegistryLogger | undefined;
+  readonly #defaultContextLength: number | undefined;
+  readonly #defaultParallel: number;
   readonly #models = new Map<string, ModelState>();
   readonly #loading = new Map<string, Promise<LoadedModel>>();
   #queueTail: Promise<unknown> = Promise.resolve();
@@ -121,6 +127,8 @@ export class Registry {
     this.#limitBytes = limitBytes;
     this.#sampler = options.sampler ?? createVramSampler(options.gpu);
     this.#logger = options.logger;
+    this.#defaultContextLength = options.defaultContextLength;
+    this.#defaultParallel = options.defaultParallel ?? DEFAULT_PARALLEL;
   }
 
   /** Discovers, opens and initialises the plugins for `gpu.backend`; throws only when enginesDir is unusable. */
@@ -174,8 +182,8 @@ export class Registry {
       const params: ModelLoadParams = {
         path: candidate.path,
         format: candidate.format,
-        contextLength: options.contextLength ?? Math.min(info.trainedContextLength ?? DEFAULT_CONTEXT_LENGTH, DEFAULT_CONTEXT_LENGTH),
-        parallel: options.parallel ?? DEFAULT_PARALLEL,
+        contextLength: options.contextLength ?? this.#defaultContextLength ?? Math.min(info.trainedContextLength ?? DEFAULT_CONTEXT_LENGTH, DEFAULT_CONTEXT_LENGTH),
+        parallel: options.parallel ?? this.#defaultParallel,
         ...(candidate.quantization === null ? {} : { quantization: candidate.quantization }),
       };
       return this.#serially(() => this.#admitAndLoad(modelId, target, info, params));
