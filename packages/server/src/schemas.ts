@@ -4,7 +4,9 @@ import { apiError } from './errors.js';
 
 // Objects are strict: a field the server does not know is a 400 naming it, never silently ignored.
 
-const modelId = z.string().min(1, 'must not be empty');
+const modelId = z
+  .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })
+  .min(1, 'must not be empty');
 
 /** Fields chat and raw completions share: sampling, limits and streaming. */
 const generationFields = {
@@ -21,14 +23,18 @@ const generationFields = {
   presence_penalty: z.number().min(-2).max(2).nullish(),
   frequency_penalty: z.number().min(-2).max(2).nullish(),
   seed: z.int().min(0).nullish(),
-  stop: z.union([z.string().min(1), z.array(z.string().min(1)).max(4)]).nullish(),
+  stop: z
+    .union([z.string().min(1), z.array(z.string().min(1)).max(4)], { error: 'must be a string or a list of at most 4 non-empty strings' })
+    .nullish(),
   n: z.int().min(1).nullish(),
   /** Accepted and ignored on purpose: an end-user id for the caller's own abuse tracking. */
   user: z.string().nullish(),
 };
 
 const textPart = z.strictObject({ type: z.literal('text'), text: z.string() });
-const content = z.union([z.string(), z.array(textPart)]);
+const content = z.union([z.string(), z.array(textPart)], {
+  error: 'must be a string or a list of {"type": "text", "text": "..."} parts',
+});
 
 const chatMessage = z.discriminatedUnion('role', [
   z.strictObject({ role: z.enum(['system', 'developer', 'user']), content, name: z.string().optional() }),

@@ -17,7 +17,7 @@ import { openAiRoutes } from './openai-routes.js';
 export interface ServerOptions {
   registry: Registry;
   logger: Logger;
-  /** When set, /v1/*, /api/* and /apply-template need `Authorization: Bearer <apiKey>`. */
+  /** When set, /v1/*, /api/*, /apply-template and /metrics need `Authorization: Bearer <apiKey>`; /health stays open. */
   apiKey?: string;
   /** How often the resource monitor samples VRAM; default 1000. */
   monitorIntervalMs?: number;
@@ -31,8 +31,8 @@ export interface LlmNodeServer {
   listen(port: number, host?: string): Promise<AddressInfo>;
   /**
    * Stops accepting connections, ends open streams with a `shutting_down` error event, refuses requests
-   * still arriving with 503, waits for the requests in flight, and stops the monitor. The registry stays
-   * open: its owner closes it afterwards.
+   * still arriving with 503, waits for the requests in flight, and stops the monitor. Idempotent. The
+   * registry stays open: its owner closes it afterwards.
    */
   close(): Promise<void>;
 }
@@ -49,6 +49,7 @@ export function createServer(options: ServerOptions): LlmNodeServer {
   const app = createApp(context, options);
   let httpServer: Server | null = null;
   let stopMonitor = () => {};
+  let closing: Promise<void> | null = null;
 
   return {
     app,
@@ -65,16 +66,19 @@ export function createServer(options: ServerOptions): LlmNodeServer {
       stopMonitor = startResourceMonitor(registry, options.monitorIntervalMs ?? 1000, logger);
       return server.address() as AddressInfo;
     },
-    async close() {
-      stopMonitor();
-      const server = httpServer;
-      const closed = server
-        ? new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())))
-        : Promise.resolve();
-      await context.lifecycle.shutdown();
-      // Nothing is in flight any more: what is left are idle keep-alive connections.
-      server?.closeAllConnections();
-      await closed;
+    close() {
+      closing ??= (async () => {
+        stopMonitor();
+        const server = httpServer;
+        const closed = server
+          ? new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())))
+          : Promise.resolve();
+        await context.lifecycle.shutdown();
+        // Nothing is in flight any more: what is left are idle keep-alive connections.
+        server?.closeAllConnections();
+        await closed;
+      })();
+      return closing;
     },
   };
 }
@@ -84,16 +88,16 @@ function createApp(context: ServerContext, options: ServerOptions): Express {
   app.disable('x-powered-by');
   app.disable('etag');
   app.use(observeRequests(context));
-  // Probes first: no body parsing, no key, answered during shutdown too.
+  // Liveness and readiness: before the key and the body parser, and answered during shutdown too.
   app.get('/health', (_req, res) => {
     if (context.lifecycle.shuttingDown) res.status(503).json({ status: 'shutting_down' });
     else res.json({ status: 'ok' });
   });
+  if (options.apiKey !== undefined) app.use(['/v1', '/api', '/apply-template', '/metrics'], requireApiKey(options.apiKey));
   app.get('/metrics', async (_req, res) => {
     res.type(context.metrics.registry.contentType).send(await context.metrics.registry.metrics());
   });
   app.use(context.lifecycle.track);
-  if (options.apiKey !== undefined) app.use(['/v1', '/api', '/apply-template'], requireApiKey(options.apiKey));
   app.use(express.json({ limit: options.bodyLimit ?? '4mb' }));
   app.use(nodeRoutes(context));
   app.use(openAiRoutes(context));

@@ -1,0 +1,105 @@
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { writeGgufModel } from '@llm-node/registry/testing';
+import { startTestNode, writeSafetensorsModel, type TestNode } from './test-node.fixture.js';
+
+// Meta-Llama-3-8B-Instruct's chat template (tokenizer_config.json): BOS first, a header per message.
+const LLAMA3_TEMPLATE =
+  "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + " +
+  "'<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}" +
+  "{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
+
+const LLAMA3_TOKENS = ['<unk>', '<|begin_of_text|>', '<|eot_id|>'];
+
+let node: TestNode;
+
+beforeAll(async () => {
+  node = await startTestNode({
+    async prepare({ modelsDir }) {
+      // GGUF without tokenizer.ggml.add_bos_token: the template's BOS stays in the prompt.
+      await writeGgufModel(join(modelsDir, 'llama3-gguf.gguf'), {
+        architecture: 'echo',
+        chatTemplate: LLAMA3_TEMPLATE,
+        tokens: LLAMA3_TOKENS,
+        bosTokenId: 1,
+        eosTokenId: 2,
+      });
+      // Safetensors whose tokenizer adds BOS itself: the template's BOS is dropped, as llama.cpp's server does.
+      await writeSafetensorsModel(
+        join(modelsDir, 'llama3-st'),
+        { model_type: 'echo' },
+        { chat_template: LLAMA3_TEMPLATE, bos_token: '<|begin_of_text|>', eos_token: '<|eot_id|>', add_bos_token: true },
+      );
+      await writeGgufModel(join(modelsDir, 'dated.gguf'), {
+        architecture: 'echo',
+        chatTemplate:
+          '{{ bos_token }}{{ strftime_now("%Y") }}{% for m in messages %}|{{ m.role }}:{{ m.content }}{% endfor %}' +
+          '{% if tools %}|tools:{{ tools | length }}{% endif %}{% if add_generation_prompt %}|{{ eos_token }}{% endif %}',
+      });
+      await writeGgufModel(join(modelsDir, 'strict.gguf'), {
+        architecture: 'echo',
+        chatTemplate: "{% if messages[0]['role'] != 'system' %}{{ raise_exception('A system message must come first') }}{% endif %}ok",
+      });
+      await writeGgufModel(join(modelsDir, 'unbalanced.gguf'), { architecture: 'echo', chatTemplate: '{% for m in messages %}never closed' });
+    },
+  });
+});
+
+afterAll(async () => {
+  await node.close();
+});
+
+const messages = [
+  { role: 'system', content: 'You are terse.' },
+  { role: 'user', content: ' Hi ' },
+];
+const llama3Prompt =
+  '<|start_header_id|>system<|end_header_id|>\n\nYou are terse.<|eot_id|>' +
+  '<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n';
+
+async function applyTemplate(body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await node.post('/apply-template', body);
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+describe('chat templates', () => {
+  test("renders the model's own template from GGUF, keeping the BOS the tokenizer does not add", async () => {
+    expect(await applyTemplate({ model: 'llama3-gguf', messages })).toEqual({
+      status: 200,
+      body: { prompt: `<|begin_of_text|>${llama3Prompt}` },
+    });
+  });
+
+  test("renders tokenizer_config.json's template and drops the BOS the tokenizer adds itself", async () => {
+    expect(await applyTemplate({ model: 'llama3-st', messages })).toEqual({ status: 200, body: { prompt: llama3Prompt } });
+    // The engine is given exactly that prompt: the echo engine says it back.
+    const completion = await node.client.chat.completions.create({ model: 'llama3-st', messages: messages as never });
+    expect(completion.choices[0]!.message.content).toBe(llama3Prompt);
+  });
+
+  test('gives templates strftime_now, tools, bos_token and eos_token, as apply_chat_template does', async () => {
+    const tools = [{ type: 'function', function: { name: 'now', parameters: {} } }];
+    const { body } = await applyTemplate({ model: 'dated', messages: [{ role: 'user', content: 'Hi' }], tools });
+    expect(body.prompt).toBe(`<s>${new Date().getFullYear()}|user:Hi|tools:1|</s>`);
+  });
+
+  test('falls back to ChatML for a model without a template', async () => {
+    const { body } = await applyTemplate({ model: 'echo', messages });
+    expect(body.prompt).toBe(
+      '<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\n Hi <|im_end|>\n<|im_start|>assistant\n',
+    );
+  });
+
+  test("a template's raise_exception is a 400 with its message", async () => {
+    const { status, body } = await applyTemplate({ model: 'strict', messages: [{ role: 'user', content: 'Hi' }] });
+    expect(status).toBe(400);
+    expect(body.error).toMatchObject({ code: 'invalid_request_error' });
+    expect((body.error as { message: string }).message).toContain('A system message must come first');
+  });
+
+  test('a template that does not compile is a 422 chat_template_error', async () => {
+    const { status, body } = await applyTemplate({ model: 'unbalanced', messages });
+    expect(status).toBe(422);
+    expect(body.error).toMatchObject({ code: 'chat_template_error' });
+  });
+});

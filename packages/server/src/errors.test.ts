@@ -1,0 +1,157 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { APIError } from 'openai';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { writeGgufModel } from '@llm-node/registry/testing';
+import { startTestNode, type TestNode } from './test-node.fixture.js';
+
+const MIB = 1024 * 1024;
+let node: TestNode;
+
+beforeAll(async () => {
+  node = await startTestNode({
+    bodyLimit: 64 * 1024,
+    vramLimitBytes: 1 * MIB,
+    async prepare({ modelsDir }) {
+      await writeGgufModel(join(modelsDir, 'nemotron-mini.gguf'), { architecture: 'nemotron' });
+      await writeGgufModel(join(modelsDir, 'short.gguf'), { architecture: 'echo' });
+      await writeGgufModel(join(modelsDir, 'huge.gguf'), { architecture: 'echo', tensorDataBytes: 16 * MIB });
+      await writeFile(join(modelsDir, 'broken.gguf'), 'not a GGUF file at all');
+    },
+  });
+});
+
+afterAll(async () => {
+  await node.close();
+});
+
+/** The seed's envelope, as JSON, with the status and code expected; returns the error object. */
+async function expectError(response: Response, status: number, code: string) {
+  expect(response.headers.get('content-type')).toMatch(/^application\/json/);
+  const body = (await response.json()) as { error: { message: string; type: string; code: string } };
+  expect(Object.keys(body)).toEqual(['error']);
+  expect(Object.keys(body.error).sort()).toEqual(['code', 'message', 'type']);
+  expect({ status: response.status, code: body.error.code }).toEqual({ status, code });
+  expect(body.error.message).not.toBe('');
+  return body.error;
+}
+
+const hello = [{ role: 'user', content: 'Hello' }];
+const chat = (body: unknown) => node.post('/v1/chat/completions', body);
+
+describe('request errors', () => {
+  test('malformed JSON is a 400 invalid_json', async () => {
+    await expectError(await chat('{"model": "echo", "messages": ['), 400, 'invalid_json');
+  });
+
+  test('a body over the limit is a 413 payload_too_large', async () => {
+    const content = 'x'.repeat(100 * 1024);
+    await expectError(await chat({ model: 'echo', messages: [{ role: 'user', content }] }), 413, 'payload_too_large');
+  });
+
+  test('a body that is not a JSON object is a 400 invalid_request_error', async () => {
+    await expectError(await chat([1, 2]), 400, 'invalid_request_error');
+    const plain = await fetch(`${node.baseUrl}/v1/chat/completions`, { method: 'POST', body: 'Hello', headers: { 'Content-Type': 'text/plain' } });
+    await expectError(plain, 400, 'invalid_request_error');
+  });
+
+  test('unknown fields are a 400 unsupported_parameter that names each', async () => {
+    const error = await expectError(
+      await chat({ model: 'echo', messages: [{ role: 'user', content: 'Hi', mood: 'happy' }], best_of: 2 }),
+      400,
+      'unsupported_parameter',
+    );
+    expect(error.message).toContain('best_of');
+    expect(error.message).toContain('messages[0].mood');
+  });
+
+  test.each([
+    ['temperature', { temperature: 2.5 }],
+    ['top_p', { top_p: 0 }],
+    ['top_k', { top_k: -1 }],
+    ['min_p', { min_p: 1.5 }],
+    ['presence_penalty', { presence_penalty: 3 }],
+    ['frequency_penalty', { frequency_penalty: -2.1 }],
+    ['max_tokens', { max_tokens: 0 }],
+    ['seed', { seed: 1.5 }],
+    ['stop', { stop: ['a', 'b', 'c', 'd', 'e'] }],
+    ['stream', { stream: 'yes' }],
+  ])('%s out of range is a 400 invalid_parameter naming it', async (field, values) => {
+    const error = await expectError(await chat({ model: 'echo', messages: hello, ...values }), 400, 'invalid_parameter');
+    expect(error.message).toContain(field);
+  });
+
+  test('n > 1 and top_logprobs are a 400 unsupported_parameter', async () => {
+    await expectError(await chat({ model: 'echo', messages: hello, n: 2 }), 400, 'unsupported_parameter');
+    await expectError(await chat({ model: 'echo', messages: hello, logprobs: true, top_logprobs: 2 }), 400, 'unsupported_parameter');
+    const completion = await node.post('/v1/completions', { model: 'echo', prompt: 'Hi', logprobs: 2 });
+    await expectError(completion, 400, 'unsupported_parameter');
+  });
+
+  test('harmless fields (n: 1, user) are accepted', async () => {
+    const response = await chat({ model: 'echo', messages: hello, n: 1, user: 'someone' });
+    expect(response.status).toBe(200);
+  });
+
+  test('empty messages, an unknown role and non-text content are 400s naming the message', async () => {
+    expect((await expectError(await chat({ model: 'echo', messages: [] }), 400, 'invalid_parameter')).message).toContain('messages');
+    const role = await expectError(await chat({ model: 'echo', messages: [{ role: 'wizard', content: 'Hi' }] }), 400, 'invalid_parameter');
+    expect(role.message).toContain('messages[0]');
+    const content = await expectError(await chat({ model: 'echo', messages: [{ role: 'user', content: 42 }] }), 400, 'invalid_parameter');
+    expect(content.message).toContain('messages[0].content');
+    const image = { role: 'user', content: [{ type: 'image_url', image_url: { url: 'http://x' } }] };
+    await expectError(await chat({ model: 'echo', messages: [image] }), 400, 'invalid_parameter');
+  });
+
+  test('a missing model is a 400 naming it', async () => {
+    expect((await expectError(await chat({ messages: hello }), 400, 'invalid_parameter')).message).toContain('model');
+  });
+});
+
+describe('model errors', () => {
+  test('an unknown model is a 404 model_not_found, also through the official client', async () => {
+    await expectError(await chat({ model: 'no-such-model', messages: hello }), 404, 'model_not_found');
+    const error = await node.client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'Hi' }] }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(APIError);
+    expect((error as APIError).status).toBe(404);
+    expect((error as APIError).code).toBe('model_not_found');
+  });
+
+  test('a path-like model id is a 400 invalid_model_id', async () => {
+    await expectError(await chat({ model: '../../etc/passwd', messages: hello }), 400, 'invalid_model_id');
+    await expectError(await node.post('/api/models/load', { model_id: '/etc/passwd' }), 400, 'invalid_model_id');
+  });
+
+  test('a prompt longer than the context is a 400 context_length_exceeded', async () => {
+    expect((await node.post('/api/models/load', { model_id: 'short', context_length: 4 })).status).toBe(200);
+    await expectError(await node.post('/v1/completions', { model: 'short', prompt: 'one two three four five' }), 400, 'context_length_exceeded');
+    const streamed = await node.post('/v1/completions', { model: 'short', prompt: 'one two three four five', stream: true });
+    await expectError(streamed, 400, 'context_length_exceeded');
+  });
+
+  test('an architecture no engine supports is a 400 architecture_mismatch', async () => {
+    const error = await expectError(await chat({ model: 'nemotron-mini', messages: hello }), 400, 'architecture_mismatch');
+    expect(error.message).toBe("Architecture 'nemotron' not supported by plugins 'echo', 'echo_slow'");
+  });
+
+  test('asking for another format than the model has is a 400 format_mismatch', async () => {
+    await expectError(await node.post('/api/models/load', { model_id: 'echo', format: 'safetensors' }), 400, 'format_mismatch');
+  });
+
+  test('a model file that is not GGUF is a 422 model_corrupt', async () => {
+    await expectError(await chat({ model: 'broken', messages: hello }), 422, 'model_corrupt');
+  });
+
+  test('a model larger than the VRAM limit is a 507 oom_vram', async () => {
+    const error = await expectError(await node.post('/api/models/load', { model_id: 'huge', format: 'gguf' }), 507, 'oom_vram');
+    expect(error.type).toBe('resource_error');
+    expect(error.message).toMatch(/^Insufficient VRAM: required /);
+  });
+});
+
+describe('routes', () => {
+  test('an unknown path or method is a 404 not_found in the envelope, not an HTML page', async () => {
+    await expectError(await fetch(`${node.baseUrl}/v2/everything`), 404, 'not_found');
+    await expectError(await fetch(`${node.baseUrl}/v1/chat/completions`), 404, 'not_found');
+  });
+});

@@ -1,0 +1,139 @@
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { buildTestPlugin, installTestPlugin } from '@llm-node/abi-native/testing';
+import { writeGgufModel } from '@llm-node/registry/testing';
+import { startTestNode, type TestNode } from './test-node.fixture.js';
+
+let node: TestNode;
+
+beforeAll(async () => {
+  node = await startTestNode({
+    async prepare({ enginesDir, modelsDir }) {
+      // The seed's model id, served by the echo engine.
+      await writeGgufModel(join(modelsDir, 'llama-3.2-1b.gguf'), { architecture: 'echo' });
+      await installTestPlugin({
+        enginesDir,
+        plugin: await buildTestPlugin('echo', { defines: { ENGINE_ID: 'echo_cuda' } }),
+        backend: 'cuda',
+      });
+      await installTestPlugin({ enginesDir, plugin: await buildTestPlugin('echo', { defines: { ENGINE_ID: 'future' } }), manifest: { abi_version: '2' } });
+    },
+  });
+});
+
+afterAll(async () => {
+  await node.close();
+});
+
+describe("the seed's curl commands, sent as written", () => {
+  test('curl http://localhost:3000/api/engines', async () => {
+    const response = await fetch(`${node.baseUrl}/api/engines`);
+    expect(response.status).toBe(200);
+    const { engines } = (await response.json()) as { engines: Record<string, unknown>[] };
+    expect(engines.find((engine) => engine.id === 'echo')).toMatchObject({
+      id: 'echo',
+      version: '1.0.0',
+      gpu_backend: 'cpu',
+      architectures: ['echo'],
+      status: 'loaded',
+    });
+  });
+
+  test('curl -X POST /api/models/load with the model_id and format', async () => {
+    const response = await fetch(`${node.baseUrl}/api/models/load`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: `{
+    "model_id": "llama-3.2-1b",
+    "format": "gguf"
+  }`,
+    });
+    expect(response.status).toBe(200);
+    expect(await response.json()).toMatchObject({ status: 'loaded', model: { id: 'llama-3.2-1b', engine: 'echo', format: 'gguf' } });
+  });
+
+  test('curl -X POST /v1/chat/completions, streaming', async () => {
+    const response = await fetch(`${node.baseUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: `{
+    "model": "llama-3.2-1b",
+    "messages": [{"role": "user", "content": "Hello!"}],
+    "stream": true
+  }`,
+    });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('text/event-stream; charset=utf-8');
+    const events = (await response.text()).split('\n\n');
+    expect(events.pop()).toBe('');
+    expect(events.every((event) => event.startsWith('data: '))).toBe(true);
+    expect(events.at(-1)).toBe('data: [DONE]');
+    const chunks = events.slice(0, -1).map((event) => JSON.parse(event.slice('data: '.length)));
+    const content = chunks.map((chunk) => chunk.choices[0].delta.content ?? '').join('');
+    expect(content).toBe('<|im_start|>user\nHello!<|im_end|>\n<|im_start|>assistant\n');
+    expect(chunks.at(-1).choices[0].finish_reason).toBe('stop');
+  });
+});
+
+describe('engines', () => {
+  test('lists loaded, skipped and rejected plugins, with formats, capabilities, path and errors', async () => {
+    const { engines } = (await (await fetch(`${node.baseUrl}/api/engines`)).json()) as { engines: Record<string, unknown>[] };
+    const byId = Object.fromEntries(engines.map((engine) => [engine.id, engine]));
+    expect(byId.echo).toMatchObject({
+      formats: ['gguf', 'safetensors'],
+      capabilities: expect.arrayContaining(['generate_stream', 'model_load', 'thread_safe']),
+      path: join(node.enginesDir, 'echo', 'cpu'),
+    });
+    expect(byId.echo).not.toHaveProperty('error');
+    expect(byId.echo_cuda).toMatchObject({
+      status: 'skipped',
+      gpu_backend: 'cuda',
+      error: { type: 'unsupported_error', code: 'backend_not_active' },
+    });
+    expect(byId.future).toMatchObject({
+      status: 'rejected',
+      error: { message: 'ABI version mismatch: expected 1, got 2', type: 'plugin_error', code: 'abi_mismatch' },
+    });
+  });
+});
+
+describe('models', () => {
+  test('load is idempotent, the list shows what is held, unload frees it', async () => {
+    const first = await node.post('/api/models/load', { model_id: 'echo', context_length: 512 });
+    const again = await node.post('/api/models/load', { model_id: 'echo' });
+    expect(first.status).toBe(200);
+    expect(again.status).toBe(200);
+    const { models } = (await (await fetch(`${node.baseUrl}/api/models`)).json()) as { models: Record<string, unknown>[] };
+    expect(models.find((model) => model.id === 'echo')).toMatchObject({
+      engine: 'echo',
+      format: 'gguf',
+      architecture: 'echo',
+      context_length: 512,
+      vram_bytes: expect.any(Number),
+      last_used_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+      active_requests: 0,
+    });
+    const listed = await node.client.models.list();
+    expect(listed.data.map((model) => model.id)).toContain('echo');
+
+    expect((await node.post('/api/models/unload', { model_id: 'echo' })).status).toBe(200);
+    const { models: after } = (await (await fetch(`${node.baseUrl}/api/models`)).json()) as { models: { id: string }[] };
+    expect(after.map((model) => model.id)).not.toContain('echo');
+    const again404 = await node.post('/api/models/unload', { model_id: 'echo' });
+    expect(again404.status).toBe(404);
+    expect(((await again404.json()) as { error: { code: string } }).error.code).toBe('model_not_loaded');
+  });
+
+  test('a chat loads its model on first use', async () => {
+    await node.client.chat.completions.create({ model: 'echo-slow', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 1 });
+    expect(node.registry.models().map((model) => model.id)).toContain('echo-slow');
+  });
+
+  test('load and unload bodies are validated like every other', async () => {
+    const response = await node.post('/api/models/load', { model_id: 'echo', format: 'onnx' });
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe('invalid_parameter');
+    const unknown = await node.post('/api/models/unload', { model: 'echo' });
+    expect(((await unknown.json()) as { error: { code: string } }).error.code).toBe('unsupported_parameter');
+  });
+});
