@@ -1,1 +1,8 @@
-export {};
+// Run a node from code, as the llm-node command does.
+export { startNode, StartupError } from './start.js';
+export type { RunningNode } from './start.js';
+
+// The command line: flags, environment, defaults.
+export { parseCommandLine, UsageError, LOG_LEVELS } from './options.js';
+export type { NodeOptions, ParsedCommandLine, LogLevel } from './options.js';
+export { versionLine } from './version.js';

@@ -258,7 +258,11 @@ export class Registry {
       this.#models.clear();
       for (const { record, engine } of this.#discovered) {
         // close() cancels what is still generating and shuts the engine down, which frees its models.
-        await engine?.close().catch((error) => this.#logger?.warn({ engine: record.id, error: String(error) }, 'engine close failed'));
+        if (!engine) continue;
+        await engine.close().then(
+          () => this.#logger?.info({ engine: record.id }, 'engine shut down'),
+          (error) => this.#logger?.warn({ engine: record.id, error: String(error) }, 'engine close failed'),
+        );
       }
     });
     return this.#closing;

@@ -1,0 +1,136 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildTestPlugin, installTestPlugin } from '@llm-node/abi-native/testing';
+import { writeGgufModel } from '@llm-node/registry/testing';
+
+// The real command, as `npx llm-node` runs it: the built dist/bin.js in its own process.
+const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
+
+let root: string;
+let enginesDir: string;
+let modelsDir: string;
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'llm-node-cli-'));
+  enginesDir = join(root, 'engines');
+  modelsDir = join(root, 'models');
+  // The seed's minimal plugin as its plugin guide builds it, a streaming engine, and one built for ABI 2.
+  await installTestPlugin({ enginesDir, plugin: await buildTestPlugin('seed_minimal'), manifest: { architectures: ['custom'], formats: ['safetensors'] } });
+  await installTestPlugin({ enginesDir, plugin: await buildTestPlugin('echo', { defines: { ECHO_TOKEN_DELAY_US: '20000' } }), manifest: { architectures: ['echo'] } });
+  await installTestPlugin({ enginesDir, plugin: await buildTestPlugin('abi2') });
+  await writeGgufModel(join(modelsDir, 'llama-3.2-1b.gguf'), {
+    architecture: 'echo',
+    chatTemplate: '{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}assistant:',
+  });
+}, 120_000);
+
+afterAll(() => rm(root, { recursive: true, force: true }));
+
+interface Run {
+  child: ChildProcessWithoutNullStreams;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+function run(args: string[], env: NodeJS.ProcessEnv = process.env): Run {
+  const child = spawn(process.execPath, [bin, ...args], { env });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
+/** Starts a node on a free port and waits for its "listening" log line. */
+async function startNode(...extra: string[]): Promise<Run & { url: string; logLines: () => { msg: string }[] }> {
+  const node = run(['--gpu-backend', 'cpu', '--engines-dir', enginesDir, '--models-dir', modelsDir, '--port', '0', ...extra]);
+  const logLines = () => node.stdout().split('\n').filter(Boolean).map((line) => JSON.parse(line) as { msg: string });
+  await expect.poll(() => logLines().some((l) => l.msg.startsWith('llm-node listening on')), { timeout: 20_000 }).toBe(true);
+  const url = logLines().find((l) => l.msg.startsWith('llm-node listening on'))!.msg.replace('llm-node listening on ', '');
+  return { ...node, url, logLines };
+}
+
+describe('the llm-node command', () => {
+  it('exits 1 without a GPU, saying what it tried and how to proceed', async () => {
+    const node = run(['--engines-dir', enginesDir], { ...process.env, PATH: join(root, 'no-tools-here') });
+    expect(await node.exited).toBe(1);
+    expect(node.stderr()).toContain('No GPU found. Tried:');
+    expect(node.stderr()).toContain('never falls back to the CPU on its own');
+    expect(node.stderr()).toContain('--gpu-backend cpu');
+  });
+
+  it('exits 2 on a bad flag value, quoting it', async () => {
+    const node = run(['--vram-limit', 'lots']);
+    expect(await node.exited).toBe(2);
+    expect(node.stderr()).toContain("'lots'");
+  });
+
+  it('exits 1 when the engines dir does not exist', async () => {
+    const node = run(['--gpu-backend', 'cpu', '--engines-dir', join(root, 'missing'), '--port', '0']);
+    expect(await node.exited).toBe(1);
+    expect(node.stderr()).toContain('Cannot use the engines dir');
+  });
+
+  it('logs each plugin\'s outcome at start-up and serves the seed\'s curl commands', async () => {
+    const node = await startNode();
+    try {
+      const messages = node.logLines().map((l) => l.msg);
+      expect(messages).toContainEqual(expect.stringMatching(/^GPU 0 \(cpu via os\): .+ RAM/));
+      expect(messages).toContainEqual(expect.stringMatching(/^plugin my_engine 1\.0\.0 \(.+\): loaded$/));
+      expect(messages).toContainEqual(expect.stringMatching(/^plugin abi2 .+: rejected: ABI version mismatch: expected 1, got 2 \(abi_mismatch\)$/));
+
+      // curl http://localhost:3000/api/engines
+      const engines = (await (await fetch(`${node.url}/api/engines`)).json()) as { engines: { id: string; status: string }[] };
+      expect(engines.engines).toContainEqual(expect.objectContaining({ id: 'my_engine', status: 'loaded' }));
+
+      // curl -X POST .../api/models/load -d '{"model_id": "llama-3.2-1b", "format": "gguf"}'
+      const load = await fetch(`${node.url}/api/models/load`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: '{\n    "model_id": "llama-3.2-1b",\n    "format": "gguf"\n  }',
+      });
+      expect(load.status).toBe(200);
+
+      // curl -X POST .../v1/chat/completions -d '{... "stream": true}'
+      const chat = await fetch(`${node.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: '{\n    "model": "llama-3.2-1b",\n    "messages": [{"role": "user", "content": "Hello!"}],\n    "stream": true\n  }',
+      });
+      const events = await chat.text();
+      expect(events).toContain('"content":" Hello!"');
+      expect(events.trimEnd().endsWith('data: [DONE]')).toBe(true);
+    } finally {
+      node.child.kill('SIGTERM');
+      await node.exited;
+    }
+  });
+
+  it.each(['SIGINT', 'SIGTERM'] as const)('on %s ends an open stream with a shutting_down event, unloads, shuts engines down and exits 0', async (signal) => {
+    const node = await startNode();
+    const response = await fetch(`${node.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'count' }], stream: true, ignore_eos: true, max_tokens: 1000 }),
+    });
+    const reader = response.body!.getReader();
+    await reader.read(); // the stream is open and producing
+    node.child.kill(signal);
+    let rest = '';
+    for (let r = await reader.read(); !r.done; r = await reader.read()) rest += new TextDecoder().decode(r.value);
+    // The client learns why its completion stopped short: a last event in the seed's error envelope.
+    const lastEvent = rest.trimEnd().split('\n\n').at(-1);
+    expect(JSON.parse(lastEvent!.replace(/^data: /, ''))).toEqual({
+      error: { message: expect.any(String), type: 'server_error', code: 'shutting_down' },
+    });
+    expect(await node.exited).toBe(0);
+    const messages = node.logLines().map((l) => l.msg);
+    expect(messages).toEqual(expect.arrayContaining(['model unloaded', 'engine shut down', 'stopped']));
+  });
+});

@@ -1,0 +1,79 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { parseCommandLine, UsageError } from './options.js';
+import { versionLine } from './version.js';
+
+const parse = (...argv: string[]) => {
+  const result = parseCommandLine(argv, () => {});
+  if (!result.run) throw new Error('expected options');
+  return result.options;
+};
+
+afterEach(() => vi.unstubAllEnvs());
+
+describe('llm-node command line', () => {
+  it('reads the seed\'s flags', () => {
+    const options = parse('--engines-dir', './engines', '--vram-limit', '8G', '--monitor-interval', '1000');
+    expect(options).toMatchObject({ enginesDir: './engines', vramLimitBytes: 8 * 1024 ** 3, monitorIntervalMs: 1000 });
+  });
+
+  it('reads the seed\'s environment variables', () => {
+    vi.stubEnv('LLM_NODE_ENGINES_DIR', '/custom/path/engines');
+    vi.stubEnv('LLM_NODE_VRAM_LIMIT', '8589934592');
+    vi.stubEnv('LLM_NODE_MONITOR_INTERVAL_MS', '250');
+    expect(parse()).toMatchObject({ enginesDir: '/custom/path/engines', vramLimitBytes: 8589934592, monitorIntervalMs: 250 });
+  });
+
+  it('lets a flag win over its environment variable', () => {
+    vi.stubEnv('LLM_NODE_VRAM_LIMIT', '4G');
+    vi.stubEnv('LLM_NODE_PORT', '4000');
+    expect(parse('--vram-limit', '8G', '--port', '5000')).toMatchObject({ vramLimitBytes: 8 * 1024 ** 3, port: 5000 });
+  });
+
+  it('defaults to ./engines and ./models on 127.0.0.1:3000, detecting the GPU, with no VRAM limit of its own', () => {
+    expect(parse()).toEqual({
+      enginesDir: './engines',
+      modelsDir: './models',
+      vramLimitBytes: undefined,
+      monitorIntervalMs: 1000,
+      port: 3000,
+      host: '127.0.0.1',
+      gpuBackend: undefined,
+      apiKey: undefined,
+      logLevel: 'info',
+      contextLength: undefined,
+      parallel: 4,
+    });
+  });
+
+  it.each([
+    [['--vram-limit', '8X'], "'8X'"],
+    [['--port', '70000'], "'70000'"],
+    [['--monitor-interval', 'soon'], "'soon'"],
+    [['--gpu-backend', 'vulkan'], "'vulkan'"],
+    [['--parallel', '0'], "'0'"],
+    [['--verbose'], "'--verbose'"],
+  ])('refuses %j, quoting the value', (argv, quoted) => {
+    expect(() => parse(...argv)).toThrow(UsageError);
+    expect(() => parse(...argv)).toThrow(quoted);
+  });
+
+  it('names the environment variable a bad value came from', () => {
+    vi.stubEnv('LLM_NODE_MONITOR_INTERVAL_MS', 'often');
+    expect(() => parse()).toThrow("value 'often' from env 'LLM_NODE_MONITOR_INTERVAL_MS' is invalid");
+  });
+
+  it('answers --version with the host version and its engine ABI, and does not run', () => {
+    let printed = '';
+    expect(parseCommandLine(['--version'], (text) => (printed += text))).toEqual({ run: false });
+    expect(printed.trim()).toBe(versionLine());
+    expect(versionLine()).toMatch(/^llm-node \d+\.\d+\.\d+ \(engine ABI 1\)$/);
+  });
+
+  it('answers --help with every flag', () => {
+    let printed = '';
+    expect(parseCommandLine(['--help'], (text) => (printed += text))).toEqual({ run: false });
+    for (const flag of ['--engines-dir', '--models-dir', '--vram-limit', '--monitor-interval', '--port', '--host', '--gpu-backend', '--api-key', '--log-level']) {
+      expect(printed).toContain(flag);
+    }
+  });
+});

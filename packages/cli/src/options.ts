@@ -1,0 +1,105 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { GPU_BACKENDS, parseSize } from '@llm-node/gpu-detect';
+import type { GpuBackend } from '@llm-node/gpu-detect';
+import { versionLine } from './version.js';
+
+/** Everything `llm-node` is configured with, after flags, environment and defaults. */
+export interface NodeOptions {
+  enginesDir: string;
+  modelsDir: string;
+  /** Bytes; undefined = the detected devices' total. */
+  vramLimitBytes: number | undefined;
+  monitorIntervalMs: number;
+  port: number;
+  host: string;
+  /** Named by the operator; undefined = detect. `cpu` is only ever used when named. */
+  gpuBackend: GpuBackend | undefined;
+  apiKey: string | undefined;
+  logLevel: LogLevel;
+  /** Defaults for models loaded without their own: tokens of context per request, requests at once. */
+  contextLength: number | undefined;
+  parallel: number;
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** What the command line asked for: run the node, or it was already answered (--help, --version). */
+export type ParsedCommandLine = { run: true; options: NodeOptions } | { run: false };
+
+/** A usage error (bad flag or value): the process exits 2 with this message. */
+export class UsageError extends Error {}
+
+/**
+ * Reads argv (without the node and script entries) and the environment. Flags win over environment
+ * variables, which win over defaults. --help and --version print and return { run: false }.
+ */
+export function parseCommandLine(argv: readonly string[], print: (text: string) => void): ParsedCommandLine {
+  let answered = false;
+  const program = new Command('llm-node')
+    .description('Serve LLMs from this machine\'s GPU through pluggable engines (OpenAI-compatible API).')
+    .version(versionLine(), '-v, --version', 'print the version and the engine ABI version')
+    .helpOption('-h, --help', 'show this help')
+    .addOption(new Option('--engines-dir <dir>', 'engine plugins: <dir>/<engine_id>/<gpu_backend>/').env('LLM_NODE_ENGINES_DIR').default('./engines'))
+    .addOption(new Option('--models-dir <dir>', 'models: <dir>/<model_id>.gguf or <dir>/<model_id>/').env('LLM_NODE_MODELS_DIR').default('./models'))
+    .addOption(new Option('--vram-limit <size>', 'most VRAM models may hold, e.g. 8G, 512M, 8589934592 (default: all of it)').env('LLM_NODE_VRAM_LIMIT').argParser(sizeArgument))
+    .addOption(new Option('--monitor-interval <ms>', 'how often the resource monitor samples VRAM').env('LLM_NODE_MONITOR_INTERVAL_MS').argParser(integerArgument(10, 3_600_000)).default(1000))
+    .addOption(new Option('--port <port>', 'HTTP port').env('LLM_NODE_PORT').argParser(integerArgument(0, 65_535)).default(3000))
+    .addOption(new Option('--host <address>', 'address to listen on').env('LLM_NODE_HOST').default('127.0.0.1'))
+    .addOption(new Option('--gpu-backend <backend>', 'use this backend instead of detecting one (cpu: development only)').env('LLM_NODE_GPU_BACKEND').choices(GPU_BACKENDS))
+    .addOption(new Option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1 and /api').env('LLM_NODE_API_KEY'))
+    .addOption(new Option('--log-level <level>', 'log verbosity').env('LLM_NODE_LOG_LEVEL').choices(LOG_LEVELS).default('info'))
+    .addOption(new Option('--context-length <tokens>', 'context per request for models loaded without one (default: min(trained, 4096))').env('LLM_NODE_CONTEXT_LENGTH').argParser(integerArgument(1, 10_000_000)))
+    .addOption(new Option('--parallel <n>', 'requests generated at once per model, each with its own KV cache (as llama.cpp\'s server)').env('LLM_NODE_PARALLEL').argParser(integerArgument(1, 1024)).default(4))
+    .allowExcessArguments(false)
+    .exitOverride()
+    .configureOutput({ writeOut: print, writeErr: () => {} });
+
+  try {
+    program.parse([...argv], { from: 'user' });
+  } catch (error) {
+    const { code, message } = error as { code?: string; message: string };
+    if (code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help') {
+      answered = true;
+    } else {
+      throw new UsageError(message.replace(/^error: /, ''));
+    }
+  }
+  if (answered) return { run: false };
+
+  const o = program.opts();
+  return {
+    run: true,
+    options: {
+      enginesDir: o.enginesDir,
+      modelsDir: o.modelsDir,
+      vramLimitBytes: o.vramLimit,
+      monitorIntervalMs: o.monitorInterval,
+      port: o.port,
+      host: o.host,
+      gpuBackend: o.gpuBackend,
+      apiKey: o.apiKey,
+      logLevel: o.logLevel,
+      contextLength: o.contextLength,
+      parallel: o.parallel,
+    },
+  };
+}
+
+function sizeArgument(value: string): number {
+  try {
+    return parseSize(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+}
+
+function integerArgument(min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value.trim());
+    if (!/^\d+$/.test(value.trim()) || n < min || n > max) {
+      throw new InvalidArgumentError(`expected a whole number from ${min} to ${max}`);
+    }
+    return n;
+  };
+}

@@ -1,0 +1,111 @@
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { detectBackend, detectGpu, formatSize } from '@llm-node/gpu-detect';
+import type { GpuDetection } from '@llm-node/gpu-detect';
+import { Registry } from '@llm-node/registry';
+import type { EngineRecord } from '@llm-node/registry';
+import { createServer } from '@llm-node/server';
+import type { NodeOptions } from './options.js';
+
+/** Start-up failed for a reason the operator must fix (no GPU, engines dir missing, port taken): exit 1. */
+export class StartupError extends Error {}
+
+export interface RunningNode {
+  readonly address: AddressInfo;
+  /** Stops accepting, ends open streams, unloads models and shuts every engine down. */
+  close(): Promise<void>;
+}
+
+/** Detects the GPU, discovers the plugins, and serves the API; logs each step's outcome. */
+export async function startNode(options: NodeOptions, logger: Logger): Promise<RunningNode> {
+  const gpu = await findGpu(options);
+  logGpu(gpu, options, logger);
+
+  let registry: Registry;
+  try {
+    registry = await Registry.create({
+      enginesDir: options.enginesDir,
+      modelsDir: options.modelsDir,
+      gpu,
+      logger,
+      ...(options.vramLimitBytes === undefined ? {} : { vramLimitBytes: options.vramLimitBytes }),
+      ...(options.contextLength === undefined ? {} : { defaultContextLength: options.contextLength }),
+      defaultParallel: options.parallel,
+    });
+  } catch (error) {
+    throw new StartupError(`Cannot use the engines dir: ${(error as Error).message}`);
+  }
+  for (const record of registry.engines) logPlugin(record, logger);
+  if (!registry.engines.some((e) => e.status === 'loaded')) {
+    logger.warn(`No engine plugin loaded for ${gpu.backend}: models cannot be served until one is placed in ${options.enginesDir}/<engine_id>/${gpu.backend}/`);
+  }
+
+  const server = createServer({
+    registry,
+    logger,
+    monitorIntervalMs: options.monitorIntervalMs,
+    ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
+  });
+  let address: AddressInfo;
+  try {
+    address = await server.listen(options.port, options.host);
+  } catch (error) {
+    await registry.close();
+    throw new StartupError(`Cannot listen on ${options.host}:${options.port}: ${(error as Error).message}`);
+  }
+  logger.info(`llm-node listening on http://${formatHost(address.address)}:${address.port}`);
+
+  return {
+    address,
+    async close() {
+      await server.close();
+      await registry.close();
+    },
+  };
+}
+
+async function findGpu(options: NodeOptions): Promise<GpuDetection> {
+  const result = options.gpuBackend ? await detectBackend(options.gpuBackend) : await detectGpu();
+  if (result.found) return result.detection;
+  const tried = result.tried.map((line) => `  - ${line}`).join('\n');
+  if (options.gpuBackend) {
+    throw new StartupError(`No ${options.gpuBackend} GPU found. Tried:\n${tried}`);
+  }
+  throw new StartupError(
+    `No GPU found. Tried:\n${tried}\n` +
+      'llm-node needs a GPU (CUDA, Metal or DirectML) and never falls back to the CPU on its own.\n' +
+      'Check the GPU driver (nvidia-smi, system_profiler SPDisplaysDataType, dxdiag), name the backend with\n' +
+      '--gpu-backend <cuda|metal|directml>, or for development on a machine without one: --gpu-backend cpu',
+  );
+}
+
+function logGpu(gpu: GpuDetection, options: NodeOptions, logger: Logger): void {
+  if (gpu.backend === 'cpu') {
+    logger.warn('Running on the cpu backend (named with --gpu-backend cpu): for development and CI, not for serving');
+  }
+  for (const device of gpu.devices) {
+    const free = device.freeBytes === null ? 'free unknown' : `${formatSize(device.freeBytes)} free`;
+    const memory = gpu.backend === 'cpu' ? 'RAM' : device.unifiedMemory ? 'unified memory' : 'VRAM';
+    logger.info(`GPU ${device.index} (${gpu.backend} via ${gpu.source}): ${device.name}, ${formatSize(device.totalBytes)} ${memory}, ${free}`);
+  }
+  const limit = options.vramLimitBytes === undefined ? 'all device memory' : formatSize(options.vramLimitBytes);
+  logger.info(`VRAM limit: ${limit}`);
+}
+
+function logPlugin(record: EngineRecord, logger: Logger): void {
+  const name = record.manifest ? `${record.id} ${record.manifest.version}` : record.id;
+  const where = record.path;
+  for (const warning of record.warnings) logger.warn(`plugin ${name} (${where}): ${warning}`);
+  if (record.status === 'loaded') {
+    const capabilities = record.capabilities.length > 0 ? ` [${record.capabilities.join(', ')}]` : '';
+    logger.info(`plugin ${name} (${where}): loaded${capabilities}`);
+  } else if (record.status === 'skipped') {
+    logger.info(`plugin ${name} (${where}): skipped: ${record.error?.message}`);
+  } else {
+    logger.warn(`plugin ${name} (${where}): rejected: ${record.error?.message} (${record.error?.code})`);
+  }
+}
+
+function formatHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
