@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { setImmediate } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import type { Response } from 'express';
 import type { GenerateRequest, GenerateResult, Generation, TokenChunk } from '@llm-node/abi-native';
@@ -31,6 +32,9 @@ const SSE_HEADERS = {
 };
 
 const ignore = () => {};
+
+/** Most token events one stream writes before letting the event loop serve others. */
+const TOKENS_PER_TURN = 64;
 
 /**
  * Serves one chat or raw completion: leases the model (loading it on first use), runs the generation
@@ -74,16 +78,15 @@ async function streamCompletion(
   // still be answered with its HTTP status.
   const first = await generation.next();
   res.writeHead(200, SSE_HEADERS);
-  if (first.done) res.write(format.opening);
-  else {
-    timing.firstTokenAt = performance.now();
-    res.write(format.opening + tokenEvents(first.value, format));
-  }
+  res.write(format.opening);
   try {
+    if (!first.done) {
+      timing.firstTokenAt = performance.now();
+      await writeTokens(res, first.value, format, signal);
+    }
     for await (const chunk of generation) {
       if (signal.aborted) break;
-      const events = tokenEvents(chunk, format);
-      if (events !== '' && !res.write(events)) await once(res, 'drain', { signal });
+      await writeTokens(res, chunk, format, signal);
     }
     const result = await generation.result;
     recordFigures(context, res, job, result, timing);
@@ -133,14 +136,28 @@ async function answerCompletion(
 }
 
 /**
- * One SSE event per token. A token that completes no character (the first bytes of a split character)
- * has no text of its own and gets no event, unless its logprob was asked for.
+ * Writes a chunk's tokens, one SSE event each, waiting for the socket to drain when it is full. A chunk
+ * holds every token made since the stream last looked; when an engine outruns the loop that can be
+ * thousands, so they go out in slices with a turn of the event loop between them, and other streams and
+ * /health are not held up behind one big write.
  */
-function tokenEvents(chunk: TokenChunk, format: CompletionFormat): string {
+async function writeTokens(res: Response, chunk: TokenChunk, format: CompletionFormat, signal: AbortSignal): Promise<void> {
+  for (let from = 0; from < chunk.tokenCount && !signal.aborted; from += TOKENS_PER_TURN) {
+    if (from > 0) await setImmediate();
+    const events = tokenEvents(chunk, format, from, Math.min(chunk.tokenCount, from + TOKENS_PER_TURN));
+    if (events !== '' && !res.write(events)) await once(res, 'drain', { signal });
+  }
+}
+
+/**
+ * One SSE event per token of chunk[from, to). A token that completes no character (the first bytes of a
+ * split character) has no text of its own and gets no event, unless its logprob was asked for.
+ */
+function tokenEvents(chunk: TokenChunk, format: CompletionFormat, from: number, to: number): string {
   const { text, pieceEnds, tokens } = chunk;
   let events = '';
-  let start = 0;
-  for (let i = 0; i < chunk.tokenCount; i++) {
+  let start = from === 0 ? 0 : pieceEnds[from - 1]!;
+  for (let i = from; i < to; i++) {
     const end = pieceEnds[i]!;
     if (tokens) events += format.tokenEventWithLogprob(text.slice(start, end), tokens[i]!);
     else if (end > start) events += format.tokenEvent(text.slice(start, end));

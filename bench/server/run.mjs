@@ -1,0 +1,182 @@
+// What the HTTP server adds on top of the engine: 64 concurrent streamed chats through a real llm-node
+// server (bench/server/serve.mjs, its own process) on the echo test engine, measured by a client that
+// counts one token per SSE event with content, as ../shared/bench/oai_load.py does.
+//
+//   pnpm build && node bench/server/run.mjs [streams=64] [tokens=20000]
+//
+// 1. Throughput: the echo engine emitting as fast as it can; aggregate tokens/s received by the clients,
+//    and /health latency polled throughout (one request at a time, 5 ms apart, from a worker thread).
+// 2. Added inter-token latency: an echo build that sleeps DELAY_MS before each token, so that every
+//    stream's tokens leave the engine DELAY_MS apart; the gap between consecutive tokens at the client,
+//    minus DELAY_MS, is what the host (binding, event loop, SSE, socket) adds. It also holds the sleep's
+//    own overshoot (the kernel's timer slack, ~50 µs), so it is an upper bound.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import http from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { buildTestPlugin, installTestPlugin } from '../../packages/abi-native/dist/testing/index.js';
+import { writeGgufModel } from '../../packages/registry/dist/testing/index.js';
+
+const STREAMS = Number(process.argv[2] ?? 64);
+const TOKENS = Number(process.argv[3] ?? 20000);
+const DELAY_MS = 5;
+const DELAYED_TOKENS = 400;
+
+const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+const sortedOf = (values) => Float64Array.from(values).sort();
+const ms = (value) => `${value.toFixed(3)} ms`;
+
+// ---- The node: two echo builds, one model each, served from another process ----------------------------
+const root = await mkdtemp(join(os.tmpdir(), 'llm-node-bench-server-'));
+const enginesDir = join(root, 'engines');
+const modelsDir = join(root, 'models');
+await installTestPlugin({ enginesDir, plugin: await buildTestPlugin('echo'), manifest: { architectures: ['echo'] } });
+await installTestPlugin({
+  enginesDir,
+  plugin: await buildTestPlugin('echo', { defines: { ENGINE_ID: 'echo_delay', ECHO_TOKEN_DELAY_US: DELAY_MS * 1000 } }),
+  manifest: { architectures: ['echo_delay'] },
+});
+await writeGgufModel(join(modelsDir, 'echo.gguf'), { architecture: 'echo' });
+await writeGgufModel(join(modelsDir, 'echo-delay.gguf'), { architecture: 'echo_delay' });
+
+const serve = fileURLToPath(new URL('serve.mjs', import.meta.url));
+const child = spawn(process.execPath, [serve, enginesDir, modelsDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+const [line] = await once(createInterface({ input: child.stdout }), 'line');
+const { port } = JSON.parse(line);
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+
+function request(method, path, body) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path, agent, headers: { 'Content-Type': 'application/json' } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (part) => (text += part));
+      res.on('end', () => (res.statusCode === 200 ? resolve(text) : reject(new Error(`${path}: ${res.statusCode} ${text}`))));
+    });
+    req.on('error', reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
+/** One streamed chat; resolves with the receipt time of every SSE event that carries content. */
+function streamChat(model, content, maxTokens) {
+  const body = { model, messages: [{ role: 'user', content }], stream: true, max_tokens: maxTokens, ignore_eos: true };
+  return new Promise((resolve, reject) => {
+    const times = [];
+    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions', agent, headers: { 'Content-Type': 'application/json' } }, (res) => {
+      if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode}`));
+      res.setEncoding('utf8');
+      let buffer = '';
+      res.on('data', (text) => {
+        const now = performance.now();
+        buffer += text;
+        for (let end = buffer.indexOf('\n\n'); end !== -1; end = buffer.indexOf('\n\n')) {
+          const event = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          if (event === 'data: [DONE]') continue;
+          if (JSON.parse(event.slice('data: '.length)).choices[0]?.delta?.content) times.push(now);
+        }
+      });
+      res.on('end', () => resolve(times));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
+/** `STREAMS` chats at once; returns their token times and the wall time from the first request to the last token. */
+async function concurrentChats(model, maxTokens) {
+  const start = performance.now();
+  const streams = await Promise.all(Array.from({ length: STREAMS }, (_, i) => streamChat(model, `Story number ${i}.`, maxTokens)));
+  const end = Math.max(...streams.map((times) => times.at(-1)));
+  return { streams, seconds: (end - start) / 1000 };
+}
+
+/**
+ * Polls /health one request at a time, 5 ms apart, from a worker thread (its own event loop: the client
+ * parsing thousands of events per second must not delay it). Resolves once the worker's first request has
+ * been answered; `stop()` gives every latency since, in ms.
+ */
+async function startHealthPoller() {
+  const worker = new Worker(
+    `const { parentPort, workerData } = require('node:worker_threads');
+     const http = require('node:http');
+     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+     const get = () => new Promise((resolve, reject) =>
+       http.get({ host: '127.0.0.1', port: workerData.port, path: '/health', agent }, (res) => res.resume().on('end', resolve)).on('error', reject));
+     let running = true;
+     parentPort.once('message', () => (running = false));
+     (async () => {
+       await get();
+       parentPort.postMessage('ready');
+       const latencies = [];
+       while (running) {
+         const start = performance.now();
+         await get();
+         latencies.push(performance.now() - start);
+         await new Promise((resolve) => setTimeout(resolve, 5));
+       }
+       agent.destroy();
+       parentPort.postMessage(latencies);
+     })();`,
+    { eval: true, workerData: { port } },
+  );
+  await once(worker, 'message');
+  return {
+    async stop() {
+      worker.postMessage('stop');
+      const [latencies] = await once(worker, 'message');
+      await worker.terminate();
+      return sortedOf(latencies);
+    },
+  };
+}
+
+try {
+  for (const model_id of ['echo', 'echo-delay']) {
+    await request('POST', '/api/models/load', { model_id, context_length: 1_000_000 });
+    await streamChat(model_id, 'warm up', 16);
+  }
+  const idlePoller = await startHealthPoller();
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  const idleHealth = await idlePoller.stop();
+
+  /** Runs `work` with /health polled throughout; returns its value and the latencies. */
+  const withHealthPolled = async (work) => {
+    const poller = await startHealthPoller();
+    const value = await work();
+    return { value, health: await poller.stop() };
+  };
+
+  const flood = await withHealthPolled(() => concurrentChats('echo', TOKENS));
+  const { streams, seconds } = flood.value;
+  const tokens = streams.reduce((sum, times) => sum + times.length, 0);
+  if (tokens !== STREAMS * TOKENS) throw new Error(`expected ${STREAMS * TOKENS} tokens, got ${tokens}`);
+
+  const paced = await withHealthPolled(() => concurrentChats('echo-delay', DELAYED_TOKENS));
+  const added = sortedOf(paced.value.streams.flatMap((times) => times.slice(1).map((t, i) => t - times[i] - DELAY_MS)));
+  const pacedRate = (STREAMS * DELAYED_TOKENS) / paced.value.seconds;
+
+  const healthLine = (health) =>
+    `/health p50 ${ms(percentile(health, 50))}, p99 ${ms(percentile(health, 99))}, max ${ms(health.at(-1))} (${health.length} requests)`;
+  console.log(`llm-node server bench — ${new Date().toISOString().slice(0, 10)}, ${os.cpus()[0]?.model} × ${os.cpus().length}, node ${process.version}, load average ${os.loadavg()[0].toFixed(1)}`);
+  console.log(`${STREAMS} concurrent streamed chats on the echo engine (ignore_eos); the client counts one token per SSE event with content`);
+  console.log(`idle    ${healthLine(idleHealth)}`);
+  console.log(`flood   engine as fast as it can, ${TOKENS} tokens each: ${Math.round(tokens / seconds).toLocaleString('en')} tokens/s aggregate (${tokens} in ${seconds.toFixed(2)} s)`);
+  console.log(`        ${healthLine(flood.health)}`);
+  console.log(`paced   engine sleeps ${DELAY_MS} ms per token, ${DELAYED_TOKENS} tokens each: ${Math.round(pacedRate).toLocaleString('en')} tokens/s aggregate`);
+  console.log(`        added inter-token latency p50 ${ms(percentile(added, 50))}, p99 ${ms(percentile(added, 99))} (${added.length} gaps)`);
+  console.log(`        ${healthLine(paced.health)}`);
+} finally {
+  child.kill('SIGTERM');
+  await once(child, 'exit');
+  agent.destroy();
+  await rm(root, { recursive: true, force: true });
+}
