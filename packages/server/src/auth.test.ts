@@ -40,6 +40,11 @@ describe('API key', () => {
     expect(await errorCode(basic)).toEqual({ status: 401, code: 'invalid_api_key' });
   });
 
+  test('the scheme name is case-insensitive', async () => {
+    const response = await fetch(`${node.baseUrl}/api/engines`, { headers: { Authorization: 'bearer sk-local-secret' } });
+    expect(response.status).toBe(200);
+  });
+
   test('/health stays open', async () => {
     const response = await fetch(`${node.baseUrl}/health`);
     expect(response.status).toBe(200);

@@ -34,7 +34,7 @@ beforeAll(async () => {
         architecture: 'echo',
         chatTemplate:
           '{{ bos_token }}{{ strftime_now("%Y") }}{% for m in messages %}|{{ m.role }}:{{ m.content }}{% endfor %}' +
-          '{% if tools %}|tools:{{ tools | length }}{% endif %}{% if add_generation_prompt %}|{{ eos_token }}{% endif %}',
+          '{% if tools is defined %}|tools:{{ tools | length }}{% endif %}{% if add_generation_prompt %}|{{ eos_token }}{% endif %}',
       });
       await writeGgufModel(join(modelsDir, 'strict.gguf'), {
         architecture: 'echo',
@@ -81,6 +81,8 @@ describe('chat templates', () => {
     const tools = [{ type: 'function', function: { name: 'now', parameters: {} } }];
     const { body } = await applyTemplate({ model: 'dated', messages: [{ role: 'user', content: 'Hi' }], tools });
     expect(body.prompt).toBe(`<s>${new Date().getFullYear()}|user:Hi|tools:1|</s>`);
+    const none = await applyTemplate({ model: 'dated', messages: [{ role: 'user', content: 'Hi' }], tools: [] });
+    expect(none.body.prompt).toBe(`<s>${new Date().getFullYear()}|user:Hi|</s>`);
   });
 
   test('falls back to ChatML for a model without a template', async () => {

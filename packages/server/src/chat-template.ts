@@ -4,7 +4,7 @@ import { apiError } from './errors.js';
 import type { ChatMessage } from './schemas.js';
 
 /** ChatML: what a model that ships no chat template gets (the README says so). */
-export const FALLBACK_CHAT_TEMPLATE =
+const FALLBACK_CHAT_TEMPLATE =
   "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endfor %}" +
   "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
@@ -46,7 +46,8 @@ export function createChatTemplates(): ChatTemplates {
         add_generation_prompt: true,
         bos_token: model.bosToken ?? '',
         eos_token: model.eosToken ?? '',
-        ...(tools ? { tools } : {}),
+        // Templates test `tools is not none`: an empty list means no tools, as if none were given.
+        ...(tools && tools.length > 0 ? { tools } : {}),
       });
     } catch (error) {
       throw apiError('invalid_request_error', `The model's chat template refused these messages: ${messageOf(error)}`);
