@@ -72,8 +72,9 @@ int64_t gguf_integer(const gguf_context * gguf, const std::string & key, int64_t
 // Checks that `path` is a whole GGUF file and reads what the estimate needs. llama.cpp answers a missing,
 // foreign or truncated file with NULL, so the reasons are found here.
 EngineError read_gguf(const std::string & path, GgufSummary * summary) {
+    const std::filesystem::path file_path = std::filesystem::u8path(path);  // UTF-8 on every platform
     std::error_code error;
-    const auto status = std::filesystem::status(path, error);
+    const auto status = std::filesystem::status(file_path, error);
     if (!std::filesystem::exists(status)) {
         return engine_error(ERR_MODEL_NOT_FOUND, "model file not found: " + path);
     }
@@ -81,7 +82,7 @@ EngineError read_gguf(const std::string & path, GgufSummary * summary) {
         return engine_error(ERR_MODEL_NOT_FOUND, "not a model file: " + path);
     }
     {
-        std::ifstream file(path, std::ios::binary);
+        std::ifstream file(file_path, std::ios::binary);
         char magic[4] = {};
         if (!file) {
             return engine_error(ERR_MODEL_NOT_FOUND, "cannot open model file " + path + ": " + std::strerror(errno));
@@ -101,7 +102,7 @@ EngineError read_gguf(const std::string & path, GgufSummary * summary) {
         summary->weight_bytes += gguf_get_tensor_size(gguf, i);
         data_end = std::max<uint64_t>(data_end, gguf_get_tensor_offset(gguf, i) + gguf_get_tensor_size(gguf, i));
     }
-    const uint64_t file_size = std::filesystem::file_size(path, error);
+    const uint64_t file_size = std::filesystem::file_size(file_path, error);
     const uint64_t needed = gguf_get_data_offset(gguf) + data_end;
     if (file_size < needed) {
         gguf_free(gguf);
@@ -530,9 +531,15 @@ bool Model::step() {
         return true;
     }
     for (auto & slot : slots_) {
-        if (slot->output >= 0) {
-            take_token(*slot, llama_get_logits_ith(ctx_, slot->output));
+        if (slot->output < 0) {
+            continue;
         }
+        const float * logits = llama_get_logits_ith(ctx_, slot->output);
+        if (logits == nullptr) {
+            fail(*slot, engine_error(ERR_INTERNAL, "llama.cpp gave no logits for the request: " + log.text()));
+            continue;
+        }
+        take_token(*slot, logits);
     }
     return true;
 }
