@@ -23,7 +23,8 @@
 #include "model.h"
 
 // A field of a host-filled struct is read only when the host's struct_size covers it (engine_api.h).
-#define HAS_FIELD(ptr, field) ((ptr)->struct_size >= offsetof(std::remove_pointer_t<decltype(ptr)>, field) + sizeof((ptr)->field))
+#define HAS_FIELD(ptr, field) \
+    ((ptr)->struct_size >= offsetof(std::remove_cv_t<std::remove_pointer_t<decltype(ptr)>>, field) + sizeof((ptr)->field))
 
 namespace {
 

@@ -1,7 +1,7 @@
 #include "model.h"
 
 #include <algorithm>
-#include <cinttypes>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -264,7 +264,6 @@ struct Model::Slot {
 };
 
 EngineError Model::estimate(const LoadSettings & settings, const Runtime & runtime, uint64_t * bytes) {
-    (void) runtime;  // the same sum for every backend: all of it is on the device when offloaded
     GgufSummary gguf;
     if (EngineError error = read_gguf(settings.path, &gguf)) {
         return error;
