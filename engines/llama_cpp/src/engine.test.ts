@@ -14,9 +14,8 @@ import { makeModel } from './make-model.js';
 const pluginDir = ['cpu', 'cuda', 'metal']
   .map((backend) => fileURLToPath(new URL(`../${backend}/`, import.meta.url)))
   .find((dir) => existsSync(join(dir, 'manifest.json')));
-if (pluginDir === undefined) {
-  throw new Error('engines/llama_cpp has no built plugin: run pnpm --filter @llm-node/engine-llama-cpp build');
-}
+// Only linux-x64 always builds one; elsewhere the build skips the plugin without a prebuilt llama.cpp.
+const describeWithPlugin = describe.skipIf(pluginDir === undefined);
 
 const CHAT_PROMPT =
   '<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHello!<|eot_id|>' +
@@ -27,6 +26,7 @@ let workDir: string;
 let modelPath: string;
 
 beforeAll(async () => {
+  if (pluginDir === undefined) return;
   workDir = await mkdtemp(join(tmpdir(), 'llama-cpp-engine-'));
   modelPath = join(workDir, 'model.gguf');
   await makeModel(modelPath);
@@ -65,7 +65,7 @@ async function generate(request: Partial<GenerateRequest>, options: { signal?: A
   return { text, tokens, result: await generation.result };
 }
 
-describe('the llama_cpp plugin', () => {
+describeWithPlugin('the llama_cpp plugin', () => {
   it('reports itself as thread-safe with every optional entry point', () => {
     expect(engine.info).toMatchObject({ id: 'llama_cpp', abiVersion: 1, threadSafe: true });
     expect([...engine.capabilities].sort()).toEqual(
@@ -158,7 +158,7 @@ describe('the llama_cpp plugin', () => {
   });
 });
 
-describe('loading and unloading', () => {
+describeWithPlugin('loading and unloading', () => {
   it('estimates at least the memory a load takes, and not far more', async () => {
     const params = { path: modelPath, format: 'gguf' as const, contextLength: 4096, parallel: 2 };
     const estimate = await engine.estimateVram(params);
