@@ -1,0 +1,125 @@
+// Issue 8's comparison on this machine's CPU, in one run: llama-bench, llama.cpp's llama-server and llm-node
+// (--gpu-backend cpu, the cpu llama_cpp plugin), same model, same threads, context and slots, same client.
+//   pnpm bench:cpu [--rounds 3] [--tokens 256]
+// Prints the figures and the ratios, and appends them to docs/performance.md.
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { makeModel } from '@llm-node/engine-llama-cpp';
+import { buildLlamaTools, cacheDir, checkLoadClient, llamaBench, log, median, oaiLoad, repo, startServer } from '../lib/llama-cpp.mjs';
+
+const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, tokens: { type: 'string', default: '256' } } });
+const rounds = Number(values.rounds);
+const tokens = Number(values.tokens);
+
+// Both servers get the same: threads (the physical cores, which is also the plugin's own default), 4 slots,
+// and 2,048 tokens of context per slot (llama-server's -c is the total it splits across its -np slots).
+const threads = physicalCores();
+const slots = 4;
+const contextPerSlot = 2048;
+const concurrency = [slots];
+
+checkLoadClient();
+const cli = join(repo, 'packages/cli/dist/bin.js');
+if (!existsSync(cli) || !existsSync(join(repo, 'engines/llama_cpp/cpu/manifest.json'))) {
+  throw new Error('build first: pnpm build (pnpm bench:cpu does)');
+}
+const bin = buildLlamaTools('llama-cpu', ['-DGGML_NATIVE=ON']);
+
+// The model of issue 8: dim 64, 2 layers, the Llama 3 vocabulary (128,256 tokens), F16. So small that what
+// a server does per token outside the forward pass shows.
+const modelsDir = join(cacheDir, 'models');
+const model = join(modelsDir, 'bench-cpu.gguf');
+if (!existsSync(model)) await makeModel(model, { name: 'bench-cpu' });
+
+const results = { llamaBench: [], server: [], node: [] };
+for (let round = 1; round <= rounds; round++) {
+  log(`round ${round}/${rounds}: llama-bench`);
+  results.llamaBench.push(llamaBench(bin('llama-bench'), model, ['-t', String(threads), '-p', '512', '-n', '128', '-r', '3']));
+
+  log(`round ${round}/${rounds}: llama-server`);
+  const server = await startServer(
+    bin('llama-server'),
+    ['-m', model, '-t', String(threads), '-c', String(contextPerSlot * slots), '-np', String(slots), '--host', '127.0.0.1', '--port', '18081'],
+    'http://127.0.0.1:18081/health',
+  );
+  results.server.push({ loadMs: server.ms, ...measure('http://127.0.0.1:18081', 'bench-cpu') });
+  await server.stop();
+
+  log(`round ${round}/${rounds}: llm-node`);
+  const node = await startServer(
+    process.execPath,
+    [cli, '--gpu-backend', 'cpu', '--engines-dir', join(repo, 'engines'), '--models-dir', modelsDir, '--port', '18082',
+      '--context-length', String(contextPerSlot), '--parallel', String(slots), '--log-level', 'warn'],
+    'http://127.0.0.1:18082/health',
+  );
+  const loadStarted = performance.now();
+  const load = await fetch('http://127.0.0.1:18082/api/models/load', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ model_id: 'bench-cpu' }),
+  });
+  if (!load.ok) throw new Error(`llm-node load failed: ${await load.text()}`);
+  const loadMs = node.ms + performance.now() - loadStarted;
+  results.node.push({ loadMs, ...measure('http://127.0.0.1:18082', 'bench-cpu') });
+  await node.stop();
+}
+
+function measure(base, modelId) {
+  const sampled = oaiLoad(base, modelId, { tokens, concurrency, temperature: 0.8 });
+  const greedy = oaiLoad(base, modelId, { tokens, concurrency: [0], temperature: 0 });
+  return {
+    single: sampled.single_decode_tok_s,
+    singleGreedy: greedy.single_decode_tok_s,
+    ttft: sampled.ttft_512_ms,
+    aggregate: sampled[`aggregate_c${slots}_tok_s`],
+  };
+}
+
+const m = (list, key) => median(list.map((r) => r[key]));
+const bench = { tg: m(results.llamaBench, 'tg128'), pp: m(results.llamaBench, 'pp512') };
+const rows = [
+  ['single-stream decode, temperature 0.8 (tok/s)', m(results.server, 'single'), m(results.node, 'single')],
+  ['single-stream decode, greedy (tok/s)', m(results.server, 'singleGreedy'), m(results.node, 'singleGreedy')],
+  ['time to first token, ~530-token prompt (ms)', m(results.server, 'ttft'), m(results.node, 'ttft')],
+  [`aggregate, ${slots} streams (tok/s)`, m(results.server, 'aggregate'), m(results.node, 'aggregate')],
+  ['start + model load (ms)', m(results.server, 'loadMs'), m(results.node, 'loadMs')],
+];
+
+const commit = execFileSync('git', ['-C', repo, 'describe', '--always', '--dirty'], { encoding: 'utf8' }).trim();
+const machine = `${cpus()[0]?.model.trim()}, ${cpus().length} logical CPUs`;
+const f = (x) => (x >= 100 ? x.toFixed(0) : x.toFixed(2));
+const table = [
+  `| measure | llama-server | llm-node | llm-node / llama-server |`,
+  `|---|---:|---:|---:|`,
+  ...rows.map(([name, s, n]) => `| ${name} | ${f(s)} | ${f(n)} | ${(n / s).toFixed(2)} |`),
+  `| llama-bench tg128 / pp512 (tok/s) | ${f(bench.tg)} / ${f(bench.pp)} | | llm-node single greedy / tg128: ${(m(results.node, 'singleGreedy') / bench.tg).toFixed(2)}, at 0.8: ${(m(results.node, 'single') / bench.tg).toFixed(2)} |`,
+].join('\n');
+const section = `
+### CPU run, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC — ${commit}
+
+Machine: ${machine}. Both servers: ${threads} threads, ${slots} slots, ${contextPerSlot} tokens of context per slot
+(llama-server \`-t ${threads} -c ${contextPerSlot * slots} -np ${slots}\`; llm-node \`--context-length ${contextPerSlot} --parallel ${slots}\`,
+its plugin using the physical cores). Client: oai_load.py, ${tokens} tokens, ignore_eos. Medians of ${rounds} interleaved rounds.
+TTFT difference, llm-node − llama-server: = ${(m(results.node, 'ttft') - m(results.server, 'ttft')).toFixed(2)} ms.
+
+${table}
+`;
+console.log(section);
+appendFileSync(join(repo, 'docs/performance.md'), section);
+log('appended to docs/performance.md');
+
+function physicalCores() {
+  // The plugin counts distinct thread_siblings sets; do the same so both sides run as many threads.
+  try {
+    const sets = new Set();
+    for (let i = 0; i < cpus().length; i++) {
+      sets.add(readFileSync(`/sys/devices/system/cpu/cpu${i}/topology/thread_siblings`, 'utf8'));
+    }
+    return sets.size;
+  } catch {
+    return cpus().length;
+  }
+}
