@@ -103,7 +103,7 @@ const section = `
 Machine: ${machine}. Both servers: ${threads} threads, ${slots} slots, ${contextPerSlot} tokens of context per slot
 (llama-server \`-t ${threads} -c ${contextPerSlot * slots} -np ${slots}\`; llm-node \`--context-length ${contextPerSlot} --parallel ${slots}\`,
 its plugin using the physical cores). Client: oai_load.py, ${tokens} tokens, ignore_eos. Medians of ${rounds} interleaved rounds.
-TTFT difference, llm-node − llama-server: = ${(m(results.node, 'ttft') - m(results.server, 'ttft')).toFixed(2)} ms.
+TTFT difference, llm-node − llama-server: ${(m(results.node, 'ttft') - m(results.server, 'ttft')).toFixed(2)} ms.
 
 ${table}
 `;

@@ -11,8 +11,10 @@ export const cacheDir = join(repo, '.cache', 'bench');
 
 /** The llama.cpp source node-llama-cpp ships (the engine's headers come from the same bundle), cloned once. */
 export function llamaSource() {
+  // A devDependency of engines/llama_cpp; its package.json is not in its `exports`, so look for the folder.
   const require = createRequire(join(repo, 'engines/llama_cpp/package.json'));
-  const llamaDir = join(require.resolve('node-llama-cpp/package.json'), '..', 'llama');
+  const packageDir = require.resolve.paths('node-llama-cpp').map((dir) => join(dir, 'node-llama-cpp')).find(existsSync);
+  const llamaDir = join(packageDir, 'llama');
   const { release } = JSON.parse(readFileSync(join(llamaDir, 'binariesGithubRelease.json'), 'utf8'));
   const target = join(cacheDir, 'llama.cpp');
   const marker = join(target, '.release');

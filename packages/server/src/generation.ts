@@ -120,8 +120,11 @@ async function answerCompletion(
   for await (const chunk of generation) {
     timing.firstTokenAt ??= performance.now();
     if (logprobs && chunk.tokens) {
-      for (let i = 0; i < chunk.tokenCount; i++) logprobs.textOffsets.push(text.length + (i === 0 ? 0 : chunk.pieceEnds[i - 1]!));
-      logprobs.tokens.push(...chunk.tokens);
+      // A loop, not push(...tokens): a chunk can hold more tokens than a call can take arguments.
+      for (let i = 0; i < chunk.tokenCount; i++) {
+        logprobs.textOffsets.push(text.length + (i === 0 ? 0 : chunk.pieceEnds[i - 1]!));
+        logprobs.tokens.push(chunk.tokens[i]!);
+      }
     }
     text += chunk.text;
   }

@@ -454,8 +454,12 @@ bool Model::step() {
         }
     }
     for (GenerationRequest * request : arrived) {
-        // The free slot whose cached tokens share the longest prefix with the prompt; else the least recently used.
-        Slot * best = nullptr;
+        // The free slot whose cached tokens share the longest prefix with the prompt, when that prefix is a
+        // real part of what the slot holds; else the least recently used. Without the second condition two
+        // prompts that share only the chat template's header would evict each other's cache in turn
+        // (llama.cpp's server has the same rule: --slot-prompt-similarity 0.1).
+        Slot * reuse = nullptr;
+        Slot * oldest = nullptr;
         size_t best_shared = 0;
         for (auto & slot : slots_) {
             if (slot->request != nullptr) {
@@ -464,13 +468,15 @@ bool Model::step() {
             const auto mismatch = std::mismatch(slot->cached.begin(), slot->cached.end(), request->prompt.begin(),
                                                 request->prompt.end());
             const size_t shared = static_cast<size_t>(mismatch.first - slot->cached.begin());
-            if (best == nullptr || shared > best_shared ||
-                (shared == best_shared && slot->last_used < best->last_used)) {
-                best = slot.get();
+            if (shared > best_shared && shared * 10 >= slot->cached.size()) {
+                reuse = slot.get();
                 best_shared = shared;
             }
+            if (oldest == nullptr || slot->last_used < oldest->last_used) {
+                oldest = slot.get();
+            }
         }
-        assign(*best, request);
+        assign(reuse != nullptr ? *reuse : *oldest, request);
     }
 
     batch_.n_tokens = 0;
