@@ -1,0 +1,158 @@
+// The llama_cpp plugin served by a whole node: the llm-node command's own start-up (GPU detection named
+// `cpu`, plugin discovery in the repository's engines/ folder, the HTTP server) and the official openai client.
+import { existsSync } from 'node:fs';
+import { copyFile, mkdtemp, rm, stat, truncate } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { writeGgufModel } from '@llm-node/registry/testing';
+import { startNode, type RunningNode } from 'llm-node';
+import OpenAI from 'openai';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { makeModel } from './make-model.js';
+
+const enginesDir = fileURLToPath(new URL('../../', import.meta.url));
+const built = existsSync(join(enginesDir, 'llama_cpp', 'cpu', 'manifest.json'));
+
+let modelsDir: string;
+let node: RunningNode;
+let base: string;
+let client: OpenAI;
+
+beforeAll(async () => {
+  if (!built) return;
+  modelsDir = await mkdtemp(join(tmpdir(), 'llama-cpp-node-'));
+  await makeModel(join(modelsDir, 'tiny.gguf'));
+  // A model of an architecture the plugin's manifest does not list: its weights are never read.
+  await writeGgufModel(join(modelsDir, 'nemotron-mini.gguf'), { architecture: 'nemotron' });
+  // A download cut short: the header is whole, the tensor data is not.
+  await copyFile(join(modelsDir, 'tiny.gguf'), join(modelsDir, 'cut-short.gguf'));
+  await truncate(join(modelsDir, 'cut-short.gguf'), Math.floor((await stat(join(modelsDir, 'tiny.gguf'))).size * 0.6));
+
+  node = await startNode(
+    {
+      enginesDir,
+      modelsDir,
+      vramLimitBytes: undefined,
+      monitorIntervalMs: 1000,
+      port: 0,
+      host: '127.0.0.1',
+      gpuBackend: 'cpu',
+      apiKey: undefined,
+      logLevel: 'silent',
+      contextLength: 512,
+      parallel: 4,
+    },
+    pino({ level: 'silent' }),
+  );
+  base = `http://127.0.0.1:${node.address.port}`;
+  client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused' });
+}, 120_000);
+
+afterAll(async () => {
+  await node?.close();
+  if (modelsDir) await rm(modelsDir, { recursive: true, force: true });
+});
+
+const post = (path: string, body: unknown) =>
+  fetch(`${base}${path}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+
+async function chat(content: string, options: Partial<OpenAI.ChatCompletionCreateParamsNonStreaming> = {}): Promise<string> {
+  const completion = await client.chat.completions.create({
+    model: 'tiny',
+    messages: [{ role: 'user', content }],
+    max_tokens: 12,
+    temperature: 0,
+    ...options,
+  });
+  return completion.choices[0]!.message.content ?? '';
+}
+
+describe.skipIf(!built)('the llama_cpp plugin behind llm-node', () => {
+  it('is loaded from engines/llama_cpp/cpu and loads a model with the seed\'s request', async () => {
+    const engines = (await (await fetch(`${base}/api/engines`)).json()) as { engines: { id: string; status: string }[] };
+    expect(engines.engines).toContainEqual(expect.objectContaining({ id: 'llama_cpp', status: 'loaded' }));
+
+    const load = await post('/api/models/load', { model_id: 'tiny', format: 'gguf' });
+    expect(load.status).toBe(200);
+    const models = (await (await fetch(`${base}/api/models`)).json()) as { models: { id: string; engine: string; vram_bytes: number }[] };
+    expect(models.models).toEqual([expect.objectContaining({ id: 'tiny', engine: 'llama_cpp', vram_bytes: expect.any(Number) })]);
+    expect(models.models[0]!.vram_bytes).toBeGreaterThan(0);
+  });
+
+  it('streams a chat completion: the role first, then the tokens, then the finish reason', async () => {
+    const stream = await client.chat.completions.create({
+      model: 'tiny',
+      messages: [{ role: 'user', content: 'Hello!' }],
+      max_tokens: 8,
+      stream: true,
+    });
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(chunks[0]!.choices[0]!.delta.role).toBe('assistant');
+    const tokens = chunks.filter((c) => c.choices[0]?.delta.content);
+    expect(tokens.length).toBeGreaterThan(0);
+    expect(tokens.length).toBeLessThanOrEqual(8);
+    expect(chunks.at(-1)!.choices[0]!.finish_reason).toBe('length');
+  });
+
+  it('gives the same tokens at temperature 0 twice', async () => {
+    const first = await chat('Tell me about the sea.');
+    expect(first.length).toBeGreaterThan(0);
+    expect(await chat('Tell me about the sea.')).toBe(first);
+  });
+
+  it('answers concurrent requests each as it answers them alone', async () => {
+    const prompts = ['one', 'two two', 'three three three', 'four', 'five five'];
+    const alone = [];
+    for (const p of prompts) alone.push(await chat(p));
+    expect(await Promise.all(prompts.map((p) => chat(p)))).toEqual(alone);
+  });
+
+  it('stops a generation whose client went away', async () => {
+    const generated = async () => {
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      return Number(/^llm_node_generated_tokens_total\{model="tiny"\} (\d+)/m.exec(metrics)?.[1] ?? 0);
+    };
+    const before = await generated();
+    const stream = await client.chat.completions.create({
+      model: 'tiny',
+      messages: [{ role: 'user', content: 'Go on forever.' }],
+      max_tokens: 480,
+      stream: true,
+      ignore_eos: true,
+    } as OpenAI.ChatCompletionCreateParamsStreaming);
+    for await (const chunk of stream) if (chunk.choices[0]?.delta.content) break; // closes the connection
+    const active = async () =>
+      ((await (await fetch(`${base}/api/models`)).json()) as { models: { active_requests: number }[] }).models[0]!.active_requests;
+    await expect.poll(active, { timeout: 10_000 }).toBe(0);
+    // It ended at the next token after the disconnect, far short of its 480.
+    expect((await generated()) - before).toBeLessThan(240);
+  });
+
+  it('refuses a model of another architecture before the engine sees it, with the seed\'s message', async () => {
+    const response = await post('/api/models/load', { model_id: 'nemotron-mini', format: 'gguf' });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toEqual({
+      error: { message: "Architecture 'nemotron' not supported by plugin 'llama_cpp'", type: 'unsupported_error', code: 'architecture_mismatch' },
+    });
+  });
+
+  it('answers a truncated GGUF with a clean error and goes on serving', async () => {
+    const response = await post('/api/models/load', { model_id: 'cut-short', format: 'gguf' });
+    expect(response.status).toBe(422);
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe('model_corrupt');
+    expect((await chat('Still there?')).length).toBeGreaterThan(0);
+  });
+
+  it('frees the model\'s memory on unload', async () => {
+    const response = await post('/api/models/unload', { model_id: 'tiny' });
+    expect(response.status).toBe(200);
+    expect(await (await fetch(`${base}/api/models`)).json()).toEqual({ models: [] });
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics.split('\n').filter((line) => line.startsWith('llm_node_model_vram_bytes{'))).toEqual([]);
+  });
+});
