@@ -26,7 +26,7 @@ tar -C "$src" -cJf "$out/llama-src.tar.xz" \
 pnpm --filter @llm-node/abi-native prebuild >/dev/null
 stage=$(mktemp -d)
 pnpm --filter llm-node deploy --legacy --prod "$stage/cli" >/dev/null
-pnpm --filter @llm-node/engine-llama-cpp deploy --legacy --prod "$stage/engine" >/dev/null
+pnpm --filter @llm-node/engine-llama-cpp deploy --legacy --prod --no-optional "$stage/engine" >/dev/null
 tar -C "$stage" -cJf "$out/app.tar.xz" cli engine
 rm -rf "$stage"
 

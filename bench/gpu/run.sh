@@ -32,6 +32,13 @@ tar -C "$work" -xJf .gpu/app.tar.xz
 mkdir -p "$work/engine/build" && ln -sfn "$work/llama.cpp" "$work/engine/build/llama.cpp"
 node --version
 
+stamp "model (in the background, during the build): Llama-3.2-1B shapes, random weights, F16"
+mkdir -p "$work/models"
+model="$work/models/llama-3.2-1b.gguf"
+node "$work/engine/dist/make-model.js" --out "$model" \
+  --dim 2048 --layers 16 --heads 32 --kv-heads 8 --ffn 8192 --context 131072 --type f16 > "$OUT/make-model.log" 2>&1 &
+model_pid=$!
+
 stamp "build: llama.cpp (CUDA, sm_90a) with the llama_cpp plugin, llama-server and llama-bench"
 build=engines/llama_cpp/build/cmake-cuda
 cmake -S engines/llama_cpp -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
@@ -42,12 +49,7 @@ cmake -S engines/llama_cpp -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
 cmake --build "$build" --target llama_engine llama-server llama-bench -j 16 2>&1 | tail -3 || exit 1
 ls engines/llama_cpp/cuda
 bin="$build/bin"
-
-stamp "model: Llama-3.2-1B shapes, random weights, F16"
-mkdir -p "$work/models"
-node "$work/engine/dist/make-model.js" --out "$work/models/llama-3.2-1b.gguf" \
-  --dim 2048 --layers 16 --heads 32 --kv-heads 8 --ffn 8192 --context 131072 --type f16 || exit 1
-model="$work/models/llama-3.2-1b.gguf"
+wait $model_pid || { cat "$OUT/make-model.log"; exit 1; }
 ls -la "$model"
 
 node_cli() { node "$work/cli/dist/bin.js" "$@"; }
