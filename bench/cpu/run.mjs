@@ -103,7 +103,9 @@ const table = [
   `| tg128 | ${f(m(results.llamaBench, 'tg128'))} | single stream at 0.8: ${spread(ratios('single', tg))}; greedy: ${spread(ratios('singleGreedy', tg))} |`,
 ].join('\n');
 const ttftGap = median(results.node.map((r, i) => r.ttft - results.server[i].ttft));
-const commit = execFileSync('git', ['-C', repo, 'describe', '--always', '--dirty'], { encoding: 'utf8' }).trim();
+// The commit measured; "+changes" when files other than this report differ from it.
+const git = (...args) => execFileSync('git', ['-C', repo, ...args], { encoding: 'utf8' }).trim();
+const commit = git('rev-parse', '--short', 'HEAD') + (git('status', '--porcelain', '--', '.', ':!docs/performance.md') ? '+changes' : '');
 const machine = `${cpus()[0]?.model.trim()}, ${cpus().length} logical CPUs`;
 const section = `
 ### CPU run, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC — ${commit}
