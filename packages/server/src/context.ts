@@ -3,6 +3,7 @@ import type { Registry } from '@llm-node/registry';
 import type { ChatTemplates } from './chat-template.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Metrics } from './metrics.js';
+import type { WriteTurns } from './write-turns.js';
 
 /** What the routes of one server share. */
 export interface ServerContext {
@@ -11,4 +12,5 @@ export interface ServerContext {
   lifecycle: Lifecycle;
   metrics: Metrics;
   chatTemplates: ChatTemplates;
+  writeTurns: WriteTurns;
 }

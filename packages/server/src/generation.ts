@@ -1,5 +1,4 @@
 import { once } from 'node:events';
-import { setImmediate } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import type { Response } from 'express';
 import type { GenerateRequest, GenerateResult, Generation, TokenChunk } from '@llm-node/abi-native';
@@ -33,8 +32,8 @@ const SSE_HEADERS = {
 
 const ignore = () => {};
 
-/** Most token events one stream writes before letting the event loop serve others. */
-const TOKENS_PER_TURN = 64;
+/** Most token events that go out in one socket write. */
+const TOKENS_PER_WRITE = 64;
 
 /**
  * Serves one chat or raw completion: leases the model (loading it on first use), runs the generation
@@ -82,11 +81,11 @@ async function streamCompletion(
   try {
     if (!first.done) {
       timing.firstTokenAt = performance.now();
-      await writeTokens(res, first.value, format, signal);
+      await writeTokens(context, res, first.value, format, signal);
     }
     for await (const chunk of generation) {
       if (signal.aborted) break;
-      await writeTokens(res, chunk, format, signal);
+      await writeTokens(context, res, chunk, format, signal);
     }
     const result = await generation.result;
     recordFigures(context, res, job, result, timing);
@@ -141,13 +140,15 @@ async function answerCompletion(
 /**
  * Writes a chunk's tokens, one SSE event each, waiting for the socket to drain when it is full. A chunk
  * holds every token made since the stream last looked; when an engine outruns the loop that can be
- * thousands, so they go out in slices with a turn of the event loop between them, and other streams and
- * /health are not held up behind one big write.
+ * thousands, so they go out TOKENS_PER_WRITE at a time, each write taking its place in the turns shared by
+ * all streams, so that other streams and /health are not held up behind one stream's or all streams' writes.
  */
-async function writeTokens(res: Response, chunk: TokenChunk, format: CompletionFormat, signal: AbortSignal): Promise<void> {
-  for (let from = 0; from < chunk.tokenCount && !signal.aborted; from += TOKENS_PER_TURN) {
-    if (from > 0) await setImmediate();
-    const events = tokenEvents(chunk, format, from, Math.min(chunk.tokenCount, from + TOKENS_PER_TURN));
+async function writeTokens(context: ServerContext, res: Response, chunk: TokenChunk, format: CompletionFormat, signal: AbortSignal): Promise<void> {
+  for (let from = 0; from < chunk.tokenCount && !signal.aborted; from += TOKENS_PER_WRITE) {
+    const turn = context.writeTurns.reserve();
+    if (turn) await turn;
+    if (signal.aborted) return;
+    const events = tokenEvents(chunk, format, from, Math.min(chunk.tokenCount, from + TOKENS_PER_WRITE));
     if (events !== '' && !res.write(events)) await once(res, 'drain', { signal });
   }
 }
