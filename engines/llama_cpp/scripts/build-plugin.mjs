@@ -1,45 +1,43 @@
-// Builds the llama_cpp plugin for this machine into engines/llama_cpp/<gpu_backend>/: CMake over the prebuilt
-// llama.cpp of the @node-llama-cpp/<platform> package, with headers (and the model maker's tokenizer and chat
-// template) taken from the matching llama.cpp source that node-llama-cpp ships as a git bundle. Offline; no GPU.
+// Builds the llama_cpp plugin into engines/llama_cpp/<gpu_backend>/ for every backend this platform's prebuilt
+// llama.cpp packages provide (src/prebuilt.ts: linux-x64 cpu and cuda, darwin-arm64 metal, win32-x64 cpu and
+// cuda), whether or not this machine has that GPU: the folders are packaging outputs. Headers, and the model
+// maker's tokenizer and chat template, come from the matching llama.cpp source that node-llama-cpp ships as a git
+// bundle; it is extracted first, so the model maker works even where no plugin can be built. Offline; no GPU.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { copyRuntime, PLATFORM_RUNTIMES, selectRuntime } from '../dist/prebuilt.js';
 
 const packageDir = dirname(dirname(fileURLToPath(import.meta.url)));
 const require = createRequire(join(packageDir, 'package.json'));
 const { version } = JSON.parse(readFileSync(join(packageDir, 'package.json'), 'utf8'));
 
-// The prebuilt llama.cpp for each platform, and the backend folder it fills.
-const PREBUILT = {
-  'linux-x64': { name: 'linux-x64', backend: 'cpu' },
-  'darwin-arm64': { name: 'mac-arm64-metal', backend: 'metal' },
-  'win32-x64': { name: 'win-x64-cuda', backend: 'cuda' },
-};
-
 // What the build and the model maker read from the llama.cpp source.
 const SOURCE_PATHS = [
   'include',
   'ggml/include',
-  'src/llama-ext.h',
   'models/ggml-vocab-llama-bpe.gguf',
   'models/templates/meta-llama-Llama-3.2-3B-Instruct.jinja',
 ];
 
 function run(command, args, options = {}) {
-  try {
-    execFileSync(command, args, { stdio: 'inherit', ...options });
-  } catch {
-    console.error(`llama_cpp: ${command} ${args.join(' ')} failed`);
-    process.exit(1);
-  }
+  execFileSync(command, args, { stdio: 'inherit', ...options });
 }
 
 // The installed package's folder (its files are not all in its `exports`, so not through require.resolve).
 function packageFolder(name) {
   const found = require.resolve.paths(name).find((dir) => existsSync(join(dir, name, 'package.json')));
   return found ? join(found, name) : null;
+}
+
+function listFiles(root, dir = root) {
+  return readdirSync(dir).flatMap((entry) => {
+    const path = join(dir, entry);
+    return statSync(path).isDirectory() ? listFiles(root, path) : [relative(root, path).split('\\').join('/')];
+  });
 }
 
 // A partial checkout of node-llama-cpp's llama.cpp bundle under build/llama.cpp, made once per release.
@@ -58,37 +56,60 @@ function extractSource() {
   return target;
 }
 
-const platform = `${process.platform}-${process.arch}`;
-const prebuilt = PREBUILT[platform];
-const prebuiltPackage = prebuilt && packageFolder(`@node-llama-cpp/${prebuilt.name}`);
-if (!prebuiltPackage) {
-  const missing = prebuilt
-    ? `@node-llama-cpp/${prebuilt.name} is not installed, so there is no llama.cpp to build against`
-    : `there is no prebuilt llama.cpp for ${platform}`;
-  // linux-x64's package is a dependency of this package and must be there. The others are added where the
-  // registry has them (README.md, "What the build produces"); without one the plugin is skipped, not failed.
-  if (platform === 'linux-x64') {
-    console.error(`llama_cpp: ${missing}. Run pnpm install with the npm registry reachable.`);
-    process.exit(1);
-  }
-  console.warn(`llama_cpp: ${missing}; skipping the plugin. Add the package or build from source (engines/llama_cpp/README.md).`);
-  process.exit(0);
+function buildPlugin(runtime, packagePath, sourceDir) {
+  const started = Date.now();
+  const selection = selectRuntime(runtime.backend, runtime.packageName, listFiles(packagePath));
+  const outputDir = join(packageDir, runtime.backend);
+  rmSync(outputDir, { recursive: true, force: true }); // no library of an earlier release stays behind
+  mkdirSync(outputDir, { recursive: true });
+  const buildDir = join(packageDir, 'build', `cmake-${runtime.backend}`);
+  const ninja = spawnSync('ninja', ['--version']).status === 0;
+  run('cmake', [
+    '-S', packageDir,
+    '-B', buildDir,
+    ...(ninja && !existsSync(join(buildDir, 'CMakeCache.txt')) ? ['-G', 'Ninja'] : []),
+    '-DCMAKE_BUILD_TYPE=Release',
+    `-DENGINE_VERSION=${version}`,
+    `-DENGINE_GPU_BACKEND=${runtime.backend}`,
+    `-DENGINE_OUTPUT_DIR=${outputDir}`,
+    `-DENGINE_API_INCLUDE_DIR=${dirname(require.resolve('@llm-node/abi-native/engine_api.h'))}`,
+    `-DLLAMA_INCLUDE_DIR=${sourceDir}`,
+    `-DLLAMA_RUNTIME_LIBRARIES=${selection.libraries.join(';')}`,
+  ], { stdio: ['ignore', 'ignore', 'inherit'] });
+  run('cmake', ['--build', buildDir, '--config', 'Release', '--parallel']);
+  return copyRuntime(selection, packagePath, outputDir).then(() => {
+    console.log(`llama_cpp: built engines/llama_cpp/${runtime.backend}/ from ${runtime.packageName} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  });
 }
 
-const started = Date.now();
+const platform = `${process.platform}-${process.arch}`;
 const sourceDir = extractSource();
-const buildDir = join(packageDir, 'build', `cmake-${prebuilt.backend}`);
-const ninja = spawnSync('ninja', ['--version']).status === 0;
-run('cmake', [
-  '-S', packageDir,
-  '-B', buildDir,
-  ...(ninja && !existsSync(join(buildDir, 'CMakeCache.txt')) ? ['-G', 'Ninja'] : []),
-  '-DCMAKE_BUILD_TYPE=Release',
-  `-DENGINE_VERSION=${version}`,
-  `-DENGINE_GPU_BACKEND=${prebuilt.backend}`,
-  `-DENGINE_API_INCLUDE_DIR=${dirname(require.resolve('@llm-node/abi-native/engine_api.h'))}`,
-  `-DLLAMA_PREBUILT_DIR=${join(prebuiltPackage, 'bins', prebuilt.name)}`,
-  `-DLLAMA_INCLUDE_DIR=${sourceDir}`,
-], { stdio: ['ignore', 'ignore', 'inherit'] });
-run('cmake', ['--build', buildDir, '--config', 'Release', '--parallel']);
-console.log(`llama_cpp: built engines/llama_cpp/${prebuilt.backend}/ in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+const runtimes = PLATFORM_RUNTIMES[platform];
+if (runtimes === undefined) {
+  console.warn(`llama_cpp: there is no prebuilt llama.cpp for ${platform}; no plugin is built. Build one from source (engines/llama_cpp/README.md).`);
+  process.exit(0);
+}
+// On CI a plugin the platform should have must build: a skipped one would let its tests pass by skipping.
+const strict = Boolean(process.env.CI);
+let failed = 0;
+for (const runtime of runtimes) {
+  const packagePath = packageFolder(runtime.packageName);
+  if (!packagePath) {
+    const message = `llama_cpp: ${runtime.packageName} is not installed, so engines/llama_cpp/${runtime.backend}/ is not built. ` +
+      'Run pnpm install (the package is an optional dependency for this platform).';
+    if (strict) {
+      console.error(message);
+      failed++;
+    } else {
+      console.warn(message);
+    }
+    continue;
+  }
+  try {
+    await buildPlugin(runtime, packagePath, sourceDir);
+  } catch (error) {
+    console.error(`llama_cpp: engines/llama_cpp/${runtime.backend}/ failed to build: ${error.message}`);
+    failed++;
+  }
+}
+process.exit(failed === 0 ? 0 : 1);

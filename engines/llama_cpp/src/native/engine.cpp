@@ -3,9 +3,10 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <type_traits>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -20,6 +21,7 @@
 
 #include "engine_api.h"
 #include "errors.h"
+#include "llama_library.h"
 #include "model.h"
 
 // A field of a host-filled struct is read only when the host's struct_size covers it (engine_api.h).
@@ -103,6 +105,67 @@ void on_log(ggml_log_level level, const char * text, void *) {
 
 std::string string_field(const char * value) {
     return value != nullptr ? value : "";
+}
+
+// llama.cpp's name for a backend's devices, and the ggml backend library that drives them.
+struct GpuBackend {
+    std::string name;     // as people write it: CUDA, Metal
+    std::string library;  // the ggml backend's file stem
+    std::string needs;    // what the machine must have for the library to load
+};
+
+GpuBackend gpu_backend(const std::string & backend) {
+    if (backend == "cuda") {
+        return {"CUDA", "ggml-cuda", "an NVIDIA GPU with its driver, and the CUDA runtime libraries the error names"};
+    }
+    if (backend == "metal") {
+        return {"Metal", "ggml-metal", "a Mac with Apple Silicon"};
+    }
+    return {backend, "ggml-" + backend, "a GPU this build supports"};
+}
+
+// The `device_index`th GPU device llama.cpp found, or why there is none: the backend library missing from the
+// folder, failing to load (no driver, no CUDA runtime), or loaded with no device to drive.
+EngineError find_gpu(const std::string & backend, const std::string & plugin_dir, int32_t device_index,
+                     ggml_backend_dev_t * found) {
+    std::vector<ggml_backend_dev_t> gpus;
+    for (size_t i = 0; i < lib.ggml_backend_dev_count(); ++i) {
+        ggml_backend_dev_t device = lib.ggml_backend_dev_get(i);
+        const enum ggml_backend_dev_type type = lib.ggml_backend_dev_type(device);
+        if (type == GGML_BACKEND_DEVICE_TYPE_GPU || type == GGML_BACKEND_DEVICE_TYPE_IGPU) {
+            gpus.push_back(device);
+        }
+    }
+    if (device_index >= 0 && static_cast<size_t>(device_index) < gpus.size()) {
+        *found = gpus[device_index];
+        return {};
+    }
+    const GpuBackend gpu = gpu_backend(backend);
+    if (!gpus.empty()) {
+        return engine_error(ERR_UNSUPPORTED, "no " + gpu.name + " device " +
+                                                 std::to_string(device_index) + ": llama.cpp found " +
+                                                 std::to_string(gpus.size()) + " (devices count from 0)");
+    }
+#if defined(_WIN32)
+    const std::string file = gpu.library + ".dll";
+#else
+    const std::string file = "lib" + gpu.library + ".so";  // ggml's backends are .so on macOS too
+#endif
+    const std::filesystem::path path = std::filesystem::u8path(plugin_dir) / std::filesystem::u8path(file);
+    std::string reason;
+    if (!std::filesystem::exists(path)) {
+        reason = "the plugin folder has no " + file + "; rebuild it";
+    } else {
+        // ggml loaded it silently at first; loading it once more says why it failed.
+        LogCapture log;
+        if (lib.ggml_backend_load(path.u8string().c_str()) == nullptr) {
+            reason = "llama.cpp's " + gpu.name + " backend (" + file + ") does not load: " + log.text() +
+                     ". It needs " + gpu.needs;
+        } else {
+            reason = "llama.cpp's " + gpu.name + " backend loaded but sees no device (check the driver)";
+        }
+    }
+    return engine_error(ERR_UNSUPPORTED, "no " + gpu.name + " device found: " + reason);
 }
 
 EngineError check_initialized() {
@@ -199,6 +262,31 @@ uint64_t load_budget(uint64_t model_budget) {
     return model_budget == 0 ? left : std::min(model_budget, left);
 }
 
+// The message of an exception caught at the boundary; left empty when even that cannot be stored.
+int32_t report_exception(int32_t code, const char * what) noexcept {
+    try {
+        t_last_error = what;
+    } catch (...) {
+        t_last_error.clear();
+    }
+    return code;
+}
+
+// Runs an entry point's body, turning a C++ exception into an error code with its message: an exception
+// crossing the C boundary would end the host's process.
+template <typename Body>
+int32_t guarded(Body body) noexcept {
+    try {
+        return body();
+    } catch (const std::bad_alloc &) {
+        return report_exception(ERR_OUT_OF_MEMORY, "llama_cpp: out of host memory");
+    } catch (const std::exception & error) {
+        return report_exception(ERR_INTERNAL, error.what());
+    } catch (...) {
+        return report_exception(ERR_INTERNAL, "llama_cpp: an unknown C++ exception");
+    }
+}
+
 }  // namespace
 
 LogCapture::LogCapture() : outer_(t_capture) {
@@ -229,18 +317,13 @@ std::string LogCapture::text() const {
 }
 
 void install_log_handler() {
-    llama_log_set(on_log, nullptr);  // sets ggml's handler too
+    lib.llama_log_set(on_log, nullptr);  // sets ggml's handler too
 }
 
-extern "C" {
+// What each entry point does, below the exception barrier.
+namespace entry {
 
-ENGINE_API EngineInfo * engine_get_info(void) {
-    static EngineInfo info = {ENGINE_ABI_VERSION, "llama_cpp", ENGINE_VERSION, sizeof(EngineInfo),
-                              ENGINE_FLAG_THREAD_SAFE};
-    return &info;
-}
-
-ENGINE_API int engine_init(EngineConfig * config) {
+int32_t init(EngineConfig * config) {
     if (config == nullptr) {
         return report(ERR_INVALID_ARGUMENT, "engine_init needs a config");
     }
@@ -249,36 +332,30 @@ ENGINE_API int engine_init(EngineConfig * config) {
     const int32_t device_index = HAS_FIELD(config, device_index) ? config->device_index : 0;
     const int32_t threads = HAS_FIELD(config, n_threads) ? config->n_threads : 0;
 
+    if (EngineError error = open_llama_library(plugin_dir)) {
+        return report(error);
+    }
     install_log_handler();
     // The backends (libggml-cpu-<variant>, libggml-cuda, ...) sit beside this library, wherever it was copied.
     // They stay registered for the process, so a plugin opened again does not load them twice.
-    if (ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU) == nullptr) {
+    if (lib.ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU) == nullptr) {
         LogCapture log;
-        ggml_backend_load_all_from_path(plugin_dir.empty() ? nullptr : plugin_dir.c_str());
-        if (ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU) == nullptr) {
+        lib.ggml_backend_load_all_from_path(plugin_dir.c_str());
+        if (lib.ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU) == nullptr) {
             return report(ERR_INTERNAL, "no ggml CPU backend could be loaded from '" + plugin_dir + "': " + log.text());
         }
     }
-    llama_backend_init();
+    lib.llama_backend_init();
 
     Runtime runtime;
     runtime.on_cpu = backend == "cpu";
     runtime.n_threads = threads > 0 ? threads : physical_cores();
     if (!runtime.on_cpu) {
-        std::vector<ggml_backend_dev_t> gpus;
-        for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
-            ggml_backend_dev_t device = ggml_backend_dev_get(i);
-            const enum ggml_backend_dev_type type = ggml_backend_dev_type(device);
-            if (type == GGML_BACKEND_DEVICE_TYPE_GPU || type == GGML_BACKEND_DEVICE_TYPE_IGPU) {
-                gpus.push_back(device);
-            }
+        ggml_backend_dev_t device = nullptr;
+        if (EngineError error = find_gpu(backend, plugin_dir, device_index, &device)) {
+            return report(error);
         }
-        if (device_index < 0 || static_cast<size_t>(device_index) >= gpus.size()) {
-            return report(ERR_UNSUPPORTED, "no " + backend + " device " + std::to_string(device_index) +
-                                               ": llama.cpp found " + std::to_string(gpus.size()) +
-                                               " GPU device(s) in '" + plugin_dir + "'");
-        }
-        runtime.devices.push_back(gpus[device_index]);
+        runtime.devices.push_back(device);
     }
     runtime.devices.push_back(nullptr);
 
@@ -289,7 +366,7 @@ ENGINE_API int engine_init(EngineConfig * config) {
     return ERR_OK;
 }
 
-ENGINE_API void engine_shutdown(void) {
+void shutdown() {
     std::map<std::string, std::shared_ptr<Model>> models;
     std::shared_ptr<Model> default_model;
     {
@@ -302,15 +379,10 @@ ENGINE_API void engine_shutdown(void) {
     }
     models.clear();
     default_model.reset();
-    llama_backend_free();
+    lib.llama_backend_free();
 }
 
-ENGINE_API const char * engine_get_last_error(void) {
-    return t_last_error.c_str();
-}
-
-ENGINE_API int32_t engine_model_load(const char * model_id, const EngineModelLoadParams * params,
-                                     EngineModelInfo * info) {
+int32_t model_load(const char * model_id, const EngineModelLoadParams * params, EngineModelInfo * info) {
     if (EngineError error = check_initialized()) {
         return report(error);
     }
@@ -345,7 +417,7 @@ ENGINE_API int32_t engine_model_load(const char * model_id, const EngineModelLoa
     return ERR_OK;
 }
 
-ENGINE_API int32_t engine_model_unload(const char * model_id) {
+int32_t model_unload(const char * model_id) {
     std::shared_ptr<Model> model;
     {
         std::lock_guard<std::mutex> lock(g_engine.mutex);
@@ -360,7 +432,7 @@ ENGINE_API int32_t engine_model_unload(const char * model_id) {
     return ERR_OK;  // the memory is freed here, or when the last generation still holding the model returns
 }
 
-ENGINE_API int32_t engine_model_estimate_vram(const EngineModelLoadParams * params, uint64_t * bytes) {
+int32_t model_estimate_vram(const EngineModelLoadParams * params, uint64_t * bytes) {
     if (EngineError error = check_initialized()) {
         return report(error);
     }
@@ -378,13 +450,13 @@ ENGINE_API int32_t engine_model_estimate_vram(const EngineModelLoadParams * para
     return ERR_OK;
 }
 
-ENGINE_API uint64_t engine_get_vram_used(void) {
+uint64_t vram_used() {
     std::lock_guard<std::mutex> lock(g_engine.mutex);
     return g_engine.memory_in_use();
 }
 
-ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams * params, EngineTokenCallback on_token,
-                                          void * user_data, EngineGenerateResult * result) {
+int32_t generate_stream(const EngineGenerateParams * params, EngineTokenCallback on_token, void * user_data,
+                        EngineGenerateResult * result) {
     if (EngineError error = check_initialized()) {
         return report(error);
     }
@@ -427,7 +499,7 @@ ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams * params, E
 // The single-model entry points every ABI 1 plugin has. The model takes its trained context and one
 // request at a time; engine_generate samples with llama.cpp's usual defaults (temperature 0.8, top-k 40,
 // top-p 0.95, min-p 0.05) for at most 256 tokens.
-ENGINE_API int engine_load_model(const char * model_path) {
+int32_t load_model(const char * model_path) {
     if (EngineError error = check_initialized()) {
         return report(error);
     }
@@ -450,7 +522,7 @@ ENGINE_API int engine_load_model(const char * model_path) {
     return ERR_OK;
 }
 
-ENGINE_API int engine_generate(const char * prompt, TokenResult ** results) {
+int32_t generate(const char * prompt, TokenResult ** results) {
     if (prompt == nullptr || results == nullptr) {
         return report(ERR_INVALID_ARGUMENT, "engine_generate needs a prompt and somewhere to put the results");
     }
@@ -477,7 +549,7 @@ ENGINE_API int engine_generate(const char * prompt, TokenResult ** results) {
         }
         return 0;
     };
-    const int32_t status = engine_generate_stream(&params, collect, nullptr, &outcome);
+    const int32_t status = generate_stream(&params, collect, nullptr, &outcome);
     if (status != ERR_OK) {
         return status;
     }
@@ -488,6 +560,67 @@ ENGINE_API int engine_generate(const char * prompt, TokenResult ** results) {
     g_engine.results.push_back({-1, 0, nullptr, 0.0f});
     *results = g_engine.results.data();
     return ERR_OK;
+}
+
+}  // namespace entry
+
+// The entry points of engine_api.h. Each runs its body under `guarded`: no C++ exception crosses the C boundary.
+extern "C" {
+
+ENGINE_API EngineInfo * engine_get_info(void) {
+    static EngineInfo info = {ENGINE_ABI_VERSION, "llama_cpp", ENGINE_VERSION, sizeof(EngineInfo),
+                              ENGINE_FLAG_THREAD_SAFE};
+    return &info;
+}
+
+ENGINE_API const char * engine_get_last_error(void) {
+    return t_last_error.c_str();
+}
+
+ENGINE_API int engine_init(EngineConfig * config) {
+    return guarded([&] { return entry::init(config); });
+}
+
+ENGINE_API void engine_shutdown(void) {
+    guarded([] {
+        entry::shutdown();
+        return ERR_OK;
+    });
+}
+
+ENGINE_API int32_t engine_model_load(const char * model_id, const EngineModelLoadParams * params,
+                                     EngineModelInfo * info) {
+    return guarded([&] { return entry::model_load(model_id, params, info); });
+}
+
+ENGINE_API int32_t engine_model_unload(const char * model_id) {
+    return guarded([&] { return entry::model_unload(model_id); });
+}
+
+ENGINE_API int32_t engine_model_estimate_vram(const EngineModelLoadParams * params, uint64_t * bytes) {
+    return guarded([&] { return entry::model_estimate_vram(params, bytes); });
+}
+
+ENGINE_API uint64_t engine_get_vram_used(void) {
+    uint64_t bytes = 0;
+    guarded([&] {
+        bytes = entry::vram_used();
+        return ERR_OK;
+    });
+    return bytes;
+}
+
+ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams * params, EngineTokenCallback on_token,
+                                          void * user_data, EngineGenerateResult * result) {
+    return guarded([&] { return entry::generate_stream(params, on_token, user_data, result); });
+}
+
+ENGINE_API int engine_load_model(const char * model_path) {
+    return guarded([&] { return entry::load_model(model_path); });
+}
+
+ENGINE_API int engine_generate(const char * prompt, TokenResult ** results) {
+    return guarded([&] { return entry::generate(prompt, results); });
 }
 
 }  // extern "C"

@@ -7,9 +7,9 @@
 #include <fstream>
 #include <optional>
 
-#include "ggml-cpu.h"
+#include "ggml-cpu.h"  // the thread pool types; its functions come from the CPU backend
 #include "gguf.h"
-#include "llama-ext.h"  // llama_get_memory_breakdown: llama.cpp's own accounting of what a context holds
+#include "llama_library.h"
 #include "token_emitter.h"
 
 namespace {
@@ -33,7 +33,7 @@ struct GgufSummary {
 // An integer key, scalar or per-layer array (its largest element); `fallback` when absent.
 int64_t gguf_integer(const gguf_context * gguf, const std::string & key, int64_t fallback,
                      std::vector<int64_t> * per_layer = nullptr) {
-    const int64_t id = gguf_find_key(gguf, key.c_str());
+    const int64_t id = lib.gguf_find_key(gguf, key.c_str());
     if (id < 0) {
         return fallback;
     }
@@ -50,17 +50,17 @@ int64_t gguf_integer(const gguf_context * gguf, const std::string & key, int64_t
             default: return -1;
         }
     };
-    if (gguf_get_kv_type(gguf, id) != GGUF_TYPE_ARRAY) {
-        const int64_t value = element(gguf_get_kv_type(gguf, id), gguf_get_val_data(gguf, id), 0);
+    if (lib.gguf_get_kv_type(gguf, id) != GGUF_TYPE_ARRAY) {
+        const int64_t value = element(lib.gguf_get_kv_type(gguf, id), lib.gguf_get_val_data(gguf, id), 0);
         return value >= 0 ? value : fallback;
     }
-    const gguf_type type = gguf_get_arr_type(gguf, id);
+    const gguf_type type = lib.gguf_get_arr_type(gguf, id);
     if (type == GGUF_TYPE_STRING || type == GGUF_TYPE_ARRAY) {
         return fallback;
     }
     int64_t largest = fallback;
-    for (size_t i = 0; i < gguf_get_arr_n(gguf, id); ++i) {
-        const int64_t value = element(type, gguf_get_arr_data(gguf, id), i);
+    for (size_t i = 0; i < lib.gguf_get_arr_n(gguf, id); ++i) {
+        const int64_t value = element(type, lib.gguf_get_arr_data(gguf, id), i);
         largest = i == 0 ? value : std::max(largest, value);
         if (per_layer != nullptr) {
             per_layer->push_back(value);
@@ -93,29 +93,29 @@ EngineError read_gguf(const std::string & path, GgufSummary * summary) {
     }
 
     LogCapture log;
-    gguf_context * gguf = gguf_init_from_file(path.c_str(), {/*no_alloc=*/true, /*ctx=*/nullptr});
+    gguf_context * gguf = lib.gguf_init_from_file(path.c_str(), {/*no_alloc=*/true, /*ctx=*/nullptr});
     if (gguf == nullptr) {
         return engine_error(ERR_MODEL_CORRUPT, path + " is not a readable GGUF file: " + log.text());
     }
     uint64_t data_end = 0;
-    for (int64_t i = 0; i < gguf_get_n_tensors(gguf); ++i) {
-        summary->weight_bytes += gguf_get_tensor_size(gguf, i);
-        data_end = std::max<uint64_t>(data_end, gguf_get_tensor_offset(gguf, i) + gguf_get_tensor_size(gguf, i));
+    for (int64_t i = 0; i < lib.gguf_get_n_tensors(gguf); ++i) {
+        summary->weight_bytes += lib.gguf_get_tensor_size(gguf, i);
+        data_end = std::max<uint64_t>(data_end, lib.gguf_get_tensor_offset(gguf, i) + lib.gguf_get_tensor_size(gguf, i));
     }
     const uint64_t file_size = std::filesystem::file_size(file_path, error);
-    const uint64_t needed = gguf_get_data_offset(gguf) + data_end;
+    const uint64_t needed = lib.gguf_get_data_offset(gguf) + data_end;
     if (file_size < needed) {
-        gguf_free(gguf);
+        lib.gguf_free(gguf);
         return engine_error(ERR_MODEL_CORRUPT, path + " is truncated: its tensors need " + std::to_string(needed) +
                                                    " bytes, the file has " + std::to_string(file_size));
     }
 
-    const int64_t arch_id = gguf_find_key(gguf, "general.architecture");
-    const std::string arch = arch_id >= 0 && gguf_get_kv_type(gguf, arch_id) == GGUF_TYPE_STRING
-                                 ? gguf_get_val_str(gguf, arch_id) : "";
-    const int64_t tokens_id = gguf_find_key(gguf, "tokenizer.ggml.tokens");
+    const int64_t arch_id = lib.gguf_find_key(gguf, "general.architecture");
+    const std::string arch = arch_id >= 0 && lib.gguf_get_kv_type(gguf, arch_id) == GGUF_TYPE_STRING
+                                 ? lib.gguf_get_val_str(gguf, arch_id) : "";
+    const int64_t tokens_id = lib.gguf_find_key(gguf, "tokenizer.ggml.tokens");
     summary->n_vocab = gguf_integer(gguf, arch + ".vocab_size",
-                                    tokens_id >= 0 ? static_cast<int64_t>(gguf_get_arr_n(gguf, tokens_id)) : 0);
+                                    tokens_id >= 0 ? static_cast<int64_t>(lib.gguf_get_arr_n(gguf, tokens_id)) : 0);
     summary->n_ctx_train = static_cast<int32_t>(std::min<int64_t>(gguf_integer(gguf, arch + ".context_length", 0), INT32_MAX));
     summary->n_embd = gguf_integer(gguf, arch + ".embedding_length", 0);
     summary->n_ff = gguf_integer(gguf, arch + ".feed_forward_length", 4 * summary->n_embd);
@@ -130,7 +130,7 @@ EngineError read_gguf(const std::string & path, GgufSummary * summary) {
         kv_heads_all_layers += static_cast<size_t>(layer) < heads_kv.size() ? heads_kv[layer] : n_head_kv;
     }
     summary->kv_values_per_token = kv_heads_all_layers * (key_length + value_length);
-    gguf_free(gguf);
+    lib.gguf_free(gguf);
     return {};
 }
 
@@ -155,7 +155,7 @@ EngineError context_failure(const char * what, const LogCapture & log) {
 }
 
 llama_model_params model_params(const Runtime & runtime) {
-    llama_model_params params = llama_model_default_params();
+    llama_model_params params = lib.llama_model_default_params();
     params.devices = const_cast<ggml_backend_dev_t *>(runtime.devices.data());
     params.n_gpu_layers = runtime.on_cpu ? 0 : -1;  // all layers on the GPU
     return params;
@@ -172,10 +172,10 @@ EngineError resolve_shape(const LoadSettings & settings, int32_t n_ctx_train, Sh
     if (shape->n_ctx_request < 1) {
         return engine_error(ERR_INVALID_ARGUMENT, "the model names no context length; give one");
     }
-    if (shape->n_parallel > static_cast<int32_t>(llama_max_parallel_sequences())) {
+    if (shape->n_parallel > static_cast<int32_t>(lib.llama_max_parallel_sequences())) {
         return engine_error(ERR_INVALID_ARGUMENT, "n_parallel " + std::to_string(shape->n_parallel) +
                                                       " exceeds llama.cpp's limit of " +
-                                                      std::to_string(llama_max_parallel_sequences()));
+                                                      std::to_string(lib.llama_max_parallel_sequences()));
     }
     if (static_cast<int64_t>(shape->n_ctx_request) * shape->n_parallel > INT32_MAX) {
         return engine_error(ERR_INVALID_ARGUMENT, "context_length x n_parallel is too large");
@@ -187,7 +187,7 @@ EngineError resolve_shape(const LoadSettings & settings, int32_t n_ctx_train, Sh
 // (kv_unified off): a request can never take another's room, and attention for a sequence only reads its own
 // stream, which is faster when the requests share no prefix.
 llama_context_params context_params(const Runtime & runtime, const Shape & shape) {
-    llama_context_params params = llama_context_default_params();
+    llama_context_params params = lib.llama_context_default_params();
     params.n_ctx = static_cast<uint32_t>(shape.n_ctx_request) * shape.n_parallel;
     params.n_seq_max = shape.n_parallel;
     params.n_batch = std::min<uint32_t>(params.n_batch, params.n_ctx);
@@ -202,16 +202,12 @@ llama_context_params context_params(const Runtime & runtime, const Shape & shape
     return params;
 }
 
-// Device memory a context and its model hold. On a GPU backend host buffers (the input embeddings, the
-// logits) are not counted: they are not VRAM. On `cpu` everything is host memory and all of it counts.
-uint64_t held_bytes(const llama_context * ctx, const Runtime & runtime) {
-    uint64_t total = 0;
-    for (const auto & [buffer_type, memory] : llama_get_memory_breakdown(ctx)) {
-        if (runtime.on_cpu || !ggml_backend_buft_is_host(buffer_type)) {
-            total += memory.total();
-        }
-    }
-    return total;
+// What a device has free now; 0 where it cannot tell.
+uint64_t device_free_bytes(ggml_backend_dev_t device) {
+    size_t free = 0;
+    size_t total = 0;
+    lib.ggml_backend_dev_memory(device, &free, &total);
+    return free;
 }
 
 // A persistent pool for the CPU backend's threads, as llama-server and llama-bench attach: without one ggml
@@ -223,13 +219,13 @@ struct ThreadpoolFunctions {
 
 ThreadpoolFunctions threadpool_functions() {
     ThreadpoolFunctions functions;
-    ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    ggml_backend_dev_t cpu = lib.ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
     if (cpu != nullptr) {
-        ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(cpu);
+        ggml_backend_reg_t reg = lib.ggml_backend_dev_backend_reg(cpu);
         functions.create = reinterpret_cast<decltype(ggml_threadpool_new) *>(
-            ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new"));
+            lib.ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new"));
         functions.destroy = reinterpret_cast<decltype(ggml_threadpool_free) *>(
-            ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free"));
+            lib.ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free"));
     }
     return functions;
 }
@@ -237,13 +233,38 @@ ThreadpoolFunctions threadpool_functions() {
 // Runs one token through the fresh context so that the first request does not pay for lazy initialisation
 // (weight repacking, graph allocation), as llama-server does at start.
 bool warm_up(llama_context * ctx, const llama_vocab * vocab) {
-    llama_token token = llama_vocab_bos(vocab);
+    llama_token token = lib.llama_vocab_bos(vocab);
     if (token == LLAMA_TOKEN_NULL) {
         token = 0;
     }
-    const bool ok = llama_decode(ctx, llama_batch_get_one(&token, 1)) == 0;
-    llama_memory_clear(llama_get_memory(ctx), true);
+    const bool ok = lib.llama_decode(ctx, lib.llama_batch_get_one(&token, 1)) == 0;
+    lib.llama_memory_clear(lib.llama_get_memory(ctx), true);
     return ok;
+}
+
+// The memory a model takes, in the parts llama.cpp allocates.
+struct Footprint {
+    uint64_t weights = 0;
+    uint64_t kv = 0;
+    uint64_t compute = 0;  // compute and output buffers
+
+    uint64_t total() const { return weights + kv + compute; }
+};
+
+// The memory a model with this shape takes, as llama.cpp allocates it (README.md, "Memory"): each sequence's
+// context is padded to 256 cells; the KV cache is F16; the compute buffer holds a micro-batch's activations (at
+// most 3 floats per feed-forward and 4 per embedding value, measured), its attention mask (F16, micro-batch x
+// context) and the logits rows, which the output buffer holds once more.
+Footprint footprint(const GgufSummary & gguf, const Shape & shape, const Runtime & runtime) {
+    const llama_context_params params = context_params(runtime, shape);
+    const uint64_t n_ctx_seq = (static_cast<uint64_t>(shape.n_ctx_request) + 255) / 256 * 256;
+    const uint64_t n_ubatch = params.n_ubatch;
+    Footprint bytes;
+    bytes.weights = gguf.weight_bytes;
+    bytes.kv = n_ctx_seq * shape.n_parallel * gguf.kv_values_per_token * 2;
+    bytes.compute = n_ubatch * (3 * gguf.n_ff + 4 * gguf.n_embd) * 4 + n_ubatch * n_ctx_seq * 2 +
+                    2 * static_cast<uint64_t>(shape.n_parallel) * gguf.n_vocab * 4;
+    return bytes;
 }
 
 }  // namespace
@@ -272,85 +293,87 @@ EngineError Model::estimate(const LoadSettings & settings, const Runtime & runti
     if (EngineError error = resolve_shape(settings, gguf.n_ctx_train, &shape)) {
         return error;
     }
-    // Mirrors llama.cpp's sizes (README.md, "Memory"): each sequence's context is padded to 256 cells; the
-    // KV cache is F16; the compute buffer holds a micro-batch's activations (at most 3 floats per feed-forward
-    // and 4 per embedding value, measured), its attention mask (F16, micro-batch x context) and the logits
-    // rows, which the output buffer holds once more.
-    const llama_context_params params = context_params(runtime, shape);
-    const uint64_t n_ctx_seq = (static_cast<uint64_t>(shape.n_ctx_request) + 255) / 256 * 256;
-    const uint64_t n_ubatch = params.n_ubatch;
-    const uint64_t kv = n_ctx_seq * shape.n_parallel * gguf.kv_values_per_token * 2;
-    const uint64_t compute = n_ubatch * (3 * gguf.n_ff + 4 * gguf.n_embd) * 4 + n_ubatch * n_ctx_seq * 2 +
-                             2 * static_cast<uint64_t>(shape.n_parallel) * gguf.n_vocab * 4;
-    *bytes = gguf.weight_bytes + kv + compute;
+    *bytes = footprint(gguf, shape, runtime).total();
     return {};
 }
 
 EngineError Model::load(const LoadSettings & settings, const Runtime & runtime, uint64_t budget_bytes,
                         std::unique_ptr<Model> * out) {
-    uint64_t estimate_bytes = 0;
-    if (EngineError error = estimate(settings, runtime, &estimate_bytes)) {
+    GgufSummary gguf;
+    if (EngineError error = read_gguf(settings.path, &gguf)) {
         return error;
     }
+    Shape shape;
+    if (EngineError error = resolve_shape(settings, gguf.n_ctx_train, &shape)) {
+        return error;
+    }
+    const Footprint estimated = footprint(gguf, shape, runtime);
     const auto over_budget = [&](uint64_t bytes) {
         return engine_error(ERR_OUT_OF_MEMORY, "the model needs " + mib(bytes) +
                                                    " (weights, KV cache, compute buffers) but its budget is " +
                                                    mib(budget_bytes));
     };
-    if (budget_bytes > 0 && estimate_bytes > budget_bytes) {
-        return over_budget(estimate_bytes);
+    if (budget_bytes > 0 && estimated.total() > budget_bytes) {
+        return over_budget(estimated.total());
     }
 
+    ggml_backend_dev_t device = runtime.on_cpu ? nullptr : runtime.devices.front();
+    const uint64_t free_before = device != nullptr ? device_free_bytes(device) : 0;
     LogCapture log;
-    llama_model * model = llama_model_load_from_file(settings.path.c_str(), model_params(runtime));
+    llama_model * model = lib.llama_model_load_from_file(settings.path.c_str(), model_params(runtime));
     if (model == nullptr) {
         return load_failure(settings.path, log);
     }
-    Shape shape;
-    if (EngineError error = resolve_shape(settings, llama_model_n_ctx_train(model), &shape)) {
-        llama_model_free(model);
-        return error;
-    }
-    llama_context * ctx = llama_init_from_model(model, context_params(runtime, shape));
+    llama_context * ctx = lib.llama_init_from_model(model, context_params(runtime, shape));
     if (ctx == nullptr) {
-        llama_model_free(model);
+        lib.llama_model_free(model);
         return context_failure("llama.cpp could not create a context for the model", log);
     }
-    const int32_t n_ctx_request = std::min<int32_t>(shape.n_ctx_request, llama_n_ctx_seq(ctx));
-    out->reset(new Model(model, ctx, n_ctx_request, shape.n_parallel, held_bytes(ctx, runtime)));
+    const int32_t n_ctx_request = std::min<int32_t>(shape.n_ctx_request, lib.llama_n_ctx_seq(ctx));
+    out->reset(new Model(model, ctx, n_ctx_request, shape.n_parallel));
     Model & loaded = **out;
-    if (budget_bytes > 0 && loaded.memory_bytes_ > budget_bytes) {  // the estimate fell short
-        const uint64_t held = loaded.memory_bytes_;
-        out->reset();
-        return over_budget(held);
-    }
-
     const ThreadpoolFunctions threadpool = threadpool_functions();
     if (threadpool.create != nullptr) {
-        ggml_threadpool_params params = ggml_threadpool_params_default(runtime.n_threads);
+        ggml_threadpool_params params = lib.ggml_threadpool_params_default(runtime.n_threads);
         loaded.threadpool_ = threadpool.create(&params);
         if (loaded.threadpool_ != nullptr) {
-            llama_attach_threadpool(ctx, loaded.threadpool_, nullptr);
+            lib.llama_attach_threadpool(ctx, loaded.threadpool_, nullptr);
         }
     }
     if (!warm_up(ctx, loaded.vocab_)) {
         out->reset();
         return context_failure("llama.cpp could not run the model", log);
     }
+
+    // On a GPU, what the device lost across the load and the first decode (weights, KV cache, compute buffers
+    // and the backend's own workspace), unless another process freed memory meanwhile. On `cpu` the weights as
+    // loaded, the KV cache and compute buffers as llama.cpp sizes them: they are host memory, where the loss
+    // cannot be told apart from the rest of the system's.
+    const uint64_t free_after = device != nullptr ? device_free_bytes(device) : 0;
+    if (device != nullptr && free_before > free_after) {
+        loaded.memory_bytes_ = free_before - free_after;
+    } else if (device != nullptr) {
+        loaded.memory_bytes_ = estimated.total();
+    } else {
+        loaded.memory_bytes_ = lib.llama_model_size(model) + estimated.kv + estimated.compute;
+    }
+    if (budget_bytes > 0 && loaded.memory_bytes_ > budget_bytes) {  // the estimate fell short
+        const uint64_t held = loaded.memory_bytes_;
+        out->reset();
+        return over_budget(held);
+    }
     loaded.loop_ = std::thread(&Model::run, &loaded);
     return {};
 }
 
-Model::Model(llama_model * model, llama_context * ctx, int32_t n_ctx_request, int32_t n_parallel,
-             uint64_t memory_bytes)
+Model::Model(llama_model * model, llama_context * ctx, int32_t n_ctx_request, int32_t n_parallel)
     : model_(model),
       ctx_(ctx),
-      vocab_(llama_model_get_vocab(model)),
-      n_vocab_(llama_vocab_n_tokens(vocab_)),
+      vocab_(lib.llama_model_get_vocab(model)),
+      n_vocab_(lib.llama_vocab_n_tokens(vocab_)),
       n_ctx_request_(n_ctx_request),
-      memory_bytes_(memory_bytes),
-      batch_capacity_(static_cast<int32_t>(llama_n_batch(ctx))) {
-    batch_ = llama_batch_init(batch_capacity_, 0, 1);
+      batch_capacity_(static_cast<int32_t>(lib.llama_n_batch(ctx))) {
+    batch_ = lib.llama_batch_init(batch_capacity_, 0, 1);
     for (int32_t i = 0; i < n_parallel; ++i) {
         slots_.push_back(std::make_unique<Slot>());
         slots_.back()->seq = i;
@@ -359,22 +382,22 @@ Model::Model(llama_model * model, llama_context * ctx, int32_t n_ctx_request, in
 
 Model::~Model() {
     stop();
-    llama_batch_free(batch_);
-    llama_free(ctx_);
+    lib.llama_batch_free(batch_);
+    lib.llama_free(ctx_);
     if (threadpool_ != nullptr) {
         threadpool_functions().destroy(threadpool_);
     }
-    llama_model_free(model_);
+    lib.llama_model_free(model_);
 }
 
 EngineError Model::tokenize(const char * text, int32_t len, bool add_special, bool parse_special,
                             std::vector<llama_token> * tokens) const {
     tokens->resize(static_cast<size_t>(len) + 8);  // at most a token per byte, plus the special tokens added
-    int32_t n = llama_tokenize(vocab_, text, len, tokens->data(), static_cast<int32_t>(tokens->size()),
+    int32_t n = lib.llama_tokenize(vocab_, text, len, tokens->data(), static_cast<int32_t>(tokens->size()),
                                add_special, parse_special);
     if (n < 0 && n != INT32_MIN) {
         tokens->resize(static_cast<size_t>(-n));
-        n = llama_tokenize(vocab_, text, len, tokens->data(), -n, add_special, parse_special);
+        n = lib.llama_tokenize(vocab_, text, len, tokens->data(), -n, add_special, parse_special);
     }
     if (n < 0) {
         return engine_error(ERR_INVALID_ARGUMENT, "the prompt could not be tokenized");
@@ -405,32 +428,44 @@ void Model::generate(GenerationRequest * request) {
 void Model::stop() {
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (stopping_) {
-            return;
-        }
         stopping_ = true;
     }
     wake_.notify_all();
     if (loop_.joinable()) {
         loop_.join();
     }
-    const EngineError unloaded = engine_error(ERR_MODEL_NOT_LOADED, "the model was unloaded");
+    fail_all(engine_error(ERR_MODEL_NOT_LOADED, "the model was unloaded"));
+}
+
+void Model::fail_all(const EngineError & error) {
     for (auto & slot : slots_) {
         if (slot->request != nullptr) {
-            fail(*slot, unloaded);
+            fail(*slot, error);
         }
     }
     std::lock_guard<std::mutex> lock(mutex_);
     for (GenerationRequest * request : queue_) {
-        request->error = unloaded;
+        request->error = error;
         request->done = true;
         request->done_cv.notify_one();
     }
     queue_.clear();
 }
 
+// The decode loop's thread. An exception ends the loop and fails what it holds, rather than the process;
+// generate() then refuses new requests.
 void Model::run() {
-    while (step()) {
+    try {
+        while (step()) {
+        }
+    } catch (const std::exception & error) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            stopping_ = true;
+        }
+        const bool memory = dynamic_cast<const std::bad_alloc *>(&error) != nullptr;
+        fail_all(engine_error(memory ? ERR_OUT_OF_MEMORY : ERR_INTERNAL,
+                              std::string("llama_cpp: the model's decode loop stopped: ") + error.what()));
     }
 }
 
@@ -523,7 +558,7 @@ bool Model::step() {
     }
 
     LogCapture log;
-    const int32_t status = llama_decode(ctx_, batch_);
+    const int32_t status = lib.llama_decode(ctx_, batch_);
     if (status != 0) {
         const std::string said = log.text();
         const EngineError error = engine_error(
@@ -539,7 +574,7 @@ bool Model::step() {
         if (slot->output < 0) {
             continue;
         }
-        const float * logits = llama_get_logits_ith(ctx_, slot->output);
+        const float * logits = lib.llama_get_logits_ith(ctx_, slot->output);
         if (logits == nullptr) {
             fail(*slot, engine_error(ERR_INTERNAL, "llama.cpp gave no logits for the request: " + log.text()));
             continue;
@@ -556,9 +591,9 @@ void Model::assign(Slot & slot, GenerationRequest * request) {
         std::mismatch(slot.cached.begin(), slot.cached.end(), request->prompt.begin(), request->prompt.end()).first -
         slot.cached.begin());
     size_t keep = std::min(shared, request->prompt.size() - 1);
-    llama_memory_t memory = llama_get_memory(ctx_);
-    if (!llama_memory_seq_rm(memory, slot.seq, static_cast<llama_pos>(keep), -1)) {
-        llama_memory_seq_rm(memory, slot.seq, -1, -1);
+    llama_memory_t memory = lib.llama_get_memory(ctx_);
+    if (!lib.llama_memory_seq_rm(memory, slot.seq, static_cast<llama_pos>(keep), -1)) {
+        lib.llama_memory_seq_rm(memory, slot.seq, -1, -1);
         keep = 0;
     }
     slot.cached.resize(keep);
@@ -579,16 +614,16 @@ void Model::take_token(Slot & slot, const float * logits_row) {
 
     TokenEmitter::Outcome outcome;
     int32_t reason = ENGINE_FINISH_STOP;
-    if (!request.ignore_eos && llama_vocab_is_eog(vocab_, token)) {
+    if (!request.ignore_eos && lib.llama_vocab_is_eog(vocab_, token)) {
         outcome = slot.emitter->flush();  // the end-of-generation token itself is counted, not emitted
     } else {
         char piece[128];
         std::string long_piece;
         const char * text = piece;
-        int32_t length = llama_token_to_piece(vocab_, token, piece, sizeof piece, 0, false);
+        int32_t length = lib.llama_token_to_piece(vocab_, token, piece, sizeof piece, 0, false);
         if (length < 0) {
             long_piece.resize(static_cast<size_t>(-length));
-            length = llama_token_to_piece(vocab_, token, long_piece.data(), -length, 0, false);
+            length = lib.llama_token_to_piece(vocab_, token, long_piece.data(), -length, 0, false);
             text = long_piece.data();
         }
         outcome = slot.emitter->push(token, logprob, text, static_cast<size_t>(std::max(length, 0)));
@@ -621,7 +656,7 @@ void Model::finish(Slot & slot, int32_t reason) {
 
 void Model::fail(Slot & slot, EngineError error) {
     slot.request->error = std::move(error);
-    llama_memory_seq_rm(llama_get_memory(ctx_), slot.seq, -1, -1);
+    lib.llama_memory_seq_rm(lib.llama_get_memory(ctx_), slot.seq, -1, -1);
     slot.cached.clear();
     finish(slot, ENGINE_FINISH_STOP);
 }

@@ -75,8 +75,7 @@ public:
 private:
     struct Slot;
 
-    Model(llama_model * model, llama_context * ctx, int32_t n_ctx_request, int32_t n_parallel,
-          uint64_t memory_bytes);
+    Model(llama_model * model, llama_context * ctx, int32_t n_ctx_request, int32_t n_parallel);
 
     void run();
     bool step();
@@ -84,6 +83,8 @@ private:
     void take_token(Slot & slot, const float * logits_row);
     void finish(Slot & slot, int32_t reason);
     void fail(Slot & slot, EngineError error);
+    // Fails every request in a slot or queued.
+    void fail_all(const EngineError & error);
 
     llama_model * model_;
     llama_context * ctx_;
@@ -91,7 +92,7 @@ private:
     const llama_vocab * vocab_;
     int32_t n_vocab_;
     int32_t n_ctx_request_;
-    uint64_t memory_bytes_;
+    uint64_t memory_bytes_ = 0;
     llama_batch batch_;
     int32_t batch_capacity_;
     std::vector<std::unique_ptr<Slot>> slots_;
