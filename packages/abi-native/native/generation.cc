@@ -7,6 +7,7 @@
 
 Generation::Event Generation::tokens_event_ = Generation::Event::kTokens;
 Generation::Event Generation::end_event_ = Generation::Event::kEnd;
+std::atomic<uint64_t> Generation::progress_{0};
 
 Napi::Function Generation::Define(Napi::Env env) {
   return DefineClass(env, "Generation", {InstanceMethod<&Generation::Cancel>("cancel")});
@@ -118,6 +119,7 @@ void Generation::RunLegacy() {
 // The per-token path: a relaxed load, a mutex, an append, and a wake-up of JS only if none is pending.
 int32_t Generation::OnToken(void* user_data, const TokenResult* token) {
   auto* self = static_cast<Generation*>(user_data);
+  progress_.fetch_add(1, std::memory_order_relaxed);
   if (self->cancelled_.load(std::memory_order_relaxed)) {
     self->stopped_ = true;
     return 1;

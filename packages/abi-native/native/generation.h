@@ -21,6 +21,8 @@ class Generation : public Napi::ObjectWrap<Generation> {
  public:
   static Napi::Function Define(Napi::Env env);
   explicit Generation(const Napi::CallbackInfo& info);
+  // Token callbacks made by plugins in this process so far, polls included.
+  static uint64_t Progress() { return progress_.load(std::memory_order_relaxed); }
 
  private:
   enum class Event { kTokens, kEnd };
@@ -28,6 +30,7 @@ class Generation : public Napi::ObjectWrap<Generation> {
   using Tsfn = Napi::TypedThreadSafeFunction<Generation, Event, CallJs>;
   static Event tokens_event_;
   static Event end_event_;
+  static std::atomic<uint64_t> progress_;
 
   // What a token carries besides its text, kept only when the request asked for logprobs.
   struct TokenDetail {

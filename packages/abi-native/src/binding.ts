@@ -93,6 +93,20 @@ export interface NativeGeneration {
  */
 export interface NativeBinding {
   ENGINE_ABI_VERSION: number;
+  /** engine_api.h's constants, and the marker line of a denied socket (native/sandbox.h). */
+  constants: {
+    ENGINE_ABI_VERSION: number;
+    ENGINE_FLAG_THREAD_SAFE: number;
+    ENGINE_GENERATE_LOGPROBS: number;
+    ENGINE_GENERATE_IGNORE_EOS: number;
+    ENGINE_GENERATE_ADD_SPECIAL: number;
+    ENGINE_GENERATE_PARSE_SPECIAL: number;
+    DENIED_SOCKET_MARKER: string;
+  };
+  /** Denies this process the network for good (native/sandbox.h). */
+  denyNetwork(): { enforced: boolean; how: string };
+  /** Token callbacks plugins have made in this process, polls included. */
+  progress(): number;
   Plugin: new (absolutePath: string) => NativePlugin;
   Generation: new (plugin: NativePlugin, request: NativeGenerateRequest, onEvent: NativeEventHandler) => NativeGeneration;
 }

@@ -47,8 +47,8 @@ describe('generations at once', () => {
     const others = [
       engine.loadModel('n', { path: modelPath, format: 'gguf' }).then(() => engine.unloadModel('n')),
       engine.estimateVram({ path: modelPath, format: 'gguf' }),
+      engine.vramUsed(),
     ];
-    engine.vramUsed();
     // unsafe.c fails a generation with "overlapping calls" once any two calls overlapped.
     for (const generation of generations) expect(await text(generation)).toBe('toktoktoktoktok');
     await Promise.all(others);

@@ -2,10 +2,12 @@ import { resolve } from 'node:path';
 import { binding } from './binding.js';
 import type { NativeInfo, NativePlugin } from './binding.js';
 import { EngineError, toEngineError } from './errors.js';
-import { PluginGeneration } from './generation.js';
+import { startPluginGeneration } from './generation.js';
+import { TokenStream } from './token-stream.js';
 import type {
   Engine,
   EngineCapability,
+  EngineExit,
   EngineInfo,
   EngineInitConfig,
   GenerateRequest,
@@ -18,7 +20,7 @@ import { checkModelId, toNativeGenerateRequest, toNativeInitConfig, toNativeMode
 /** The ABI version this host speaks: ENGINE_ABI_VERSION of include/engine_api.h. */
 export const ENGINE_ABI_VERSION: number = binding.ENGINE_ABI_VERSION;
 
-const ENGINE_FLAG_THREAD_SAFE = 1 << 0;
+const { ENGINE_FLAG_THREAD_SAFE } = binding.constants;
 
 /** The capability each optional entry point gives. */
 const CAPABILITIES: Record<string, EngineCapability> = {
@@ -69,6 +71,8 @@ function checkInfo(raw: NativeInfo | null, path: string, expectedId: string | un
 
 type Phase = 'opened' | 'initializing' | 'ready' | 'shut_down';
 
+const CLOSED: EngineExit = { code: 'closed', message: 'the engine was closed', exitCode: null, signal: null };
+
 /**
  * An opened plugin. Each method checks the state synchronously right before it calls into the plugin,
  * so nothing reaches a plugin that is not initialised, shut down or closed. Calls run on threads of
@@ -79,7 +83,10 @@ class PluginEngine implements Engine {
   readonly info: EngineInfo;
   readonly capabilities: readonly EngineCapability[];
 
+  readonly exited: Promise<EngineExit>;
+
   readonly #plugin: NativePlugin;
+  #exit!: (exit: EngineExit) => void;
   #phase: Phase = 'opened';
   #closed = false;
   /** engine_init succeeded and engine_shutdown has not been called. */
@@ -88,7 +95,7 @@ class PluginEngine implements Engine {
   #closing: Promise<void> | undefined;
   /** Calls into the plugin in flight; shutdown and close wait for them. */
   readonly #calls = new Set<Promise<unknown>>();
-  readonly #generations = new Set<PluginGeneration>();
+  readonly #generations = new Set<TokenStream>();
   /** Models whose unloading has begun: no new generation may start on them. */
   readonly #unloading = new Set<string>();
   /** For a plugin without engine_model_load: the id under which its single model was loaded. */
@@ -99,6 +106,7 @@ class PluginEngine implements Engine {
     this.#plugin = plugin;
     this.info = info;
     this.capabilities = Object.freeze(capabilities);
+    this.exited = new Promise((resolveExit) => (this.#exit = resolveExit));
   }
 
   async init(config: EngineInitConfig): Promise<void> {
@@ -113,6 +121,7 @@ class PluginEngine implements Engine {
       this.#closed = true;
       this.#closing = Promise.resolve();
       this.#plugin.close();
+      this.#exit(CLOSED);
       throw error;
     }
     this.#needsShutdown = true;
@@ -170,13 +179,13 @@ class PluginEngine implements Engine {
     return this.#has('model_estimate_vram') ? this.#track(this.#plugin.estimateVram(native)) : null;
   }
 
-  vramUsed(): number | null {
+  async vramUsed(): Promise<number | null> {
     this.#assertReady();
     return this.#has('vram_used') ? this.#plugin.vramUsed() : null;
   }
 
   generate(request: GenerateRequest, options: { signal?: AbortSignal } = {}): Generation {
-    let generation: PluginGeneration;
+    let generation: TokenStream;
     try {
       this.#assertReady();
       const modelId = request?.modelId === undefined ? undefined : checkModelId(request.modelId);
@@ -189,9 +198,9 @@ class PluginEngine implements Engine {
         throw new EngineError('model_not_loaded', `model '${modelId}' is not loaded`);
       }
       const native = toNativeGenerateRequest(request, byId ? (modelId ?? null) : null);
-      generation = PluginGeneration.start(this.#plugin, native, modelId, options.signal);
+      generation = startPluginGeneration(this.#plugin, native, modelId, options.signal);
     } catch (error) {
-      return PluginGeneration.failed(toEngineError(error));
+      return TokenStream.failed(toEngineError(error));
     }
     this.#generations.add(generation);
     void generation.ended.then(() => this.#generations.delete(generation));
@@ -229,6 +238,7 @@ class PluginEngine implements Engine {
       await this.#track(this.#plugin.shutdown());
     }
     this.#plugin.close();
+    this.#exit(CLOSED);
   }
 
   /** Cancels every generation and waits until nothing runs in the plugin. */

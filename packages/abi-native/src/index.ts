@@ -1,5 +1,7 @@
 // Opening and driving engine plugins.
 export { ENGINE_ABI_VERSION, openEngine } from './engine.js';
+export { EngineHost } from './engine-host.js';
+export type { EngineHostOptions, EngineHostTimeouts } from './engine-host.js';
 export { EngineError } from './errors.js';
 
 // The contract shared with the registry, the server and the engines.
@@ -7,6 +9,7 @@ export type {
   Engine,
   EngineCapability,
   EngineErrorCode,
+  EngineExit,
   EngineInfo,
   EngineInitConfig,
   FinishReason,

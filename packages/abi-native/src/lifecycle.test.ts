@@ -64,10 +64,10 @@ describe('engine lifecycle and errors', () => {
     expect(await engine.estimateVram({ path: modelPath, format: 'gguf' })).toBe(1000);
     expect(await engine.loadModel('a', { path: modelPath, format: 'gguf', contextLength: 512 })).toEqual({ contextLength: 512, vramBytes: 1000 });
     expect(await engine.loadModel('b', { path: modelPath, format: 'gguf' })).toEqual({ contextLength: 4096, vramBytes: 1000 });
-    expect(engine.vramUsed()).toBe(2000);
+    await expect(engine.vramUsed()).resolves.toBe(2000);
     expect((await rejection(engine.loadModel('a', { path: modelPath, format: 'gguf' }))).message).toBe("model 'a' is already loaded");
     await engine.unloadModel('a');
-    expect(engine.vramUsed()).toBe(1000);
+    await expect(engine.vramUsed()).resolves.toBe(1000);
     const error = await rejection(engine.loadModel('big', { path: modelPath, format: 'gguf', vramBudgetBytes: 10 }));
     expect(error.code).toBe('out_of_memory');
     expect((await rejection(engine.unloadModel('a'))).code).toBe('invalid_argument');
@@ -78,7 +78,7 @@ describe('engine lifecycle and errors', () => {
     const engine = openEngine(await buildTestPlugin('legacy'));
     await engine.init({ gpuBackend: 'cpu', pluginDir: tmpdir() });
     expect(await engine.estimateVram({ path: modelPath, format: 'gguf' })).toBeNull();
-    expect(engine.vramUsed()).toBeNull();
+    await expect(engine.vramUsed()).resolves.toBeNull();
     await engine.close();
   });
 
@@ -108,7 +108,7 @@ describe('engine lifecycle and errors', () => {
     await engine.close();
     expect((await rejection(engine.loadModel('a', { path: modelPath, format: 'gguf' }))).code).toBe('closed');
     expect((await rejection(engine.shutdown())).code).toBe('closed');
-    expect(() => engine.vramUsed()).toThrow(expect.objectContaining({ code: 'closed' }));
+    await expect(engine.vramUsed()).rejects.toMatchObject({ code: 'closed' });
     const generation = engine.generate({ prompt: 'x' });
     await expect(generation.next()).rejects.toMatchObject({ code: 'closed' });
     expect((await rejection(generation.result)).code).toBe('closed');

@@ -95,7 +95,16 @@ export interface Generation extends AsyncIterableIterator<TokenChunk> {
   readonly result: Promise<GenerateResult>;
 }
 
-/** An opened plugin. */
+/** Why an engine is gone: closed by its owner, or its host process crashed or was killed as hung. */
+export interface EngineExit {
+  code: 'closed' | 'engine_crashed' | 'engine_timeout';
+  /** What happened, with the host's last stderr lines after a crash. */
+  message: string;
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** An opened plugin: in this process (openEngine) or in an engine host process of its own (EngineHost). */
 export interface Engine {
   readonly path: string;
   readonly info: EngineInfo;
@@ -106,11 +115,13 @@ export interface Engine {
   /** null when the plugin offers no estimate. */
   estimateVram(params: ModelLoadParams): Promise<number | null>;
   /** null when the plugin does not report it. */
-  vramUsed(): number | null;
+  vramUsed(): Promise<number | null>;
   generate(request: GenerateRequest, options?: { signal?: AbortSignal }): Generation;
   shutdown(): Promise<void>;
   /** Cancels generations in flight, waits for them, shuts down if needed, and unloads the library. */
   close(): Promise<void>;
+  /** Settles when the engine is gone: after close(), or when its host process died. */
+  readonly exited: Promise<EngineExit>;
 }
 
 /**
@@ -133,4 +144,6 @@ export type EngineErrorCode =
   | 'invalid_info'
   | 'id_mismatch'
   | 'plugin_error'
-  | 'closed';
+  | 'closed'
+  | 'engine_crashed'
+  | 'engine_timeout';

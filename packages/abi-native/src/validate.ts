@@ -1,4 +1,5 @@
 import { isAbsolute } from 'node:path';
+import { binding } from './binding.js';
 import type { NativeGenerateRequest, NativeInitConfig, NativeModelLoadParams } from './binding.js';
 import { EngineError } from './errors.js';
 import type { EngineInitConfig, GenerateRequest, ModelLoadParams } from './types.js';
@@ -67,11 +68,12 @@ export function toNativeModelLoadParams(params: ModelLoadParams): NativeModelLoa
   };
 }
 
-// engine_api.h ENGINE_GENERATE_* bits.
-const LOGPROBS = 1 << 0;
-const IGNORE_EOS = 1 << 1;
-const ADD_SPECIAL = 1 << 2;
-const PARSE_SPECIAL = 1 << 3;
+const {
+  ENGINE_GENERATE_LOGPROBS: LOGPROBS,
+  ENGINE_GENERATE_IGNORE_EOS: IGNORE_EOS,
+  ENGINE_GENERATE_ADD_SPECIAL: ADD_SPECIAL,
+  ENGINE_GENERATE_PARSE_SPECIAL: PARSE_SPECIAL,
+} = binding.constants;
 
 /**
  * The request as EngineGenerateParams wants it. Unset sampling parameters take OpenAI's defaults

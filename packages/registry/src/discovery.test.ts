@@ -41,7 +41,7 @@ async function editManifest(dir: string, changes: Record<string, unknown>): Prom
 }
 
 /** The failing plugin refuses engine_init for any device but 0: the real binding, asked for device 1. */
-const initOnDevice1: OpenEngine = (path, options) => {
+const initOnDevice1: OpenEngine = async (path, options) => {
   const engine = openEngine(path, options);
   const init = engine.init.bind(engine);
   return Object.assign(engine, { init: (config: EngineInitConfig) => init({ ...config, deviceIndex: 1 }) });

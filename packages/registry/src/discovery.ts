@@ -8,8 +8,11 @@ import { readManifest } from '@llm-node/manifest';
 import type { EngineManifest } from '@llm-node/manifest';
 import { NodeError, toNodeError } from './errors.js';
 
-/** What became of one plugin folder. */
-export type EngineStatus = 'loaded' | 'skipped' | 'rejected';
+/**
+ * What became of one plugin folder: loaded, skipped (built for another backend) or rejected by discovery; a
+ * loaded engine whose host died is `restarting` until it runs again, or `failed` once it is given up.
+ */
+export type EngineStatus = 'loaded' | 'skipped' | 'rejected' | 'restarting' | 'failed';
 
 /** One folder under the engines dir and its outcome; every folder discovery looked at gets one. */
 export interface EngineRecord {
@@ -28,8 +31,8 @@ export interface EngineRecord {
   error: NodeError | null;
 }
 
-/** Opens a plugin library; the real one is abi-native's openEngine. Throws EngineError. */
-export type OpenEngine = (libraryPath: string, options: { expectedId: string }) => Engine;
+/** Opens a plugin library; the registry's own starts an engine host process (abi-native's EngineHost). Rejects with EngineError. */
+export type OpenEngine = (libraryPath: string, options: { expectedId: string }) => Promise<Engine>;
 
 export interface DiscoverOptions {
   enginesDir: string;
@@ -39,10 +42,12 @@ export interface DiscoverOptions {
   init: Omit<EngineInitConfig, 'pluginDir' | 'gpuBackend'>;
 }
 
-/** A loaded record comes with its opened and initialised engine. */
+/** A loaded record comes with its opened and initialised engine, and how to start another like it. */
 export interface DiscoveredEngine {
   record: EngineRecord;
   engine: Engine | null;
+  /** Opens and initialises the plugin again, as discovery did; null unless loaded. */
+  start: (() => Promise<Engine>) | null;
 }
 
 const HOST_ABI = String(ENGINE_ABI_VERSION);
@@ -176,21 +181,30 @@ async function openCandidate(options: DiscoverOptions, taken: Map<string, string
   if (holder !== undefined) {
     return refuse(pluginError('id_conflict', `Engine id '${manifest.id}' at ${pluginDir} is already taken by ${holder}`));
   }
+  const open = () => options.openEngine(join(pluginDir, manifest.binary), { expectedId: manifest.id });
+  const init = async (engine: Engine) => {
+    try {
+      await engine.init({ ...options.init, gpuBackend: options.backend, pluginDir });
+    } catch (error) {
+      await engine.close().catch(() => undefined);
+      throw pluginError('init_failed', `Engine '${manifest.id}' failed to initialise: ${toNodeError(error).message}`);
+    }
+    return engine;
+  };
   let engine: Engine;
   try {
-    engine = options.openEngine(join(pluginDir, manifest.binary), { expectedId: manifest.id });
+    engine = await open();
   } catch (error) {
     return refuse(toNodeError(error));
   }
   try {
-    await engine.init({ ...options.init, gpuBackend: options.backend, pluginDir });
+    await init(engine);
   } catch (error) {
-    await engine.close().catch(() => undefined);
-    return refuse(pluginError('init_failed', `Engine '${manifest.id}' failed to initialise: ${toNodeError(error).message}`));
+    return refuse(error as NodeError);
   }
   taken.set(manifest.id, pluginDir);
   const loaded = outcome(manifest.id, pluginDir, manifest, 'loaded', null, warnings);
-  return { record: { ...loaded.record, capabilities: engine.capabilities }, engine };
+  return { record: { ...loaded.record, capabilities: engine.capabilities }, engine, start: async () => init(await open()) };
 }
 
 /** The manifest already refuses separators and '..'; here the file itself must exist inside the folder. */
@@ -220,7 +234,7 @@ function outcome(
   error: NodeError | null,
   warnings: string[] = [],
 ): DiscoveredEngine {
-  return { record: { id, status, path, manifest, capabilities: [], warnings, error }, engine: null };
+  return { record: { id, status, path, manifest, capabilities: [], warnings, error }, engine: null, start: null };
 }
 
 function pluginError(code: string, message: string): NodeError {

@@ -63,7 +63,7 @@ describe('the registry over the echo test engine', () => {
     expect(loaded.info).toMatchObject({ chatTemplate: '{{ messages }}', bosToken: '<s>', eosToken: '</s>' });
 
     const lease = await reg.acquireModel('tiny-llama-Q4_K_M');
-    const text = await collect(lease.engine.generate({ modelId: lease.model.id, prompt: 'Hello big world' }));
+    const text = await collect(lease.generate({ prompt: 'Hello big world' }));
     expect(text).toBe('Hello big world');
     await expect(reg.unloadIdleLeastRecentlyUsed()).resolves.toBeNull();
     lease.release();
@@ -104,7 +104,7 @@ describe('the registry over the echo test engine', () => {
     const reg = await start();
     const lease = await reg.acquireModel('m');
     await reg.close();
-    expect(() => lease.engine.vramUsed()).toThrow(expect.objectContaining({ code: 'closed' }));
+    await expect(collect(lease.generate({ prompt: 'Hello' }))).rejects.toMatchObject({ code: 'engine_closed', status: 503 });
   });
 });
 

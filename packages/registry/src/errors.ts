@@ -73,6 +73,8 @@ const ENGINE_ERROR_MAP: Record<EngineErrorCode, Omit<NodeErrorInit, 'cause'>> = 
   id_mismatch: { type: 'plugin_error', code: 'id_mismatch' },
   plugin_error: { type: 'plugin_error', code: 'plugin_error' },
   closed: { type: 'engine_error', code: 'engine_closed', status: 503 },
+  engine_crashed: { type: 'engine_error', code: 'engine_crashed', status: 502 },
+  engine_timeout: { type: 'engine_error', code: 'engine_timeout', status: 504 },
 };
 
 /**

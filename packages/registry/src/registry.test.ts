@@ -6,6 +6,7 @@ import { Registry } from './registry.js';
 import type { RegistryOptions } from './registry.js';
 import { GiB, cpuGpu, fakeOpener, fixedSampler, writeFakePlugin } from './test-support/fake-engine.js';
 import type { FakeEngineBehaviour } from './test-support/fake-engine.js';
+import type { GpuDetection, VramSampler } from '@llm-node/gpu-detect';
 import { writeGgufModel } from './testing/index.js';
 
 let root: string;
@@ -217,6 +218,7 @@ describe('Registry VRAM admission', () => {
     await registry.loadModel('m');
     expect(await registry.vramStatus()).toEqual({
       backend: 'cpu',
+      deviceIndex: 0,
       limitBytes: 8 * GiB,
       heldBytes: 2 * GiB,
       usedBytes: 14 * GiB,
@@ -226,9 +228,44 @@ describe('Registry VRAM admission', () => {
     });
   });
 
-  it('defaults the limit to the devices\' total and passes it to engine_init', async () => {
+  it('defaults the limit to the device\'s total and passes it to engine_init', async () => {
     const { registry } = await setUp({}, { gpu: cpuGpu(12 * GiB) });
     expect((await registry.vramStatus()).limitBytes).toBe(12 * GiB);
+  });
+
+  it('admits against the one device the engines run on, not all devices together', async () => {
+    const gpu: GpuDetection = {
+      backend: 'cuda',
+      source: 'test',
+      devices: [
+        { index: 0, name: 'small', totalBytes: 8 * GiB, freeBytes: 8 * GiB, unifiedMemory: false },
+        { index: 1, name: 'large', totalBytes: 24 * GiB, freeBytes: 20 * GiB, unifiedMemory: false },
+      ],
+    };
+    const sampler: VramSampler = {
+      sample: async () => gpu.devices.map((d) => ({ index: d.index, totalBytes: d.totalBytes, usedBytes: d.totalBytes - d.freeBytes!, freeBytes: d.freeBytes })),
+    };
+    await writeFakePlugin(enginesDir, { id: 'llama_cpp', gpu_backend: 'cuda' });
+    const openEngine = fakeOpener({ llama_cpp: { estimate: 12 * GiB } });
+    const onDevice0 = await Registry.create({ enginesDir, modelsDir, gpu, openEngine, sampler });
+    registries.push(onDevice0);
+    await model('m');
+    // 12 GiB fits the 20 GiB free on device 1 but not device 0: together they would have admitted it.
+    await expect(onDevice0.loadModel('m')).rejects.toMatchObject({ code: 'oom_vram', message: 'Insufficient VRAM: required 12GB, available 8GB' });
+    await onDevice0.close();
+
+    const onDevice1 = await Registry.create({ enginesDir, modelsDir, gpu, openEngine, sampler, deviceIndex: 1 });
+    registries.push(onDevice1);
+    expect(openEngine.opened.get('llama_cpp')!.initConfig).toMatchObject({ deviceIndex: 1, vramBudgetBytes: 24 * GiB });
+    expect(await onDevice1.vramStatus()).toMatchObject({ deviceIndex: 1, limitBytes: 24 * GiB, freeBytes: 20 * GiB, availableBytes: 20 * GiB });
+    await expect(onDevice1.loadModel('m')).resolves.toMatchObject({ vramBytes: 12 * GiB });
+  });
+
+  it('refuses a device the detection did not find', async () => {
+    await expect(Registry.create({ enginesDir, modelsDir, gpu: cpuGpu(), openEngine: fakeOpener(), sampler: fixedSampler(GiB), deviceIndex: 2 })).rejects.toMatchObject({
+      code: 'no_such_device',
+      message: 'There is no cpu device 2: the devices are 0',
+    });
   });
 });
 
@@ -237,7 +274,7 @@ describe('Registry leases and unloading', () => {
     const { registry, engine } = await setUp();
     await model('m');
     const lease = await registry.acquireModel('m');
-    expect(lease.engine).toBe(engine);
+    expect(engine.loads.map((load) => load.modelId)).toEqual(['m']);
     expect(lease.model.activeRequests).toBe(1);
     const second = await registry.acquireModel('m');
     expect(registry.models()[0]!.activeRequests).toBe(2);

@@ -1,12 +1,16 @@
 import { resolve } from 'node:path';
-import { openEngine as openNativeEngine } from '@llm-node/abi-native';
-import type { Engine, ModelLoadParams } from '@llm-node/abi-native';
+import { EngineHost } from '@llm-node/abi-native';
+import type { Engine, EngineExit, EngineHostTimeouts, GenerateRequest, Generation, ModelLoadParams } from '@llm-node/abi-native';
 import { createVramSampler, formatSize } from '@llm-node/gpu-detect';
 import type { GpuBackend, GpuDetection, VramSample, VramSampler } from '@llm-node/gpu-detect';
 import type { ModelFormat } from '@llm-node/manifest';
 import { discoverEngines } from './discovery.js';
-import type { DiscoveredEngine, EngineRecord, OpenEngine } from './discovery.js';
+import type { EngineRecord, OpenEngine } from './discovery.js';
+import { engineOutputLogger } from './engine-output.js';
+import { EngineSupervisor } from './engine-supervisor.js';
+import type { RestartPolicy } from './engine-supervisor.js';
 import { NodeError, toNodeError } from './errors.js';
+import { LeasedGeneration } from './leased-generation.js';
 import { locateModel } from './model-files.js';
 import { readModelInfo } from './model-info.js';
 import type { ModelInfo } from './model-info.js';
@@ -17,16 +21,28 @@ import { estimateModelVram } from './vram.js';
 export interface RegistryLogger {
   info(fields: Record<string, unknown>, message: string): void;
   warn(fields: Record<string, unknown>, message: string): void;
+  error(fields: Record<string, unknown>, message: string): void;
 }
 
 export interface RegistryOptions {
   enginesDir: string;
   modelsDir: string;
   gpu: GpuDetection;
-  /** The most device memory all models may hold together; default: the devices' total (Infinity without devices). */
+  /** The GPU the engines run on, by its index in `gpu.devices`; default 0. */
+  deviceIndex?: number;
+  /** The most device memory all models may hold together; default: the device's total (Infinity without one). */
   vramLimitBytes?: number;
-  /** Opens plugin libraries; default abi-native's openEngine (tests may pass a fake). */
+  /**
+   * Opens plugin libraries; default: each in an engine host process of its own (abi-native's EngineHost).
+   * Benchmarks pass abi-native's openEngine to compare with plugins in this process; tests may pass fakes.
+   */
   openEngine?: OpenEngine;
+  /** Engine ids whose plugins may use the network; every other engine host is denied it. */
+  allowNetwork?: readonly string[];
+  /** How long engine hosts may take before they are killed as hung (EngineHost's defaults otherwise). */
+  engineTimeouts?: EngineHostTimeouts;
+  /** When an engine that keeps crashing is given up. */
+  restartPolicy?: RestartPolicy;
   /** Reads free device memory; default gpu-detect's sampler for `gpu`. */
   sampler?: VramSampler;
   logger?: RegistryLogger;
@@ -68,25 +84,29 @@ export interface LoadedModel {
   info: ModelInfo;
 }
 
-/** A model held for one generation; the monitor never unloads it until release() (idempotent). */
+/** A model held for generations; the monitor never unloads it until release() (idempotent). */
 export interface ModelLease {
   model: LoadedModel;
-  engine: Engine;
+  /** Generates on the leased model; what fails is a NodeError. */
+  generate(request: Omit<GenerateRequest, 'modelId'>, options?: { signal?: AbortSignal }): Generation;
   release(): void;
 }
 
-/** Device memory as admission sees it. Devices are pooled: the limit and the free memory are totals. */
+/** Device memory as admission sees it, on the one device the engines run on. */
 export interface VramStatus {
   backend: GpuBackend;
+  /** The device's index in the detection. */
+  deviceIndex: number;
   limitBytes: number;
   /** Held by loaded models (the sum of their vramBytes). */
   heldBytes: number;
-  /** Detected in use now by every process, summed over devices; null when the backend cannot tell. */
+  /** Detected in use now on the device by every process; null when the backend cannot tell. */
   usedBytes: number | null;
-  /** Detected free now (free RAM on `cpu`); null when the backend cannot tell. */
+  /** Detected free now on the device (free RAM on `cpu`); null when the backend cannot tell. */
   freeBytes: number | null;
   /** What a new model may take: min(limit − held, detected free). */
   availableBytes: number;
+  /** Every device's sample. */
   devices: VramSample[];
 }
 
@@ -103,12 +123,15 @@ const DEFAULT_CONTEXT_LENGTH = 4096;
 const DEFAULT_PARALLEL = 1;
 
 /**
- * The host's engine and model state: discovered plugins, loaded models, VRAM admission. Loads, unloads
- * and the admission before each load run one at a time, so two loads never spend the same free memory.
+ * The host's engine and model state: discovered plugins (each in an engine host process, restarted when it
+ * dies), loaded models, VRAM admission. Loads, unloads and the admission before each load run one at a time,
+ * so two loads never spend the same free memory.
  */
 export class Registry {
   readonly backend: GpuBackend;
-  readonly #discovered: DiscoveredEngine[];
+  readonly deviceIndex: number;
+  /** Every plugin folder discovery looked at; loaded ones with their supervisor. */
+  readonly #engines: { record: EngineRecord; supervisor: EngineSupervisor | null }[] = [];
   readonly #modelsDir: string;
   readonly #limitBytes: number;
   readonly #sampler: VramSampler;
@@ -120,9 +143,9 @@ export class Registry {
   #queueTail: Promise<unknown> = Promise.resolve();
   #closing: Promise<void> | null = null;
 
-  private constructor(options: RegistryOptions, discovered: DiscoveredEngine[], limitBytes: number) {
+  private constructor(options: RegistryOptions, limitBytes: number) {
     this.backend = options.gpu.backend;
-    this.#discovered = discovered;
+    this.deviceIndex = options.deviceIndex ?? 0;
     this.#modelsDir = resolve(options.modelsDir);
     this.#limitBytes = limitBytes;
     this.#sampler = options.sampler ?? createVramSampler(options.gpu);
@@ -133,21 +156,36 @@ export class Registry {
 
   /** Discovers, opens and initialises the plugins for `gpu.backend`; throws only when enginesDir is unusable. */
   static async create(options: RegistryOptions): Promise<Registry> {
-    const { devices } = options.gpu;
+    const deviceIndex = options.deviceIndex ?? 0;
+    const device = options.gpu.devices.find((d) => d.index === deviceIndex);
+    if (options.gpu.devices.length > 0 && device === undefined) {
+      throw new NodeError(`There is no ${options.gpu.backend} device ${deviceIndex}: the devices are ${options.gpu.devices.map((d) => d.index).join(', ')}`, {
+        type: 'invalid_request_error',
+        code: 'no_such_device',
+      });
+    }
     // Without a limit or a device that states its size there is nothing to cap at but detected free memory.
-    const limitBytes = options.vramLimitBytes ?? (devices.length > 0 ? devices.reduce((sum, d) => sum + d.totalBytes, 0) : Infinity);
+    const limitBytes = options.vramLimitBytes ?? device?.totalBytes ?? Infinity;
+    const registry = new Registry(options, limitBytes);
     const discovered = await discoverEngines({
       enginesDir: options.enginesDir,
       backend: options.gpu.backend,
-      openEngine: options.openEngine ?? openNativeEngine,
-      init: Number.isFinite(limitBytes) ? { vramBudgetBytes: limitBytes } : {},
+      openEngine: options.openEngine ?? registry.#engineHostOpener(options),
+      init: { deviceIndex, ...(Number.isFinite(limitBytes) ? { vramBudgetBytes: limitBytes } : {}) },
     });
-    return new Registry(options, discovered, limitBytes);
+    for (const { record, engine, start } of discovered) {
+      const supervisor = engine && start ? registry.#supervise(record, engine, start, options.restartPolicy) : null;
+      registry.#engines.push({ record, supervisor });
+    }
+    return registry;
   }
 
-  /** Every plugin folder discovery looked at, in sorted order, with its outcome. */
+  /** Every plugin folder discovery looked at, in sorted order, with its outcome; a loaded one as it is now. */
   get engines(): readonly EngineRecord[] {
-    return this.#discovered.map((d) => d.record);
+    return this.#engines.map(({ record, supervisor }) => {
+      if (!supervisor || supervisor.status === 'loaded') return record;
+      return { ...record, status: supervisor.status, error: supervisor.failure };
+    });
   }
 
   /** Loaded models, in load order. */
@@ -178,7 +216,7 @@ export class Registry {
     const loading = (async () => {
       const candidate = await locateModel(this.#modelsDir, ref, options.format);
       const info = await readModelInfo(candidate);
-      const target = this.#resolveEngine(info);
+      const supervisor = this.#resolveEngine(info);
       const params: ModelLoadParams = {
         path: candidate.path,
         format: candidate.format,
@@ -186,7 +224,7 @@ export class Registry {
         parallel: options.parallel ?? this.#defaultParallel,
         ...(candidate.quantization === null ? {} : { quantization: candidate.quantization }),
       };
-      return this.#serially(() => this.#admitAndLoad(modelId, target, info, params));
+      return this.#serially(() => this.#admitAndLoad(modelId, supervisor, info, params));
     })();
     this.#loading.set(modelId, loading);
     try {
@@ -242,11 +280,12 @@ export class Registry {
 
   async vramStatus(): Promise<VramStatus> {
     const devices = await this.#sampler.sample();
+    const device = devices.find((d) => d.index === this.deviceIndex);
     const heldBytes = this.#heldBytes();
-    const usedBytes = sumKnown(devices.map((d) => d.usedBytes));
-    const freeBytes = sumKnown(devices.map((d) => d.freeBytes));
+    const usedBytes = device?.usedBytes ?? null;
+    const freeBytes = device?.freeBytes ?? null;
     const availableBytes = Math.max(0, Math.min(this.#limitBytes - heldBytes, freeBytes ?? Infinity));
-    return { backend: this.backend, limitBytes: this.#limitBytes, heldBytes, usedBytes, freeBytes, availableBytes, devices };
+    return { backend: this.backend, deviceIndex: this.deviceIndex, limitBytes: this.#limitBytes, heldBytes, usedBytes, freeBytes, availableBytes, devices };
   }
 
   /** Waits for loads in progress, unloads idle models, then shuts down and closes every engine. Idempotent. */
@@ -256,10 +295,10 @@ export class Registry {
         await this.#unload(state).catch((error) => this.#logger?.warn({ model: state.id, error: String(error) }, 'unload failed at close'));
       }
       this.#models.clear();
-      for (const { record, engine } of this.#discovered) {
+      for (const { record, supervisor } of this.#engines) {
         // close() cancels what is still generating and shuts the engine down, which frees its models.
-        if (!engine) continue;
-        await engine.close().then(
+        if (!supervisor) continue;
+        await supervisor.close().then(
           () => this.#logger?.info({ engine: record.id }, 'engine shut down'),
           (error) => this.#logger?.warn({ engine: record.id, error: String(error) }, 'engine close failed'),
         );
@@ -268,10 +307,50 @@ export class Registry {
     return this.#closing;
   }
 
-  #resolveEngine(info: ModelInfo): { engine: Engine; engineId: string } {
-    const loaded = this.#discovered.filter(
-      (d): d is { record: EngineRecord & { manifest: NonNullable<EngineRecord['manifest']> }; engine: Engine } =>
-        d.engine !== null && d.record.manifest !== null,
+  /** Engines in host processes of their own, their output logged as theirs. */
+  #engineHostOpener(options: RegistryOptions): OpenEngine {
+    const allowed = new Set(options.allowNetwork ?? []);
+    return (path, { expectedId }) =>
+      EngineHost.start(path, {
+        expectedId,
+        allowNetwork: allowed.has(expectedId),
+        ...(options.engineTimeouts === undefined ? {} : { timeouts: options.engineTimeouts }),
+        onOutput: engineOutputLogger(expectedId, this.#logger),
+        onNetworkDenied: (family) =>
+          this.#logger?.warn({ engine: expectedId, addressFamily: family }, 'the plugin tried to open a network socket and was denied'),
+      });
+  }
+
+  #supervise(record: EngineRecord, engine: Engine, start: () => Promise<Engine>, policy: RestartPolicy | undefined): EngineSupervisor {
+    return new EngineSupervisor(
+      engine,
+      start,
+      {
+        onLost: (exit) => this.#engineLost(record.id, exit),
+        onRestart: (outcome) => {
+          if (outcome.status === 'restarting') this.#logger?.warn({ engine: record.id, delayMs: outcome.delayMs }, 'restarting the engine');
+          else if (outcome.status === 'loaded') this.#logger?.info({ engine: record.id }, 'engine restarted');
+          else this.#logger?.error({ engine: record.id, error: outcome.error.message }, 'engine failed; not restarting it');
+        },
+      },
+      policy,
+    );
+  }
+
+  /** An engine's host died: its models are gone (their memory with them) and load again on their next request. */
+  #engineLost(engineId: string, exit: EngineExit): void {
+    const lost = [...this.#models.values()].filter((state) => state.engineId === engineId);
+    for (const state of lost) this.#models.delete(state.id);
+    this.#logger?.error(
+      { engine: engineId, exitCode: exit.exitCode, signal: exit.signal, models: lost.map((state) => state.id), reason: exit.code },
+      `engine ${engineId} stopped: ${exit.message}`,
+    );
+  }
+
+  #resolveEngine(info: ModelInfo): EngineSupervisor {
+    const loaded = this.#engines.filter(
+      (d): d is { record: EngineRecord & { manifest: NonNullable<EngineRecord['manifest']> }; supervisor: EngineSupervisor } =>
+        d.supervisor !== null && d.record.manifest !== null,
     );
     if (loaded.length === 0) {
       throw new NodeError('No engine plugin is loaded; see the engines list for why each was skipped or rejected', {
@@ -294,19 +373,15 @@ export class Registry {
         code: 'architecture_mismatch',
       });
     }
-    return { engine: match.engine, engineId: match.record.id };
+    return match.supervisor;
   }
 
-  async #admitAndLoad(
-    modelId: string,
-    target: { engine: Engine; engineId: string },
-    info: ModelInfo,
-    params: ModelLoadParams,
-  ): Promise<LoadedModel> {
+  async #admitAndLoad(modelId: string, supervisor: EngineSupervisor, info: ModelInfo, params: ModelLoadParams): Promise<LoadedModel> {
     this.#assertOpen();
     const already = this.#models.get(modelId);
     if (already) return snapshot(already);
-    const { engine, engineId } = target;
+    const engine = await supervisor.engine();
+    const engineId = engine.info.id;
     const estimated = await engine.estimateVram(params).catch((error) => {
       throw toNodeError(error);
     });
@@ -381,7 +456,7 @@ function lease(state: ModelState): ModelLease {
   let released = false;
   return {
     model: snapshot(state),
-    engine: state.engine,
+    generate: (request, options) => new LeasedGeneration(state.engine.generate({ ...request, modelId: state.id }, options)),
     release() {
       if (released) return;
       released = true;
@@ -393,12 +468,6 @@ function lease(state: ModelState): ModelLease {
 
 function snapshot(state: ModelState): LoadedModel {
   return { ...state.model, lastUsedAt: state.lastUsedAt, activeRequests: state.activeRequests };
-}
-
-// Null when no device reports the figure: unknown is not zero.
-function sumKnown(values: (number | null)[]): number | null {
-  const known = values.filter((v): v is number => v !== null);
-  return known.length > 0 ? known.reduce((a, b) => a + b, 0) : null;
 }
 
 function pluginNames(engines: { record: EngineRecord }[]): string {

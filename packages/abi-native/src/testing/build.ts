@@ -23,7 +23,8 @@ export type TestPluginName =
   | 'failing'
   | 'unsafe'
   | 'garbage'
-  | 'legacy';
+  | 'legacy'
+  | 'faulty';
 
 export interface BuildTestPluginOptions {
   /** -D definitions: `{ ECHO_TOKEN_DELAY_US: 20000 }`, `{ ENGINE_ID: 'other' }`, `{ NULL_ID: 1 }`. */

@@ -3,7 +3,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EngineError } from '@llm-node/abi-native';
-import type { Engine, EngineCapability, EngineErrorCode, LoadedModelInfo, ModelLoadParams } from '@llm-node/abi-native';
+import type { Engine, EngineCapability, EngineErrorCode, EngineExit, EngineInitConfig, LoadedModelInfo, ModelLoadParams } from '@llm-node/abi-native';
 import type { GpuDetection, VramSample, VramSampler } from '@llm-node/gpu-detect';
 import type { OpenEngine } from '../discovery.js';
 
@@ -21,6 +21,8 @@ export interface FakeEngineBehaviour {
 }
 
 export interface FakeEngine extends Engine {
+  /** What init() was given. */
+  initConfig: EngineInitConfig | null;
   loads: { modelId: string; params: ModelLoadParams }[];
   unloads: string[];
   closed: boolean;
@@ -29,15 +31,20 @@ export interface FakeEngine extends Engine {
 
 export function fakeEngine(path: string, id: string, behaviour: FakeEngineBehaviour = {}): FakeEngine {
   const gates: (() => void)[] = [];
+  let closed!: (exit: EngineExit) => void;
+  const exited = new Promise<EngineExit>((resolve) => (closed = resolve));
   const engine: FakeEngine = {
     path,
     info: { abiVersion: 1, id, version: '1.0.0', threadSafe: true },
     capabilities: behaviour.capabilities ?? ['generate_stream', 'model_load', 'model_estimate_vram', 'last_error'],
+    initConfig: null,
     loads: [],
     unloads: [],
     closed: false,
     releaseLoads: () => gates.splice(0).forEach((open) => open()),
-    async init() {},
+    async init(config) {
+      engine.initConfig = config;
+    },
     async loadModel(modelId, params): Promise<LoadedModelInfo> {
       engine.loads.push({ modelId, params });
       if (behaviour.gateLoads) await new Promise<void>((open) => gates.push(open));
@@ -50,14 +57,16 @@ export function fakeEngine(path: string, id: string, behaviour: FakeEngineBehavi
     async estimateVram() {
       return behaviour.estimate ?? null;
     },
-    vramUsed: () => null,
+    vramUsed: async () => null,
     generate() {
       throw new Error('the fake engine does not generate');
     },
     async shutdown() {},
     async close() {
       engine.closed = true;
+      closed({ code: 'closed', message: 'closed', exitCode: null, signal: null });
     },
+    exited,
   };
   return engine;
 }
@@ -65,7 +74,7 @@ export function fakeEngine(path: string, id: string, behaviour: FakeEngineBehavi
 /** An openEngine that hands out fakes by engine id (the manifest's expectedId). */
 export function fakeOpener(behaviours: Record<string, FakeEngineBehaviour> = {}): OpenEngine & { opened: Map<string, FakeEngine> } {
   const opened = new Map<string, FakeEngine>();
-  const open = (path: string, { expectedId }: { expectedId: string }) => {
+  const open = async (path: string, { expectedId }: { expectedId: string }) => {
     const engine = fakeEngine(path, expectedId, behaviours[expectedId]);
     opened.set(expectedId, engine);
     return engine;

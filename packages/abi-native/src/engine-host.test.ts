@@ -1,0 +1,162 @@
+import { createServer, type Server } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EngineHost } from './engine-host.js';
+import type { EngineHostOptions } from './engine-host.js';
+import { buildTestPlugin } from './testing/index.js';
+import type { Generation } from './types.js';
+
+// The plugin in a process of its own: the faulty test plugin's faults end its host, never this process.
+
+let echo: string;
+let faulty: string;
+beforeAll(async () => {
+  [echo, faulty] = await Promise.all([buildTestPlugin('echo'), buildTestPlugin('faulty')]);
+}, 120_000);
+
+const hosts: EngineHost[] = [];
+afterAll(() => Promise.all(hosts.map((host) => host.close())));
+
+async function start(plugin: string, options: EngineHostOptions = {}): Promise<EngineHost> {
+  const host = await EngineHost.start(plugin, options);
+  hosts.push(host);
+  await host.init({ gpuBackend: 'cpu', pluginDir: '/' });
+  await host.loadModel('m', { path: plugin, format: 'gguf' });
+  return host;
+}
+
+async function text(generation: Generation): Promise<string> {
+  let all = '';
+  for await (const chunk of generation) all += chunk.text;
+  return all;
+}
+
+describe('an engine in a host process', () => {
+  it('opens, loads and streams as the plugin in this process does', async () => {
+    const host = await start(echo, { expectedId: 'echo' });
+    expect(host.info).toMatchObject({ id: 'echo', threadSafe: true });
+    expect(host.capabilities).toContain('generate_stream');
+    const generation = host.generate({ modelId: 'm', prompt: 'Hello big world' });
+    expect(await text(generation)).toBe('Hello big world');
+    await expect(generation.result).resolves.toEqual({ finishReason: 'stop', promptTokens: 3, completionTokens: 3 });
+    await expect(host.vramUsed()).resolves.toBeGreaterThan(0);
+  });
+
+  it('refuses a plugin that reports another id, as openEngine does, and leaves no host behind', async () => {
+    await expect(EngineHost.start(echo, { expectedId: 'other' })).rejects.toMatchObject({ code: 'id_mismatch' });
+  });
+
+  it.each([
+    ['segfault', /killed by SIGSEGV/],
+    ['abort', /killed by SIGABRT/],
+    ['exit', /exited with status 3/],
+    ['bad-pointer', /killed by SIGSEGV/],
+    ['huge-length', /killed by SIG(SEGV|BUS|ABRT)|exited with status/],
+  ])('fails what is in flight with engine_crashed when the plugin does "%s"', async (fault, how) => {
+    const host = await start(faulty);
+    const bystander = host.generate({ modelId: 'm', prompt: 'fine' });
+    const generation = host.generate({ modelId: 'm', prompt: fault });
+    await expect(text(generation)).rejects.toMatchObject({ code: 'engine_crashed', message: expect.stringMatching(how) });
+    await expect(bystander.result).rejects.toMatchObject({ code: 'engine_crashed' });
+    await expect(host.exited).resolves.toMatchObject({ code: 'engine_crashed' });
+    await expect(host.vramUsed()).rejects.toMatchObject({ code: 'engine_crashed' });
+    await expect(host.generate({ modelId: 'm', prompt: 'fine' }).result).rejects.toMatchObject({ code: 'engine_crashed' });
+  });
+
+  it('kills a host whose generation makes no progress at all, with engine_timeout', async () => {
+    const host = await start(faulty, { timeouts: { stallMs: 300 } });
+    const started = Date.now();
+    await expect(text(host.generate({ modelId: 'm', prompt: 'hang' }))).rejects.toMatchObject({
+      code: 'engine_timeout',
+      message: expect.stringContaining('no progress'),
+    });
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('keeps a generation that polls the callback, and kills the host when it ignores a cancel', async () => {
+    const host = await start(faulty, { timeouts: { stallMs: 300, cancelMs: 300 } });
+    const generation = host.generate({ modelId: 'm', prompt: 'hang-polling' });
+    await new Promise((resolve) => setTimeout(resolve, 800)); // polling is progress: no stall
+    expect((await Promise.race([host.exited, new Promise((resolve) => setTimeout(() => resolve('running'), 10))]))).toBe('running');
+    generation.cancel();
+    await expect(generation.result).rejects.toMatchObject({ code: 'engine_timeout', message: expect.stringContaining('cancelled generation') });
+  });
+
+  it('survives a callback after return by losing only its host', async () => {
+    const host = await start(faulty);
+    const generation = host.generate({ modelId: 'm', prompt: 'late-callback' });
+    await generation.result.catch(() => undefined);
+    const exit = await Promise.race([host.exited, new Promise((resolve) => setTimeout(() => resolve(null), 2_000))]);
+    // Whether the late call lands on freed memory is up to the allocator; if it kills anything, it is the host.
+    if (exit !== null) expect(exit).toMatchObject({ code: 'engine_crashed' });
+  });
+
+  it('kills a host whose engine_init hangs, and one whose engine_shutdown hangs on close', async () => {
+    const hangsInInit = await buildTestPlugin('faulty', { defines: { INIT_FAULT: 1 } });
+    const host = await EngineHost.start(hangsInInit, { timeouts: { initMs: 300 } });
+    await expect(host.init({ gpuBackend: 'cpu', pluginDir: '/' })).rejects.toMatchObject({ code: 'engine_timeout', message: expect.stringContaining('engine_init') });
+
+    const hangsInShutdown = await buildTestPlugin('faulty', { defines: { SHUTDOWN_FAULT: 1 } });
+    const other = await EngineHost.start(hangsInShutdown, { timeouts: { callMs: 300 } });
+    await other.init({ gpuBackend: 'cpu', pluginDir: '/' });
+    await other.close();
+    await expect(other.exited).resolves.toMatchObject({ code: 'engine_timeout' });
+  });
+
+  it('reports a plugin that calls exit(0) in engine_init as a crash, not a clean exit', async () => {
+    const exits = await buildTestPlugin('faulty', { defines: { INIT_FAULT: 2 } });
+    const host = await EngineHost.start(exits);
+    await expect(host.init({ gpuBackend: 'cpu', pluginDir: '/' })).rejects.toMatchObject({ code: 'engine_crashed', message: expect.stringContaining('exited with status 0') });
+  });
+
+  it('hands the plugin\'s output lines to the owner, a flood included', async () => {
+    const lines: string[] = [];
+    const host = await start(faulty, { onOutput: (line, stream) => stream === 'stdout' && lines.push(line) });
+    expect(await text(host.generate({ modelId: 'm', prompt: 'spam' }))).toBe('ok');
+    await expect.poll(() => lines.length, { timeout: 10_000 }).toBe(100_000);
+    expect(lines[99_999]).toBe('faulty: line 99999 of a flood on stdout');
+  });
+
+  it('reports a plugin that answers a failure with a bad engine_get_last_error pointer as a crash', async () => {
+    const badLastError = await buildTestPlugin('faulty', { defines: { BAD_LAST_ERROR: 1 } });
+    const host = await start(badLastError);
+    await expect(text(host.generate({ modelId: 'm', prompt: 'fail' }))).rejects.toMatchObject({ code: 'engine_crashed' });
+  });
+});
+
+describe.skipIf(process.platform !== 'linux')('the network, denied to plugins', () => {
+  let listener: Server;
+  let port: number;
+  let connections = 0;
+  beforeAll(async () => {
+    listener = createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    port = (listener.address() as { port: number }).port;
+    process.env.FAULTY_CONNECT_PORT = String(port);
+  });
+  afterAll(() => {
+    delete process.env.FAULTY_CONNECT_PORT;
+    return new Promise<void>((resolve) => listener.close(() => resolve()));
+  });
+
+  it('refuses a plugin\'s socket with EPERM, in engine_init and in generation, and reports each attempt', async () => {
+    const denied: number[] = [];
+    const output: string[] = [];
+    const connectsInInit = await buildTestPlugin('faulty', { defines: { INIT_FAULT: 3 } });
+    const host = await start(connectsInInit, { onNetworkDenied: (family) => denied.push(family), onOutput: (line) => output.push(line) });
+    expect(host.network).toEqual({ enforced: true, how: expect.stringContaining('seccomp') });
+    expect(await text(host.generate({ modelId: 'm', prompt: 'connect' }))).toBe('refused 1'); // EPERM
+    await expect.poll(() => denied).toEqual([2, 2]); // AF_INET, twice
+    expect(connections).toBe(0);
+    expect(output).not.toContain('faulty: connected during engine_init');
+  });
+
+  it('lets an engine the operator allowed use the network', async () => {
+    const host = await start(faulty, { allowNetwork: true });
+    expect(host.network.enforced).toBe(false);
+    expect(await text(host.generate({ modelId: 'm', prompt: 'connect' }))).toBe('connected');
+    expect(connections).toBe(1);
+  });
+});

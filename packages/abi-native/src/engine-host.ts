@@ -1,0 +1,383 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { resolve } from 'node:path';
+import { binding } from './binding.js';
+import { EngineError, toEngineError } from './errors.js';
+import type { HostCall, HostEvent, HostMessage, HostOpened, WireError } from './host-protocol.js';
+import { TokenStream } from './token-stream.js';
+import type {
+  Engine,
+  EngineCapability,
+  EngineExit,
+  EngineInfo,
+  EngineInitConfig,
+  GenerateRequest,
+  Generation,
+  LoadedModelInfo,
+  ModelLoadParams,
+} from './types.js';
+
+/** How long an engine host may take before it is killed as hung. Milliseconds. */
+export interface EngineHostTimeouts {
+  /** Opening the plugin and engine_init. Default 60 s. */
+  initMs?: number;
+  /** A model load. Default 10 minutes: a large model from a slow disk. */
+  loadMs?: number;
+  /** Every other call (unload, estimate, VRAM, shutdown). Default 30 s. */
+  callMs?: number;
+  /** Generations in flight, and no token or poll from any of them. Default 120 s. */
+  stallMs?: number;
+  /** A cancelled generation that has not returned. Default 5 s. */
+  cancelMs?: number;
+}
+
+const DEFAULT_TIMEOUTS: Required<EngineHostTimeouts> = {
+  initMs: 60_000,
+  loadMs: 600_000,
+  callMs: 30_000,
+  stallMs: 120_000,
+  cancelMs: 5_000,
+};
+
+export interface EngineHostOptions {
+  /** The manifest's id: the plugin must report it. */
+  expectedId?: string;
+  /** Let the plugin use the network (by default the host denies it before opening the plugin). */
+  allowNetwork?: boolean;
+  timeouts?: EngineHostTimeouts;
+  /** A line the plugin (or the host) wrote on stdout or stderr. */
+  onOutput?: (line: string, stream: 'stdout' | 'stderr') => void;
+  /** The plugin tried to open a network socket and was refused; `family` is the address family number. */
+  onNetworkDenied?: (family: number) => void;
+}
+
+/** Lines of the host's stderr kept for the message of a crash. */
+const LAST_WORDS = 8;
+/** A longer line is cut: a plugin writing without newlines must not grow the node's memory. */
+const MAX_LINE = 4096;
+
+// The compiled host, from dist/ (where this module is built to) or from src/ (where tests import it).
+const HOST_MAIN = new URL('../dist/host-main.js', import.meta.url);
+const DENIED_SOCKET_MARKER: string = binding.constants.DENIED_SOCKET_MARKER;
+
+interface PendingCall {
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+  timer: NodeJS.Timeout;
+}
+
+interface RunningGeneration {
+  stream: TokenStream;
+  cancelTimer?: NodeJS.Timeout;
+}
+
+/**
+ * An engine plugin in a process of its own. Every call crosses to the host (host-main.ts) and back; tokens
+ * come in batches, one message per turn of the host's event loop. When the host dies (a crash in the plugin,
+ * abort, exit) or is killed because a call, a generation or a cancel overran its time, every call and
+ * generation in flight fails with `engine_crashed` or `engine_timeout`, and `exited` says why; the engine is
+ * then unusable, and its owner starts another.
+ */
+export class EngineHost implements Engine {
+  readonly path: string;
+  readonly info: EngineInfo;
+  readonly capabilities: readonly EngineCapability[];
+  /** Whether the plugin is denied the network, and how (or why it is not). */
+  readonly network: { enforced: boolean; how: string };
+  readonly exited: Promise<EngineExit>;
+
+  readonly #child: ChildProcess;
+  readonly #timeouts: Required<EngineHostTimeouts>;
+  readonly #calls = new Map<number, PendingCall>();
+  readonly #generations = new Map<number, RunningGeneration>();
+  readonly #lastWords: string[];
+  #nextId = 1;
+  #exit: EngineExit | undefined;
+  /** Why the node killed the host, when it did. */
+  #killedFor: { code: 'engine_timeout'; message: string } | undefined;
+  #closing = false;
+  #lastProgress = -1;
+  #lastProgressAt = 0;
+  #watchdog: NodeJS.Timeout | undefined;
+
+  private constructor(
+    path: string,
+    child: ChildProcess,
+    opened: HostOpened,
+    exited: Promise<EngineExit>,
+    timeouts: Required<EngineHostTimeouts>,
+    lastWords: string[],
+  ) {
+    this.path = path;
+    this.#child = child;
+    this.info = opened.info;
+    this.capabilities = Object.freeze(opened.capabilities);
+    this.network = opened.network;
+    this.exited = exited;
+    this.#timeouts = timeouts;
+    this.#lastWords = lastWords;
+  }
+
+  /**
+   * Starts a host process, denies it the network (unless allowed) and opens the plugin at `libraryPath` in it,
+   * checking what engine_get_info() says as openEngine() does. Throws EngineError: what opening throws, or
+   * engine_crashed / engine_timeout when the host died or hung while opening.
+   */
+  static async start(libraryPath: string, options: EngineHostOptions = {}): Promise<EngineHost> {
+    const path = resolve(libraryPath);
+    const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+    const child = fork(HOST_MAIN, [], {
+      execArgv: [],
+      serialization: 'advanced',
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
+    const lastWords: string[] = [];
+    readLines(child.stdout!, (line) => options.onOutput?.(line, 'stdout'));
+    readLines(child.stderr!, (line) => {
+      if (line.startsWith(DENIED_SOCKET_MARKER)) {
+        options.onNetworkDenied?.(Number(line.slice(DENIED_SOCKET_MARKER.length)));
+        return;
+      }
+      lastWords.push(line);
+      if (lastWords.length > LAST_WORDS) lastWords.shift();
+      options.onOutput?.(line, 'stderr');
+    });
+
+    let host: EngineHost | undefined;
+    const exited = new Promise<EngineExit>((settle) => {
+      child.once('exit', (code, signal) => {
+        const exit = host === undefined ? describeExit(code, signal, lastWords, undefined, false) : host.#describeExit(code, signal);
+        if (host !== undefined) host.#fail(exit);
+        settle(exit);
+      });
+    });
+    const opening = new Promise<HostOpened>((resolveOpen, rejectOpen) => {
+      const onMessage = (message: HostMessage) => {
+        if (!('reply' in message)) return;
+        child.off('message', onMessage);
+        if (message.error) rejectOpen(fromWire(message.error));
+        else resolveOpen(message.value as HostOpened);
+      };
+      child.on('message', onMessage);
+      child.once('error', rejectOpen);
+      const call: HostCall = { call: 'open', id: 0, path, expectedId: options.expectedId, allowNetwork: options.allowNetwork === true };
+      child.send(call);
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const overran = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new EngineError('engine_timeout', `the engine host did not open ${path} within ${timeouts.initMs / 1000} s; killed`));
+      }, timeouts.initMs);
+    });
+    const died = exited.then((exit) => Promise.reject(new EngineError(exit.code, exit.message)));
+    try {
+      const opened = await Promise.race([opening, overran, died]);
+      host = new EngineHost(path, child, opened, exited, timeouts, lastWords);
+      child.on('message', (message: HostMessage) => host!.#onMessage(message));
+      return host;
+    } catch (error) {
+      child.kill('SIGKILL');
+      throw toEngineError(error);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** The host's process id. */
+  get pid(): number | undefined {
+    return this.#child.pid;
+  }
+
+  init(config: EngineInitConfig): Promise<void> {
+    return this.#call({ call: 'init', id: 0, config }, this.#timeouts.initMs, 'engine_init') as Promise<void>;
+  }
+
+  loadModel(modelId: string, params: ModelLoadParams): Promise<LoadedModelInfo> {
+    return this.#call({ call: 'loadModel', id: 0, modelId, params }, this.#timeouts.loadMs, 'loading a model') as Promise<LoadedModelInfo>;
+  }
+
+  unloadModel(modelId: string): Promise<void> {
+    return this.#call({ call: 'unloadModel', id: 0, modelId }, this.#timeouts.callMs, 'unloading a model') as Promise<void>;
+  }
+
+  estimateVram(params: ModelLoadParams): Promise<number | null> {
+    return this.#call({ call: 'estimateVram', id: 0, params }, this.#timeouts.callMs, 'engine_model_estimate_vram') as Promise<number | null>;
+  }
+
+  vramUsed(): Promise<number | null> {
+    return this.#call({ call: 'vramUsed', id: 0 }, this.#timeouts.callMs, 'engine_get_vram_used') as Promise<number | null>;
+  }
+
+  generate(request: GenerateRequest, options: { signal?: AbortSignal } = {}): Generation {
+    if (this.#exit) return TokenStream.failed(this.#exitError());
+    if (options.signal?.aborted) return TokenStream.cancelled(request?.modelId);
+    const id = this.#nextId++;
+    const running: RunningGeneration = {
+      stream: new TokenStream(request?.modelId, () => {
+        this.#send({ call: 'cancel', generation: id });
+        running.cancelTimer = setTimeout(
+          () => this.#kill(`a cancelled generation did not return within ${this.#timeouts.cancelMs / 1000} s`),
+          this.#timeouts.cancelMs,
+        );
+      }),
+    };
+    if (this.#generations.size === 0) this.#lastProgressAt = Date.now(); // idle time is no stall
+    this.#generations.set(id, running);
+    this.#startWatchdog();
+    const signal = options.signal;
+    const onAbort = () => running.stream.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    void running.stream.ended.then(() => signal?.removeEventListener('abort', onAbort));
+    this.#send({ call: 'generate', generation: id, request });
+    return running.stream;
+  }
+
+  shutdown(): Promise<void> {
+    return this.#call({ call: 'shutdown', id: 0 }, this.#timeouts.callMs, 'engine_shutdown') as Promise<void>;
+  }
+
+  /** Shuts the plugin down and ends the host; kills it if that overruns. Resolves once the host is gone. */
+  async close(): Promise<void> {
+    if (!this.#exit && !this.#closing) {
+      this.#closing = true;
+      await this.#call({ call: 'close', id: 0 }, this.#timeouts.callMs, 'closing the engine').catch(() => undefined);
+    }
+    await this.exited;
+  }
+
+  /** Ends the host at once, failing what is in flight with `engine_timeout` and `reason`. */
+  kill(reason: string): void {
+    this.#kill(reason);
+  }
+
+  #call(message: HostCall, timeoutMs: number, what: string): Promise<unknown> {
+    if (this.#exit) return Promise.reject(this.#exitError());
+    const id = this.#nextId++;
+    return new Promise((resolveCall, rejectCall) => {
+      const timer = setTimeout(() => this.#kill(`${what} did not return within ${timeoutMs / 1000} s`), timeoutMs);
+      this.#calls.set(id, { resolve: resolveCall, reject: rejectCall, timer });
+      this.#send({ ...message, id });
+    });
+  }
+
+  #send(message: unknown): void {
+    if (this.#exit || !this.#child.connected) return;
+    this.#child.send(message as HostCall, (error) => {
+      if (error) this.#kill(`the engine host's channel failed: ${error.message}`);
+    });
+  }
+
+  #onMessage(message: HostMessage): void {
+    if ('reply' in message) {
+      const call = this.#calls.get(message.reply);
+      if (!call) return;
+      this.#calls.delete(message.reply);
+      clearTimeout(call.timer);
+      if (message.error) call.reject(fromWire(message.error));
+      else call.resolve(message.value);
+      return;
+    }
+    if (message.progress !== this.#lastProgress) {
+      this.#lastProgress = message.progress;
+      this.#lastProgressAt = Date.now();
+    }
+    if ('events' in message) for (const event of message.events) this.#onEvent(event);
+  }
+
+  #onEvent(event: HostEvent): void {
+    const running = this.#generations.get(event.generation);
+    if (!running) return;
+    if ('chunk' in event) {
+      running.stream.push(event.chunk);
+      return;
+    }
+    this.#generations.delete(event.generation);
+    clearTimeout(running.cancelTimer);
+    running.stream.end('error' in event.end ? { error: fromWire(event.end.error) } : event.end);
+  }
+
+  /** While generations run: a host whose plugins make no progress at all for stallMs is killed. */
+  #startWatchdog(): void {
+    if (this.#watchdog) return;
+    const every = Math.max(50, Math.min(1000, this.#timeouts.stallMs / 4));
+    this.#watchdog = setInterval(() => {
+      if (this.#generations.size === 0) {
+        clearInterval(this.#watchdog);
+        this.#watchdog = undefined;
+        return;
+      }
+      if (Date.now() - this.#lastProgressAt > this.#timeouts.stallMs) {
+        this.#kill(`its generations made no progress (no token, no poll of the token callback) for ${this.#timeouts.stallMs / 1000} s`);
+      }
+    }, every);
+    this.#watchdog.unref();
+  }
+
+  #kill(reason: string): void {
+    if (this.#exit || this.#killedFor) return;
+    this.#killedFor = { code: 'engine_timeout', message: reason };
+    this.#child.kill('SIGKILL');
+  }
+
+  #describeExit(code: number | null, signal: NodeJS.Signals | null): EngineExit {
+    return describeExit(code, signal, this.#lastWords, this.#killedFor, this.#closing);
+  }
+
+  /** The host is gone: everything in flight fails with why. */
+  #fail(exit: EngineExit): void {
+    this.#exit = exit;
+    clearInterval(this.#watchdog);
+    const error = this.#exitError();
+    for (const call of this.#calls.values()) {
+      clearTimeout(call.timer);
+      call.reject(error);
+    }
+    this.#calls.clear();
+    for (const running of this.#generations.values()) {
+      clearTimeout(running.cancelTimer);
+      running.stream.end({ error });
+    }
+    this.#generations.clear();
+  }
+
+  #exitError(): EngineError {
+    const exit = this.#exit!;
+    return exit.code === 'closed' ? new EngineError('closed', `engine '${this.info.id}' is closed`) : new EngineError(exit.code, exit.message);
+  }
+}
+
+function describeExit(
+  code: number | null,
+  signal: NodeJS.Signals | null,
+  lastWords: readonly string[],
+  killedFor: { code: 'engine_timeout'; message: string } | undefined,
+  closing: boolean,
+): EngineExit {
+  const status = signal !== null ? `killed by ${signal}` : `exited with status ${code}`;
+  if (killedFor) return { code: killedFor.code, message: `the engine host was killed: ${killedFor.message}`, exitCode: code, signal };
+  if (closing && code === 0) return { code: 'closed', message: 'the engine host was closed', exitCode: code, signal };
+  const said = lastWords.length > 0 ? `; its last words: ${lastWords.join(' | ')}` : '';
+  return { code: 'engine_crashed', message: `the engine host ${status}${said}`, exitCode: code, signal };
+}
+
+function fromWire(error: WireError): EngineError {
+  return new EngineError(error.code, error.message, error.engineCode === undefined ? {} : { engineCode: error.engineCode });
+}
+
+/** Calls `onLine` for each line of `stream`, cutting lines longer than MAX_LINE. */
+function readLines(stream: NodeJS.ReadableStream, onLine: (line: string) => void): void {
+  let partial = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (data: string) => {
+    const lines = (partial + data).split('\n');
+    partial = lines.pop()!;
+    if (partial.length > MAX_LINE) {
+      lines.push(partial.slice(0, MAX_LINE));
+      partial = '';
+    }
+    for (const line of lines) onLine(line.length > MAX_LINE ? line.slice(0, MAX_LINE) : line);
+  });
+  stream.on('end', () => {
+    if (partial !== '') onLine(partial);
+  });
+}
