@@ -169,14 +169,14 @@ describeWithPlugin('loading and unloading', () => {
   });
 
   it('holds several models at once and frees the memory of one unloaded', async () => {
-    const before = engine.vramUsed()!;
+    const before = (await engine.vramUsed())!;
     const second = await engine.loadModel('second', { path: modelPath, format: 'gguf', contextLength: 256, parallel: 1 });
     expect(second.contextLength).toBe(256);
-    expect(engine.vramUsed()).toBe(before + second.vramBytes);
+    expect(await engine.vramUsed()).toBe(before + second.vramBytes);
     const generation = engine.generate({ modelId: 'second', prompt: 'Hello', maxTokens: 4 });
     expect((await generation.result).completionTokens).toBe(4);
     await engine.unloadModel('second');
-    expect(engine.vramUsed()).toBe(before);
+    expect(await engine.vramUsed()).toBe(before);
     const still = await generate({ maxTokens: 4 });
     expect(still.result.completionTokens).toBe(4);
   });

@@ -53,7 +53,7 @@ describe('an engine in a host process', () => {
     ['huge-length', /killed by SIG(SEGV|BUS|ABRT)|exited with status/],
   ])('fails what is in flight with engine_crashed when the plugin does "%s"', async (fault, how) => {
     const host = await start(faulty);
-    const bystander = host.generate({ modelId: 'm', prompt: 'fine' });
+    const bystander = host.generate({ modelId: 'm', prompt: 'hang-polling' }); // in flight until the host dies
     const generation = host.generate({ modelId: 'm', prompt: fault });
     await expect(text(generation)).rejects.toMatchObject({ code: 'engine_crashed', message: expect.stringMatching(how) });
     await expect(bystander.result).rejects.toMatchObject({ code: 'engine_crashed' });

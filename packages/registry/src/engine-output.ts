@@ -16,17 +16,20 @@ export function engineOutputLogger(engineId: string, logger: RegistryLogger | un
     if (!logger) return;
     const now = Date.now();
     if (now - windowStart >= 1000) {
-      if (dropped > 0) logger.warn({ engine: engineId, dropped }, `the engine wrote ${dropped} more lines in a second than are logged`);
       windowStart = now;
       logged = 0;
-      dropped = 0;
     }
-    if (logged >= LINES_PER_SECOND) {
-      dropped++;
+    if (logged < LINES_PER_SECOND) {
+      logged++;
+      if (stream === 'stderr') logger.warn({ engine: engineId, stream }, line);
+      else logger.info({ engine: engineId, stream }, line);
       return;
     }
-    logged++;
-    if (stream === 'stderr') logger.warn({ engine: engineId, stream }, line);
-    else logger.info({ engine: engineId, stream }, line);
+    if (dropped++ === 0) {
+      setTimeout(() => {
+        logger.warn({ engine: engineId, dropped }, `the engine wrote ${dropped} more lines than are logged (${LINES_PER_SECOND} a second)`);
+        dropped = 0;
+      }, windowStart + 1000 - now).unref();
+    }
   };
 }

@@ -13,6 +13,10 @@ export type {
   VramStatus,
 } from './registry.js';
 export type { EngineRecord, EngineStatus, OpenEngine } from './discovery.js';
+export type { RestartPolicy } from './engine-supervisor.js';
+
+// What a model lease generates, as the engines produce it.
+export type { GenerateRequest, GenerateResult, Generation, TokenChunk, TokenDetail } from '@llm-node/abi-native';
 
 // Models: ids, what a model's files say, and the VRAM formula.
 export { parseModelRef } from './model-ref.js';

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { TokenDetail } from '@llm-node/abi-native';
+import type { TokenDetail } from '@llm-node/registry';
 
 export type ApiFinishReason = 'stop' | 'length';
 

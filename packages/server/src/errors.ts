@@ -1,7 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { Logger } from 'pino';
-import { EngineError } from '@llm-node/abi-native';
-import { NodeError, toNodeError, type NodeErrorType } from '@llm-node/registry';
+import { NodeError, type NodeErrorType } from '@llm-node/registry';
 
 /**
  * The codes the server raises itself, with their type and HTTP status. Registry and engine errors come
@@ -30,7 +29,6 @@ export function apiError(code: ServerErrorCode, message: string): NodeError {
 /** Anything thrown while serving a request, as the NodeError the client is shown. */
 export function toApiError(error: unknown): NodeError {
   if (error instanceof NodeError) return error;
-  if (error instanceof EngineError) return toNodeError(error);
   // Anything else is a bug: the client gets no details, the log gets them all.
   return bodyParserError(error) ?? apiError('internal_error', 'Internal server error');
 }

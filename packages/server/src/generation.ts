@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import type { Response } from 'express';
-import type { GenerateRequest, GenerateResult, Generation, TokenChunk } from '@llm-node/abi-native';
+import type { GenerateRequest, GenerateResult, Generation, TokenChunk } from '@llm-node/registry';
 import type { ModelInfo } from '@llm-node/registry';
 import type { ApiFinishReason, CompletionFormat, TokenLogprobs, Usage } from './completion-format.js';
 import type { ServerContext } from './context.js';
@@ -47,7 +47,7 @@ export async function serveCompletion(context: ServerContext, res: Response, job
     const prompt = job.prompt(lease.model.info);
     const signal = context.lifecycle.generationSignal(res);
     const timing: Timing = { startedAt: performance.now(), firstTokenAt: null };
-    const generation = lease.engine.generate({ ...job.options, prompt, modelId: lease.model.id }, { signal });
+    const generation = lease.generate({ ...job.options, prompt }, { signal });
     // Every path below settles the result; this only keeps an early failure from counting as unhandled.
     generation.result.catch(ignore);
     context.metrics.activeGenerations.inc();

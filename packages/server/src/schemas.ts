@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { GenerateRequest } from '@llm-node/abi-native';
+import type { GenerateRequest } from '@llm-node/registry';
 import { apiError } from './errors.js';
 
 // Objects are strict: a field the server does not know is a 400 naming it, never silently ignored.

@@ -2,10 +2,10 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { buildTestPlugin, installTestPlugin } from '@llm-node/abi-native/testing';
 import type { GpuDetection, VramSample, VramSampler } from '@llm-node/gpu-detect';
-import { Registry } from '@llm-node/registry';
+import { Registry, type RegistryOptions } from '@llm-node/registry';
 import { writeGgufModel } from '@llm-node/registry/testing';
 import { createServer, type LlmNodeServer, type ServerOptions } from './index.js';
 
@@ -35,6 +35,10 @@ export function settableSampler(usedBytes = 0): VramSampler & { usedBytes: numbe
 export interface TestNodeOptions extends Pick<ServerOptions, 'apiKey' | 'monitorIntervalMs' | 'bodyLimit'> {
   sampler?: VramSampler;
   vramLimitBytes?: number;
+  /** How the registry treats engine hosts that hang or keep crashing. */
+  registry?: Pick<RegistryOptions, 'engineTimeouts' | 'restartPolicy' | 'allowNetwork'>;
+  /** Default: silent. */
+  logger?: Logger;
   /** Adds plugins and models before the registry discovers them. */
   prepare?: (dirs: { enginesDir: string; modelsDir: string }) => Promise<void>;
 }
@@ -75,11 +79,13 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
   await writeGgufModel(join(modelsDir, 'echo-slow.gguf'), { architecture: 'echo_slow' });
   await options.prepare?.({ enginesDir, modelsDir });
 
-  const logger = pino({ level: 'silent' });
+  const logger = options.logger ?? pino({ level: 'silent' });
   const registry = await Registry.create({
     enginesDir,
     modelsDir,
     gpu,
+    logger,
+    ...options.registry,
     sampler: options.sampler ?? settableSampler(),
     ...(options.vramLimitBytes === undefined ? {} : { vramLimitBytes: options.vramLimitBytes }),
   });
