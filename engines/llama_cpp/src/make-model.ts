@@ -39,6 +39,11 @@ export const DEFAULT_SHAPE: ModelShape = {
   seed: 1,
 };
 
+export interface MakeModelOptions {
+  /** Metadata written over the made model's (numbers as UINT32): a bad file for a test, say. */
+  metadata?: Record<string, number | string>;
+}
+
 // Written by this package's build from node-llama-cpp's llama.cpp bundle (scripts/build-plugin.mjs).
 const LLAMA_CPP_SOURCE = new URL('../build/llama.cpp/', import.meta.url);
 const VOCABULARY = new URL('models/ggml-vocab-llama-bpe.gguf', LLAMA_CPP_SOURCE);
@@ -51,7 +56,7 @@ const FILE_TYPE: Record<TensorType, number> = { f32: 0, f16: 1, q8_0: 7 }; // ll
  * llama.cpp's models/ggml-vocab-llama-bpe.gguf) and the Llama 3.2 Instruct chat template. It loads and runs
  * like a real model; its text is noise.
  */
-export async function makeModel(outPath: string, shape: Partial<ModelShape> = {}): Promise<void> {
+export async function makeModel(outPath: string, shape: Partial<ModelShape> = {}, options: MakeModelOptions = {}): Promise<void> {
   const s: ModelShape = { ...DEFAULT_SHAPE, ...shape };
   checkShape(s);
   const vocabulary = await readVocabulary();
@@ -79,6 +84,9 @@ export async function makeModel(outPath: string, shape: Partial<ModelShape> = {}
     'tokenizer.ggml.add_bos_token': { value: true, type: GGUFValueType.BOOL },
     'tokenizer.chat_template': { value: await readFile(CHAT_TEMPLATE, 'utf8'), type: GGUFValueType.STRING },
   };
+  for (const [key, value] of Object.entries(options.metadata ?? {})) {
+    metadata[key] = typeof value === 'string' ? { value, type: GGUFValueType.STRING } : { value, type: GGUFValueType.UINT32 };
+  }
 
   const random = mulberry32(s.seed);
   const matrix = (name: string, inputs: number, outputs: number, scale = 1 / Math.sqrt(inputs)): GgufTensor => {

@@ -31,6 +31,12 @@ beforeAll(async () => {
   // A download cut short: the header is whole, the tensor data is not.
   await copyFile(join(modelsDir, 'tiny.gguf'), join(modelsDir, 'cut-short.gguf'));
   await truncate(join(modelsDir, 'cut-short.gguf'), Math.floor((await stat(join(modelsDir, 'tiny.gguf'))).size * 0.6));
+  // Metadata that llama.cpp's loader asserts on, aborting its process: the registry refuses these itself.
+  await makeModel(join(modelsDir, 'no-layers.gguf'), {}, { metadata: { 'llama.block_count': 0 } });
+  await makeModel(join(modelsDir, 'too-many-layers.gguf'), {}, { metadata: { 'llama.block_count': 513 } });
+  await makeModel(join(modelsDir, 'experts-used.gguf'), {}, { metadata: { 'llama.expert_used_count': 2 } });
+  // One the registry does not check: it aborts the engine host, which restarts.
+  await makeModel(join(modelsDir, 'bad-rope.gguf'), {}, { metadata: { 'llama.rope.scaling.type': 'sideways' } });
 
   node = await startNode(
     {
@@ -146,6 +152,20 @@ describe.skipIf(!built)('the llama_cpp plugin behind llm-node', () => {
     expect(response.status).toBe(422);
     expect(((await response.json()) as { error: { code: string } }).error.code).toBe('model_corrupt');
     expect((await chat('Still there?')).length).toBeGreaterThan(0);
+  });
+
+  it.each(['no-layers', 'too-many-layers', 'experts-used'])('refuses %s.gguf with 422 model_corrupt naming the key, and serves on', async (model) => {
+    const response = await post('/api/models/load', { model_id: model, format: 'gguf' });
+    expect(response.status).toBe(422);
+    expect(await response.json()).toMatchObject({ error: { code: 'model_corrupt', message: expect.stringMatching(/llama\.(block_count|expert_used_count)/) } });
+    expect((await chat('Still there?')).length).toBeGreaterThan(0);
+  });
+
+  it('costs one engine restart for a model that aborts llama.cpp\'s loader, and serves on', async () => {
+    const response = await post('/api/models/load', { model_id: 'bad-rope', format: 'gguf' });
+    expect(response.status).toBe(502);
+    expect(await response.json()).toMatchObject({ error: { code: 'engine_crashed', message: expect.stringContaining('SIGABRT') } });
+    expect((await chat('Still there?')).length).toBeGreaterThan(0); // the engine restarted and loaded tiny again
   });
 
   it('frees the model\'s memory on unload', async () => {

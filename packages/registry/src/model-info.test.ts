@@ -86,6 +86,33 @@ describe('readModelInfo for GGUF', () => {
     await writeFile(path, bytes);
     await expect(info('noarch')).rejects.toMatchObject({ code: 'invalid_model', message: expect.stringContaining('general.architecture') });
   });
+
+  // Hyperparameters llama.cpp's loader asserts on (and so would abort its process): refused before any engine
+  // sees them, naming the key.
+  it.each([
+    ['no layers', { 'llama.block_count': 0 }, 'llama.block_count is 0; a model has 1 to 512 layers'],
+    ['513 layers', { 'llama.block_count': 513 }, 'llama.block_count is 513; a model has 1 to 512 layers'],
+    ['2^32-1 layers', { 'llama.block_count': 2 ** 32 - 1 }, 'llama.block_count is 4294967295'],
+    ['experts used without experts', { 'llama.expert_used_count': 2 }, 'llama.expert_used_count is 2 but the model has no llama.expert_count'],
+    ['experts without any used', { 'llama.expert_count': 8 }, 'llama.expert_count is 8 but llama.expert_used_count is 0 or missing'],
+    ['more experts used than there are', { 'llama.expert_count': 4, 'llama.expert_used_count': 8 }, 'llama.expert_used_count is 8, more than the 4 experts'],
+    ['too many experts', { 'llama.expert_count': 2048, 'llama.expert_used_count': 2 }, 'llama.expert_count is 2048; llama.cpp supports at most 1024'],
+    ['a per-layer list of another length', { 'llama.block_count': 2, 'llama.attention.head_count': [4, 4, 4] }, 'llama.attention.head_count lists 3 layers; llama.block_count says 2'],
+    ['more prediction layers than layers', { 'llama.block_count': 2, 'llama.nextn_predict_layers': 3 }, 'llama.nextn_predict_layers is 3, more than the 2 layers'],
+    ['a zero context length', { 'llama.context_length': 0 }, 'llama.context_length must be an integer from 1'],
+    ['a text where a count belongs', { 'llama.block_count': 'many' }, 'llama.block_count must be one integer'],
+  ])('refuses a GGUF with %s as model_corrupt (422), naming the key', async (_name, metadata, message) => {
+    await writeGgufModel(join(models, 'bad.gguf'), { architecture: 'llama', metadata });
+    await expect(info('bad')).rejects.toMatchObject({ code: 'model_corrupt', status: 422, message: expect.stringContaining(message) });
+  });
+
+  it('accepts per-layer lists and mixture-of-experts shapes that are whole', async () => {
+    await writeGgufModel(join(models, 'moe.gguf'), {
+      architecture: 'llama',
+      metadata: { 'llama.block_count': 2, 'llama.attention.head_count_kv': [2, 4], 'llama.expert_count': 8, 'llama.expert_used_count': 2 },
+    });
+    await expect(info('moe')).resolves.toMatchObject({ blockCount: 2, headCountKv: 4 });
+  });
 });
 
 describe('readModelInfo for safetensors', () => {

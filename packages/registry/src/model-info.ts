@@ -4,6 +4,7 @@ import { gguf } from '@huggingface/gguf';
 import type { GGUFParseOutput, MetadataValue } from '@huggingface/gguf';
 import type { ModelFormat } from '@llm-node/manifest';
 import { NodeError } from './errors.js';
+import { ggufHyperparameterProblem } from './gguf-checks.js';
 import type { ModelCandidate } from './model-files.js';
 
 /**
@@ -51,6 +52,8 @@ async function readGgufInfo(candidate: ModelCandidate): Promise<ModelInfo> {
   if (typeof architecture !== 'string' || architecture.length === 0) {
     throw invalidModel(`${basename(candidate.path)} has no general.architecture in its GGUF metadata`);
   }
+  const problem = ggufHyperparameterProblem(metadata, architecture);
+  if (problem !== null) throw corrupt(`${basename(candidate.path)} cannot be loaded: ${problem}`);
   const arch = (key: string) => numberAt(metadata, `${architecture}.${key}`);
   const tokens = metadata['tokenizer.ggml.tokens'];
   const tokenAt = (key: string): string | null => {

@@ -310,8 +310,8 @@ export class Registry {
   /** Engines in host processes of their own, their output logged as theirs. */
   #engineHostOpener(options: RegistryOptions): OpenEngine {
     const allowed = new Set(options.allowNetwork ?? []);
-    return (path, { expectedId }) =>
-      EngineHost.start(path, {
+    return async (path, { expectedId }) => {
+      const host = await EngineHost.start(path, {
         expectedId,
         allowNetwork: allowed.has(expectedId),
         ...(options.engineTimeouts === undefined ? {} : { timeouts: options.engineTimeouts }),
@@ -319,6 +319,11 @@ export class Registry {
         onNetworkDenied: (family) =>
           this.#logger?.warn({ engine: expectedId, addressFamily: family }, 'the plugin tried to open a network socket and was denied'),
       });
+      if (!host.network.enforced && !allowed.has(expectedId)) {
+        this.#logger?.warn({ engine: expectedId, reason: host.network.how }, 'the network cannot be denied to this plugin here');
+      }
+      return host;
+    };
   }
 
   #supervise(record: EngineRecord, engine: Engine, start: () => Promise<Engine>, policy: RestartPolicy | undefined): EngineSupervisor {

@@ -22,6 +22,8 @@ export interface GgufModelOptions {
   embeddingLength?: number;
   headCount?: number;
   headCountKv?: number;
+  /** More metadata: numbers are written as UINT32, lists of numbers as arrays of UINT32, strings as strings. */
+  metadata?: Record<string, number | number[] | string>;
   /**
    * Zero bytes of tensor data after the header, so that the VRAM formula sees weights of this size. The
    * file is extended sparsely: a "16 GB" model costs no disk.
@@ -57,6 +59,11 @@ export async function writeGgufModel(path: string, options: GgufModelOptions): P
   ];
   for (const [key, value, type] of optional) {
     if (value !== undefined) entries[key] = { value, type };
+  }
+  for (const [key, value] of Object.entries(options.metadata ?? {})) {
+    entries[key] = Array.isArray(value)
+      ? { value, type: GGUFValueType.ARRAY, subType: GGUFValueType.UINT32 }
+      : { value, type: typeof value === 'string' ? GGUFValueType.STRING : GGUFValueType.UINT32 };
   }
   const metadata = {
     version: { value: 3, type: GGUFValueType.UINT32 },
