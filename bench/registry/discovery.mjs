@@ -45,7 +45,7 @@ try {
     const closeTimes = [];
     for (let round = 0; round < rounds; round++) {
       const start = performance.now();
-      const registry = await Registry.create({ enginesDir, modelsDir: work, gpu, sampler, openEngine: open });
+      const registry = await Registry.create({ enginesDirs: [enginesDir], modelsDir: work, gpu, sampler, openEngine: open });
       times.push(performance.now() - start);
       const loaded = registry.engines.filter((e) => e.status === 'loaded').length;
       if (loaded !== plugins) throw new Error(`${name}: ${loaded} of ${plugins} loaded: ${JSON.stringify(registry.engines.find((e) => e.error)?.error?.message)}`);

@@ -19,7 +19,7 @@ const gpu = {
 const sampler = { sample: async () => [{ index: 0, totalBytes: 16 * GIB, usedBytes: 0, freeBytes: 16 * GIB }] };
 
 const logger = pino({ level: 'warn' });
-const registry = await Registry.create({ enginesDir, modelsDir, gpu, sampler, logger });
+const registry = await Registry.create({ enginesDirs: [enginesDir], modelsDir, gpu, sampler, logger });
 const server = createServer({ registry, logger });
 const { port } = await server.listen(0, '127.0.0.1');
 process.stdout.write(`${JSON.stringify({ port })}\n`);

@@ -9,12 +9,15 @@ import type { Engine, GenerateRequest, GenerateResult, TokenDetail } from '@llm-
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { makeModel } from './make-model.js';
+import { PLATFORM_RUNTIMES } from './prebuilt.js';
 
-// The plugin this package's build put in engines/llama_cpp/<gpu_backend>/ (cpu on this machine).
-const pluginDir = ['cpu', 'cuda', 'metal']
-  .map((backend) => fileURLToPath(new URL(`../${backend}/`, import.meta.url)))
-  .find((dir) => existsSync(join(dir, 'manifest.json')));
-// Only linux-x64 always builds one; elsewhere the build skips the plugin without a prebuilt llama.cpp.
+// The first plugin folder this package's build makes on this platform (cpu on linux-x64 and win32-x64, metal on
+// darwin-arm64): engines/llama_cpp/<gpu_backend>/.
+const backend = PLATFORM_RUNTIMES[`${process.platform}-${process.arch}`]?.[0]?.backend;
+const candidate = backend === undefined ? undefined : fileURLToPath(new URL(`../${backend}/`, import.meta.url));
+const pluginDir = candidate !== undefined && existsSync(join(candidate, 'manifest.json')) ? candidate : undefined;
+// On CI the plugin this platform should have must be there: its tests fail instead of skipping.
+if (pluginDir === undefined && backend !== undefined && process.env.CI) throw new Error(`engines/llama_cpp/${backend}/ was not built`);
 const describeWithPlugin = describe.skipIf(pluginDir === undefined);
 
 const CHAT_PROMPT =

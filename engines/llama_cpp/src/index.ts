@@ -2,3 +2,6 @@
 export { makeModel, DEFAULT_SHAPE } from './make-model.js';
 export type { MakeModelOptions, ModelShape } from './make-model.js';
 export type { TensorType } from './gguf-file.js';
+
+// Which plugin folders (gpu backends) each platform builds, and from which prebuilt llama.cpp.
+export { PLATFORM_RUNTIMES } from './prebuilt.js';

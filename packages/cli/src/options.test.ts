@@ -29,15 +29,19 @@ describe('llm-node command line', () => {
     expect(parse('--vram-limit', '8G', '--port', '5000')).toMatchObject({ vramLimitBytes: 8 * 1024 ** 3, port: 5000 });
   });
 
-  it('defaults to ./engines and ./models on 127.0.0.1:3000, detecting the GPU, with no VRAM limit of its own', () => {
+  it('defaults to ./models on 127.0.0.1:3000, detecting the GPU, with no VRAM limit of its own', () => {
     expect(parse()).toEqual({
-      enginesDir: './engines',
+      enginesDir: undefined,
       modelsDir: './models',
       vramLimitBytes: undefined,
       monitorIntervalMs: 1000,
       port: 3000,
       host: '127.0.0.1',
       gpuBackend: undefined,
+      gpuDevice: 0,
+      allowNetwork: [],
+      engineStallTimeoutSeconds: undefined,
+      modelLoadTimeoutSeconds: undefined,
       apiKey: undefined,
       logLevel: 'info',
       contextLength: undefined,
@@ -45,7 +49,18 @@ describe('llm-node command line', () => {
     });
   });
 
+  it('reads the GPU to serve from, the engines allowed the network and the engine time limits', () => {
+    vi.stubEnv('LLM_NODE_ALLOW_NETWORK', 'remote_engine, other');
+    expect(parse('--gpu-device', '1', '--engine-stall-timeout', '30', '--model-load-timeout', '1200')).toMatchObject({
+      gpuDevice: 1,
+      allowNetwork: ['remote_engine', 'other'],
+      engineStallTimeoutSeconds: 30,
+      modelLoadTimeoutSeconds: 1200,
+    });
+  });
+
   it.each([
+    [['--gpu-device', '-1'], "'-1'"],
     [['--vram-limit', '8X'], "'8X'"],
     [['--port', '70000'], "'70000'"],
     [['--monitor-interval', 'soon'], "'soon'"],
@@ -72,7 +87,7 @@ describe('llm-node command line', () => {
   it('answers --help with every flag', () => {
     let printed = '';
     expect(parseCommandLine(['--help'], (text) => (printed += text))).toEqual({ run: false });
-    for (const flag of ['--engines-dir', '--models-dir', '--vram-limit', '--monitor-interval', '--port', '--host', '--gpu-backend', '--api-key', '--log-level']) {
+    for (const flag of ['--engines-dir', '--models-dir', '--vram-limit', '--monitor-interval', '--port', '--host', '--gpu-backend', '--gpu-device', '--allow-network', '--engine-stall-timeout', '--model-load-timeout', '--api-key', '--log-level']) {
       expect(printed).toContain(flag);
     }
   });

@@ -5,7 +5,8 @@ import { versionLine } from './version.js';
 
 /** Everything `llm-node` is configured with, after flags, environment and defaults. */
 export interface NodeOptions {
-  enginesDir: string;
+  /** Named by the operator (then it must exist); undefined = ./engines when it exists. Installed engine packages follow. */
+  enginesDir: string | undefined;
   modelsDir: string;
   /** Bytes; undefined = the detected devices' total. */
   vramLimitBytes: number | undefined;
@@ -14,6 +15,13 @@ export interface NodeOptions {
   host: string;
   /** Named by the operator; undefined = detect. `cpu` is only ever used when named. */
   gpuBackend: GpuBackend | undefined;
+  /** The GPU the engines run on and admission counts, by index (nvidia-smi's numbering on CUDA). */
+  gpuDevice: number;
+  /** Engine ids whose plugins may use the network; all others are denied it. */
+  allowNetwork: string[];
+  /** Seconds an engine may make no progress on its generations, and take to load a model; undefined = the engine host's defaults. */
+  engineStallTimeoutSeconds: number | undefined;
+  modelLoadTimeoutSeconds: number | undefined;
   apiKey: string | undefined;
   logLevel: LogLevel;
   /** Defaults for models loaded without their own: tokens of context per request, requests at once. */
@@ -40,13 +48,17 @@ export function parseCommandLine(argv: readonly string[], print: (text: string) 
     .description('Serve LLMs from this machine\'s GPU through pluggable engines (OpenAI-compatible API).')
     .version(versionLine(), '-v, --version', 'print the version and the engine ABI version')
     .helpOption('-h, --help', 'show this help')
-    .addOption(new Option('--engines-dir <dir>', 'engine plugins: <dir>/<engine_id>/<gpu_backend>/').env('LLM_NODE_ENGINES_DIR').default('./engines'))
+    .addOption(new Option('--engines-dir <dir>', 'engine plugins: <dir>/<engine_id>/<gpu_backend>/ (default: ./engines when it exists), then installed engine packages').env('LLM_NODE_ENGINES_DIR'))
     .addOption(new Option('--models-dir <dir>', 'models: <dir>/<model_id>.gguf or <dir>/<model_id>/').env('LLM_NODE_MODELS_DIR').default('./models'))
     .addOption(new Option('--vram-limit <size>', 'most VRAM models may hold, e.g. 8G, 512M, 8589934592 (default: all of it)').env('LLM_NODE_VRAM_LIMIT').argParser(sizeArgument))
     .addOption(new Option('--monitor-interval <ms>', 'how often the resource monitor samples VRAM').env('LLM_NODE_MONITOR_INTERVAL_MS').argParser(integerArgument(10, 3_600_000)).default(1000))
     .addOption(new Option('--port <port>', 'HTTP port').env('LLM_NODE_PORT').argParser(integerArgument(0, 65_535)).default(3000))
     .addOption(new Option('--host <address>', 'address to listen on').env('LLM_NODE_HOST').default('127.0.0.1'))
     .addOption(new Option('--gpu-backend <backend>', 'use this backend instead of detecting one (cpu: development only)').env('LLM_NODE_GPU_BACKEND').choices(GPU_BACKENDS))
+    .addOption(new Option('--gpu-device <index>', 'the GPU to serve from, when the machine has several (run one node per GPU)').env('LLM_NODE_GPU_DEVICE').argParser(integerArgument(0, 255)).default(0))
+    .addOption(new Option('--allow-network <engine_ids>', 'engines whose plugins may use the network, comma-separated (all others are denied it)').env('LLM_NODE_ALLOW_NETWORK').argParser(idList).default([]))
+    .addOption(new Option('--engine-stall-timeout <seconds>', 'restart an engine whose generations make no progress this long (default 120)').env('LLM_NODE_ENGINE_STALL_TIMEOUT').argParser(integerArgument(1, 86_400)))
+    .addOption(new Option('--model-load-timeout <seconds>', 'restart an engine that takes longer than this to load a model (default 600)').env('LLM_NODE_MODEL_LOAD_TIMEOUT').argParser(integerArgument(1, 86_400)))
     .addOption(new Option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1 and /api').env('LLM_NODE_API_KEY'))
     .addOption(new Option('--log-level <level>', 'log verbosity').env('LLM_NODE_LOG_LEVEL').choices(LOG_LEVELS).default('info'))
     .addOption(new Option('--context-length <tokens>', 'context per request for models loaded without one (default: min(trained, 4096))').env('LLM_NODE_CONTEXT_LENGTH').argParser(integerArgument(1, 10_000_000)))
@@ -78,6 +90,10 @@ export function parseCommandLine(argv: readonly string[], print: (text: string) 
       port: o.port,
       host: o.host,
       gpuBackend: o.gpuBackend,
+      gpuDevice: o.gpuDevice,
+      allowNetwork: o.allowNetwork,
+      engineStallTimeoutSeconds: o.engineStallTimeout,
+      modelLoadTimeoutSeconds: o.modelLoadTimeout,
       apiKey: o.apiKey,
       logLevel: o.logLevel,
       contextLength: o.contextLength,
@@ -92,6 +108,13 @@ function sizeArgument(value: string): number {
   } catch (error) {
     throw new InvalidArgumentError((error as Error).message);
   }
+}
+
+function idList(value: string): string[] {
+  return value
+    .split(',')
+    .map((id) => id.trim())
+    .filter((id) => id !== '');
 }
 
 function integerArgument(min: number, max: number) {

@@ -1,4 +1,7 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { detectBackend, detectGpu, formatSize } from '@llm-node/gpu-detect';
 import type { GpuDetection } from '@llm-node/gpu-detect';
@@ -21,23 +24,33 @@ export async function startNode(options: NodeOptions, logger: Logger): Promise<R
   const gpu = await findGpu(options);
   logGpu(gpu, options, logger);
 
+  const enginesDirs = findEnginesDirs(options.enginesDir);
+  logger.info(`Engines from: ${enginesDirs.length > 0 ? enginesDirs.join(', ') : 'nowhere (no ./engines, no engine package installed)'}`);
+  const timeouts = {
+    ...(options.engineStallTimeoutSeconds === undefined ? {} : { stallMs: options.engineStallTimeoutSeconds * 1000 }),
+    ...(options.modelLoadTimeoutSeconds === undefined ? {} : { loadMs: options.modelLoadTimeoutSeconds * 1000 }),
+  };
   let registry: Registry;
   try {
     registry = await Registry.create({
-      enginesDir: options.enginesDir,
+      enginesDirs,
       modelsDir: options.modelsDir,
       gpu,
+      deviceIndex: options.gpuDevice,
+      allowNetwork: options.allowNetwork,
+      engineTimeouts: timeouts,
       logger,
       ...(options.vramLimitBytes === undefined ? {} : { vramLimitBytes: options.vramLimitBytes }),
       ...(options.contextLength === undefined ? {} : { defaultContextLength: options.contextLength }),
       defaultParallel: options.parallel,
     });
   } catch (error) {
-    throw new StartupError(`Cannot use the engines dir: ${(error as Error).message}`);
+    const code = (error as { code?: string }).code ?? '';
+    throw new StartupError(code.startsWith('engines_dir') ? `Cannot use the engines dir: ${(error as Error).message}` : (error as Error).message);
   }
   for (const record of registry.engines) logPlugin(record, logger);
   if (!registry.engines.some((e) => e.status === 'loaded')) {
-    logger.warn(`No engine plugin loaded for ${gpu.backend}: models cannot be served until one is placed in ${options.enginesDir}/<engine_id>/${gpu.backend}/`);
+    logger.warn(`No engine plugin loaded for ${gpu.backend}: models cannot be served until one is placed in ${options.enginesDir ?? DEFAULT_ENGINES_DIR}/<engine_id>/${gpu.backend}/`);
   }
 
   const server = createServer({
@@ -104,6 +117,32 @@ function logPlugin(record: EngineRecord, logger: Logger): void {
   } else {
     logger.warn(`plugin ${name} (${where}): rejected: ${record.error?.message} (${record.error?.code})`);
   }
+}
+
+const DEFAULT_ENGINES_DIR = './engines';
+
+/**
+ * Where plugins are looked for, in order: the engines dir the operator named (it must exist), else ./engines
+ * when there is one; then the engines folder of every engine package installed with this one. An engine
+ * package is one of this package's optional dependencies (its platform's builds of an engine, as npm installs
+ * them) whose package.json names its folder in `"llm-node": { "engines": "<folder>" }`.
+ */
+function findEnginesDirs(named: string | undefined): string[] {
+  const dirs = named !== undefined ? [named] : existsSync(DEFAULT_ENGINES_DIR) ? [DEFAULT_ENGINES_DIR] : [];
+  const require = createRequire(import.meta.url);
+  const own = require('../package.json') as { optionalDependencies?: Record<string, string> };
+  for (const name of Object.keys(own.optionalDependencies ?? {})) {
+    let manifestPath: string;
+    try {
+      manifestPath = require.resolve(`${name}/package.json`);
+    } catch {
+      continue; // not installed: built for another platform
+    }
+    const folder = (JSON.parse(readFileSync(manifestPath, 'utf8')) as { 'llm-node'?: { engines?: unknown } })['llm-node']?.engines;
+    const dir = typeof folder === 'string' ? join(dirname(manifestPath), folder) : null;
+    if (dir !== null && existsSync(dir)) dirs.push(dir);
+  }
+  return dirs.map((dir) => resolve(dir));
 }
 
 function formatHost(host: string): string {

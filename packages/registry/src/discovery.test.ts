@@ -247,7 +247,7 @@ describe('plugin discovery: the bad-input corpus', () => {
   it.each(corpus)('$name', async ({ arrange, outcomes, openEngine: opener }) => {
     await arrange();
     const registry = await Registry.create({
-      enginesDir: engines,
+      enginesDirs: [engines],
       modelsDir: root,
       gpu: cpuGpu(),
       sampler: fixedSampler(null),
@@ -283,7 +283,7 @@ describe('plugin discovery', () => {
   it('reports a loaded plugin with its manifest and the capabilities its binary provides', async () => {
     await install('echo', { manifest: { architectures: ['llama', 'mistral'] } });
     await install('legacy');
-    const registry = await Registry.create({ enginesDir: engines, modelsDir: root, gpu: cpuGpu(), sampler: fixedSampler(null) });
+    const registry = await Registry.create({ enginesDirs: [engines], modelsDir: root, gpu: cpuGpu(), sampler: fixedSampler(null) });
     try {
       const [echo, legacy] = registry.engines;
       expect(echo).toMatchObject({
@@ -303,7 +303,7 @@ describe('plugin discovery', () => {
 
   it('reports a manifest\'s unknown fields as warnings, not errors', async () => {
     await install('seed_minimal', { manifest: { homepage: 'https://example.com' } });
-    const registry = await Registry.create({ enginesDir: engines, modelsDir: root, gpu: cpuGpu(), sampler: fixedSampler(null) });
+    const registry = await Registry.create({ enginesDirs: [engines], modelsDir: root, gpu: cpuGpu(), sampler: fixedSampler(null) });
     try {
       expect(registry.engines[0]).toMatchObject({ status: 'loaded', warnings: [expect.stringContaining('homepage')] });
     } finally {
@@ -312,7 +312,7 @@ describe('plugin discovery', () => {
   });
 
   it('refuses an engines folder that does not exist, or is a file, with a clear error', async () => {
-    const create = (enginesDir: string) => Registry.create({ enginesDir, modelsDir: root, gpu: cpuGpu(), sampler: fixedSampler(null) });
+    const create = (enginesDir: string) => Registry.create({ enginesDirs: [enginesDir], modelsDir: root, gpu: cpuGpu(), sampler: fixedSampler(null) });
     await expect(create(join(root, 'absent'))).rejects.toMatchObject({
       code: 'engines_dir_not_found',
       message: `Engines directory ${join(root, 'absent')} does not exist`,
@@ -321,11 +321,28 @@ describe('plugin discovery', () => {
     await expect(create(join(root, 'file'))).rejects.toMatchObject({ code: 'engines_dir_not_a_directory' });
   });
 
+  it('searches several engines dirs in order: the first to hold an id keeps it, the others add their own', async () => {
+    const packaged = join(root, 'packaged');
+    await install('echo');
+    await installTestPlugin({ enginesDir: packaged, plugin: plugins.echo });
+    await installTestPlugin({ enginesDir: packaged, plugin: plugins.legacy });
+    const registry = await Registry.create({ enginesDirs: [engines, packaged], modelsDir: root, gpu: cpuGpu(), sampler: fixedSampler(null) });
+    try {
+      expect(registry.engines.map((e) => [e.path, e.status, e.error?.code])).toEqual([
+        [join(engines, 'echo', 'cpu'), 'loaded', undefined],
+        [join(packaged, 'echo', 'cpu'), 'rejected', 'id_conflict'],
+        [join(packaged, 'legacy', 'cpu'), 'loaded', undefined],
+      ]);
+    } finally {
+      await registry.close();
+    }
+  });
+
   it('discovers the whole corpus side by side in sorted order without failing', async () => {
     for (const { arrange } of corpus) {
       await arrange().catch(() => undefined); // cases that collide on a path simply keep the first layout
     }
-    const registry = await Registry.create({ enginesDir: engines, modelsDir: root, gpu: cpuGpu(), sampler: fixedSampler(null) });
+    const registry = await Registry.create({ enginesDirs: [engines], modelsDir: root, gpu: cpuGpu(), sampler: fixedSampler(null) });
     try {
       const paths = registry.engines.map((e) => relative(engines, e.path));
       expect(paths).toEqual([...paths].sort());

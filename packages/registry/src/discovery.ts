@@ -35,7 +35,8 @@ export interface EngineRecord {
 export type OpenEngine = (libraryPath: string, options: { expectedId: string }) => Promise<Engine>;
 
 export interface DiscoverOptions {
-  enginesDir: string;
+  /** Engine folders, searched in order: a plugin whose id an earlier folder's plugin took is refused. */
+  enginesDirs: readonly string[];
   backend: GpuBackend;
   openEngine: OpenEngine;
   /** engine_init's configuration, less the plugin folder that discovery adds. */
@@ -64,20 +65,22 @@ interface Candidate {
 const INSPECT_CONCURRENCY = 16;
 
 /**
- * Scans <enginesDir>/<engine>/<backend>/manifest.json in sorted order and opens and initialises every
- * plugin built for the active backend. Folders that are neither a backend's name nor hold a manifest.json
- * (an engine's sources, build trees) are not plugins and are passed over. A missing or unreadable
- * engines dir throws; anything wrong below it becomes that folder's record.
+ * Scans <enginesDir>/<engine>/<backend>/manifest.json in each engines dir in turn, each in sorted order, and
+ * opens and initialises every plugin built for the active backend. Folders that are neither a backend's name
+ * nor hold a manifest.json (an engine's sources, build trees) are not plugins and are passed over. A missing or
+ * unreadable engines dir throws; anything wrong below it becomes that folder's record.
  */
 export async function discoverEngines(options: DiscoverOptions): Promise<DiscoveredEngine[]> {
-  const enginesDir = resolve(options.enginesDir);
-  const names = await listEnginesDir(enginesDir);
-  // Folder, manifest and binary checks only read the filesystem, so they overlap; opening and
-  // initialising run one by one in sorted order, which is what decides who keeps a contested id.
-  const inspected = (await mapConcurrently(names, INSPECT_CONCURRENCY, (name) => inspectEngineFolder(options, join(enginesDir, name)))).flat();
   const taken = new Map<string, string>();
   const found: DiscoveredEngine[] = [];
-  for (const item of inspected) found.push('record' in item ? item : await openCandidate(options, taken, item));
+  for (const dir of options.enginesDirs) {
+    const enginesDir = resolve(dir);
+    const names = await listEnginesDir(enginesDir);
+    // Folder, manifest and binary checks only read the filesystem, so they overlap; opening and
+    // initialising run one by one in sorted order, which is what decides who keeps a contested id.
+    const inspected = (await mapConcurrently(names, INSPECT_CONCURRENCY, (name) => inspectEngineFolder(options, join(enginesDir, name)))).flat();
+    for (const item of inspected) found.push('record' in item ? item : await openCandidate(options, taken, item));
+  }
   return found;
 }
 

@@ -35,7 +35,7 @@ afterEach(async () => {
 
 async function start(vramLimitBytes?: number): Promise<Registry> {
   registry = await Registry.create({
-    enginesDir,
+    enginesDirs: [enginesDir],
     modelsDir,
     gpu: cpuGpu(),
     sampler: fixedSampler(32 * GiB),

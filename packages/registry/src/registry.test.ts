@@ -30,7 +30,7 @@ async function setUp(behaviour: FakeEngineBehaviour = {}, options: Partial<Regis
   await writeFakePlugin(enginesDir, { id: 'llama_cpp', architectures: ['llama', 'mistral'] });
   const openEngine = fakeOpener({ llama_cpp: behaviour });
   const sampler = fixedSampler(64 * GiB);
-  const registry = await Registry.create({ enginesDir, modelsDir, gpu: cpuGpu(), openEngine, sampler, ...options });
+  const registry = await Registry.create({ enginesDirs: [enginesDir], modelsDir, gpu: cpuGpu(), openEngine, sampler, ...options });
   registries.push(registry);
   return { registry, engine: openEngine.opened.get('llama_cpp')!, sampler };
 }
@@ -130,7 +130,7 @@ describe('Registry model loading', () => {
   });
 
   it('says no_engine when no plugin loaded', async () => {
-    const registry = await Registry.create({ enginesDir, modelsDir, gpu: cpuGpu(), openEngine: fakeOpener(), sampler: fixedSampler(GiB) });
+    const registry = await Registry.create({ enginesDirs: [enginesDir], modelsDir, gpu: cpuGpu(), openEngine: fakeOpener(), sampler: fixedSampler(GiB) });
     registries.push(registry);
     await model('m');
     await expect(registry.loadModel('m')).rejects.toMatchObject({ code: 'no_engine', status: 503 });
@@ -247,14 +247,14 @@ describe('Registry VRAM admission', () => {
     };
     await writeFakePlugin(enginesDir, { id: 'llama_cpp', gpu_backend: 'cuda' });
     const openEngine = fakeOpener({ llama_cpp: { estimate: 12 * GiB } });
-    const onDevice0 = await Registry.create({ enginesDir, modelsDir, gpu, openEngine, sampler });
+    const onDevice0 = await Registry.create({ enginesDirs: [enginesDir], modelsDir, gpu, openEngine, sampler });
     registries.push(onDevice0);
     await model('m');
     // 12 GiB fits the 20 GiB free on device 1 but not device 0: together they would have admitted it.
     await expect(onDevice0.loadModel('m')).rejects.toMatchObject({ code: 'oom_vram', message: 'Insufficient VRAM: required 12GB, available 8GB' });
     await onDevice0.close();
 
-    const onDevice1 = await Registry.create({ enginesDir, modelsDir, gpu, openEngine, sampler, deviceIndex: 1 });
+    const onDevice1 = await Registry.create({ enginesDirs: [enginesDir], modelsDir, gpu, openEngine, sampler, deviceIndex: 1 });
     registries.push(onDevice1);
     expect(openEngine.opened.get('llama_cpp')!.initConfig).toMatchObject({ deviceIndex: 1, vramBudgetBytes: 24 * GiB });
     expect(await onDevice1.vramStatus()).toMatchObject({ deviceIndex: 1, limitBytes: 24 * GiB, freeBytes: 20 * GiB, availableBytes: 20 * GiB });
@@ -262,7 +262,7 @@ describe('Registry VRAM admission', () => {
   });
 
   it('refuses a device the detection did not find', async () => {
-    await expect(Registry.create({ enginesDir, modelsDir, gpu: cpuGpu(), openEngine: fakeOpener(), sampler: fixedSampler(GiB), deviceIndex: 2 })).rejects.toMatchObject({
+    await expect(Registry.create({ enginesDirs: [enginesDir], modelsDir, gpu: cpuGpu(), openEngine: fakeOpener(), sampler: fixedSampler(GiB), deviceIndex: 2 })).rejects.toMatchObject({
       code: 'no_such_device',
       message: 'There is no cpu device 2: the devices are 0',
     });

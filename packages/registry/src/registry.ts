@@ -25,7 +25,8 @@ export interface RegistryLogger {
 }
 
 export interface RegistryOptions {
-  enginesDir: string;
+  /** Engine folders, searched in order; the first plugin to take an id keeps it. Each must exist. */
+  enginesDirs: readonly string[];
   modelsDir: string;
   gpu: GpuDetection;
   /** The GPU the engines run on, by its index in `gpu.devices`; default 0. */
@@ -154,7 +155,7 @@ export class Registry {
     this.#defaultParallel = options.defaultParallel ?? DEFAULT_PARALLEL;
   }
 
-  /** Discovers, opens and initialises the plugins for `gpu.backend`; throws only when enginesDir is unusable. */
+  /** Discovers, opens and initialises the plugins for `gpu.backend`; throws only when an engines dir is unusable. */
   static async create(options: RegistryOptions): Promise<Registry> {
     const deviceIndex = options.deviceIndex ?? 0;
     const device = options.gpu.devices.find((d) => d.index === deviceIndex);
@@ -168,7 +169,7 @@ export class Registry {
     const limitBytes = options.vramLimitBytes ?? device?.totalBytes ?? Infinity;
     const registry = new Registry(options, limitBytes);
     const discovered = await discoverEngines({
-      enginesDir: options.enginesDir,
+      enginesDirs: options.enginesDirs,
       backend: options.gpu.backend,
       openEngine: options.openEngine ?? registry.#engineHostOpener(options),
       init: { deviceIndex, ...(Number.isFinite(limitBytes) ? { vramBudgetBytes: limitBytes } : {}) },

@@ -81,7 +81,7 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
 
   const logger = options.logger ?? pino({ level: 'silent' });
   const registry = await Registry.create({
-    enginesDir,
+    enginesDirs: [enginesDir],
     modelsDir,
     gpu,
     logger,
