@@ -1,7 +1,8 @@
-// The pack scripts of a platform package (engines/llama_cpp/npm/<platform>/), run in its folder:
-//   copy <backend>  (prepack)  the plugin folder this platform's build made, engines/llama_cpp/<backend>/, into
-//                              the package as engines/llama_cpp/<backend>/: the layout the node reads from an
-//                              installed engine package;
+// The pack scripts of a platform package (engines/llama_cpp/npm/<package>/), run in its folder:
+//   copy <backend>  (prepack)  the plugin folder built for the package's platform into the package as
+//                              engines/llama_cpp/<backend>/, the layout the node reads from an installed engine
+//                              package: from platforms/<platform>/<backend>/ when the release gathered it there
+//                              from that platform's CI job, else from this machine's build, <backend>/;
 //   clean           (postpack) removes that copy again.
 import { cpSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -10,10 +11,13 @@ import { fileURLToPath } from 'node:url';
 const [command, backend] = process.argv.slice(2);
 rmSync('engines', { recursive: true, force: true });
 if (command === 'copy') {
-  const built = join(dirname(dirname(fileURLToPath(import.meta.url))), backend);
+  const engineDir = dirname(dirname(fileURLToPath(import.meta.url)));
   const { name, os, cpu } = JSON.parse(readFileSync('package.json', 'utf8'));
-  if (!existsSync(join(built, 'manifest.json'))) {
-    console.error(`${name}: engines/llama_cpp/${backend}/ is not built; run pnpm build on ${os.join('/')}-${cpu.join('/')} first`);
+  const platform = `${os[0]}-${cpu[0]}`;
+  const built = [join(engineDir, 'platforms', platform, backend), ...(platform === `${process.platform}-${process.arch}` ? [join(engineDir, backend)] : [])]
+    .find((dir) => existsSync(join(dir, 'manifest.json')));
+  if (built === undefined) {
+    console.error(`${name}: no ${backend} plugin folder built for ${platform}; run pnpm build there first`);
     process.exit(1);
   }
   cpSync(built, join('engines', 'llama_cpp', backend), { recursive: true });

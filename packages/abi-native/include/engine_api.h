@@ -30,8 +30,11 @@
  *   pieces) travels as a pointer plus a byte length; other strings are NUL-terminated.
  *   Every int32_t-returning entry point returns ERR_OK or one of the error codes below.
  *
- * Diagnostics: a plugin may write to stderr; the host leaves it visible in its own logs.
- * Network: a plugin must not open network connections (llm-node is a local node).
+ * Process: the node runs each plugin in an engine host process of its own and restarts it when it dies or
+ * hangs (docs/plugin-guide.md, "How the node runs a plugin"); a plugin's globals are per plugin.
+ * Diagnostics: a plugin may write to stdout and stderr; the node logs the lines as that engine's.
+ * Network: a plugin must not open network connections (llm-node is a local node); where the platform allows,
+ * the engine host denies them before the plugin is opened.
  */
 #ifndef ENGINE_API_H
 #define ENGINE_API_H

@@ -24,6 +24,11 @@ async function start(plugin: string, options: EngineHostOptions = {}): Promise<E
   return host;
 }
 
+/** How a crash reads: a signal where there are signals, an exception status on Windows. */
+function killedBy(signal: string): RegExp {
+  return process.platform === 'win32' ? /exited with status/ : new RegExp(`killed by ${signal}`);
+}
+
 async function text(generation: Generation): Promise<string> {
   let all = '';
   for await (const chunk of generation) all += chunk.text;
@@ -46,10 +51,10 @@ describe('an engine in a host process', () => {
   });
 
   it.each([
-    ['segfault', /killed by SIGSEGV/],
-    ['abort', /killed by SIGABRT/],
+    ['segfault', killedBy('SIGSEGV')],
+    ['abort', killedBy('SIGABRT')],
     ['exit', /exited with status 3/],
-    ['bad-pointer', /killed by SIGSEGV/],
+    ['bad-pointer', killedBy('SIGSEGV')],
     ['huge-length', /killed by SIG(SEGV|BUS|ABRT)|exited with status/],
   ])('fails what is in flight with engine_crashed when the plugin does "%s"', async (fault, how) => {
     const host = await start(faulty);

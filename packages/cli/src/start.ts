@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { detectBackend, detectGpu, formatSize } from '@llm-node/gpu-detect';
-import type { GpuDetection } from '@llm-node/gpu-detect';
+import type { GpuBackend, GpuDetection } from '@llm-node/gpu-detect';
 import { Registry } from '@llm-node/registry';
 import type { EngineRecord } from '@llm-node/registry';
 import { createServer } from '@llm-node/server';
@@ -77,12 +77,14 @@ export async function startNode(options: NodeOptions, logger: Logger): Promise<R
   };
 }
 
+const BACKEND_NAMES: Record<GpuBackend, string> = { cuda: 'CUDA', metal: 'Metal', directml: 'DirectML', cpu: 'cpu' };
+
 async function findGpu(options: NodeOptions): Promise<GpuDetection> {
   const result = options.gpuBackend ? await detectBackend(options.gpuBackend) : await detectGpu();
   if (result.found) return result.detection;
   const tried = result.tried.map((line) => `  - ${line}`).join('\n');
   if (options.gpuBackend) {
-    throw new StartupError(`No ${options.gpuBackend} GPU found. Tried:\n${tried}`);
+    throw new StartupError(`No ${BACKEND_NAMES[options.gpuBackend]} GPU found (--gpu-backend ${options.gpuBackend}). Tried:\n${tried}`);
   }
   throw new StartupError(
     `No GPU found. Tried:\n${tried}\n` +
