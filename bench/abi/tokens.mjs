@@ -9,8 +9,8 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { openEngine } from '../../packages/abi-native/dist/index.js';
-import { buildTestPlugin } from '../../packages/abi-native/dist/testing/index.js';
+import { openEngine } from '@llm-node/abi-native';
+import { buildTestPlugin } from '@llm-node/abi-native/testing';
 
 const run = promisify(execFile);
 const here = fileURLToPath(new URL('.', import.meta.url));

@@ -6,7 +6,7 @@ import { freemem, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { Registry } from '../../packages/registry/dist/index.js';
+import { Registry } from '@llm-node/registry';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const plugins = Number(process.argv[2] ?? 500);

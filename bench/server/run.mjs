@@ -20,8 +20,8 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { buildTestPlugin, installTestPlugin } from '../../packages/abi-native/dist/testing/index.js';
-import { writeGgufModel } from '../../packages/registry/dist/testing/index.js';
+import { buildTestPlugin, installTestPlugin } from '@llm-node/abi-native/testing';
+import { writeGgufModel } from '@llm-node/registry/testing';
 
 const STREAMS = Number(process.argv[2] ?? 64);
 const TOKENS = Number(process.argv[3] ?? 20000);

@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "abi_native",
-      "sources": ["native/binding.cc", "native/plugin.cc", "native/generation.cc", "native/library.cc", "native/sandbox.cc"],
+      "sources": ["native/binding.cc", "native/plugin.cc", "native/generation.cc", "native/library.cc", "native/sandbox.cc", "native/token_pipe.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "include"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17"],

@@ -6,6 +6,7 @@
 #include "generation.h"
 #include "plugin.h"
 #include "sandbox.h"
+#include "token_pipe.h"
 
 // denyNetwork() -> { enforced, how }
 static Napi::Value DenyNetworkJs(const Napi::CallbackInfo& info) {
@@ -20,6 +21,12 @@ static Napi::Value DenyNetworkJs(const Napi::CallbackInfo& info) {
 // engine host's sign of life while generating.
 static Napi::Value ProgressJs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(Generation::Progress()));
+}
+
+// openTokenPipe(fd): generations started with a pipe generation id write their frames to `fd`.
+static Napi::Value OpenTokenPipeJs(const Napi::CallbackInfo& info) {
+  TokenPipe::Open(info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
 }
 
 // engine_api.h's constants, so that TypeScript never copies them by hand.
@@ -40,6 +47,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("constants", Constants(env));
   exports.Set("denyNetwork", Napi::Function::New(env, DenyNetworkJs, "denyNetwork"));
   exports.Set("progress", Napi::Function::New(env, ProgressJs, "progress"));
+  exports.Set("openTokenPipe", Napi::Function::New(env, OpenTokenPipeJs, "openTokenPipe"));
   exports.Set("Plugin", Plugin::Define(env));
   exports.Set("Generation", Generation::Define(env));
   return exports;

@@ -1,8 +1,10 @@
 #include "generation.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <utility>
 
+#include "token_pipe.h"
 #include "utf8.h"
 
 Generation::Event Generation::tokens_event_ = Generation::Event::kTokens;
@@ -13,9 +15,11 @@ Napi::Function Generation::Define(Napi::Env env) {
   return DefineClass(env, "Generation", {InstanceMethod<&Generation::Cancel>("cancel")});
 }
 
-// new Generation(plugin, request, onEvent). `request` is what src/engine.ts normalised:
+// new Generation(plugin, request, onEvent[, pipeGeneration]). `request` is what src/engine.ts normalised:
 // { modelId: string | null, prompt, maxTokens, temperature, topP, topK, minP, presencePenalty,
-//   frequencyPenalty, seed: number | null, stop: string[], flags }.
+//   frequencyPenalty, seed: number | null, stop: string[], flags }. With `pipeGeneration` (in an engine host,
+// once openTokenPipe() was called) the tokens and the end go to the token pipe as frames of that generation,
+// and onEvent receives only the end.
 Generation::Generation(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Generation>(info) {
   Napi::Env env = info.Env();
   core_ = Plugin::Unwrap(info[0].As<Napi::Object>())->core();
@@ -51,6 +55,10 @@ Generation::Generation(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Genera
   params_.n_stop = static_cast<int32_t>(stop_pointers_.size());
   logprobs_ = (params_.flags & ENGINE_GENERATE_LOGPROBS) != 0;
 
+  if (info.Length() > 3 && info[3].IsNumber() && TokenPipe::Get() != nullptr) {
+    pipe_ = TokenPipe::Get();
+    pipe_generation_ = info[3].As<Napi::Number>().Uint32Value();
+  }
   tsfn_ = Tsfn::New(env, info[2].As<Napi::Function>(), "llm-node:generation", 0, 1, this);
   Ref();  // released in DeliverEnd: the thread and the deliveries use `this` until then
   core_->in_flight++;
@@ -100,19 +108,14 @@ void Generation::RunLegacy() {
   result_.finish_reason = ENGINE_FINISH_STOP;
   if (results == nullptr) return;  // "no tokens"
   // The array is valid until the next call into the plugin, and we still hold the plugin: copy it now.
-  std::lock_guard<std::mutex> lock(mutex_);
   for (const TokenResult* token = results; token->text != nullptr; ++token) {
     if (cancelled_) {
       stopped_ = true;
       break;
     }
     if (!Valid(*token)) break;
-    AppendLocked(*token);
+    Emit(*token);
     ++result_.completion_tokens;
-  }
-  if (!pending_ends_.empty() && !delivery_scheduled_) {
-    delivery_scheduled_ = true;
-    tsfn_.NonBlockingCall(&tokens_event_);
   }
 }
 
@@ -129,15 +132,24 @@ int32_t Generation::OnToken(void* user_data, const TokenResult* token) {
     self->stopped_ = true;
     return 1;
   }
+  self->Emit(*token);
+  return 0;
+}
+
+// To the token pipe as a frame of its own, or to JS: appended, with a wake-up of JS only if none is pending.
+void Generation::Emit(const TokenResult& token) {
+  if (pipe_ != nullptr) {
+    pipe_->SendToken(pipe_generation_, token.token_id, token.logprob, token.text, static_cast<size_t>(token.text_len));
+    return;
+  }
   bool schedule;
   {
-    std::lock_guard<std::mutex> lock(self->mutex_);
-    self->AppendLocked(*token);
-    schedule = !self->delivery_scheduled_;
-    self->delivery_scheduled_ = true;
+    std::lock_guard<std::mutex> lock(mutex_);
+    AppendLocked(token);
+    schedule = !delivery_scheduled_;
+    delivery_scheduled_ = true;
   }
-  if (schedule) self->tsfn_.NonBlockingCall(&tokens_event_);
-  return 0;
+  if (schedule) tsfn_.NonBlockingCall(&tokens_event_);
 }
 
 // A token the ABI does not allow ends the generation with plugin_error instead of reaching JS.
@@ -261,6 +273,8 @@ void Generation::ForgetTaken(size_t count, size_t bytes) {
 void Generation::DeliverEnd(Napi::Env env, Napi::Function on_event) {
   thread_.join();  // it has nothing left to do but release the thread-safe function
   core_->in_flight--;
+  // Every token frame is written by now: the end frame comes after them.
+  if (pipe_ != nullptr) pipe_->SendEnd(pipe_generation_, EndJson());
   if (env == nullptr) return;
   DeliverTokens(env, on_event, true);
   Napi::Object end = Napi::Object::New(env);
@@ -276,4 +290,41 @@ void Generation::DeliverEnd(Napi::Env env, Napi::Function on_event) {
   }
   on_event.Call({env.Undefined(), env.Undefined(), env.Undefined(), end});
   Unref();
+}
+
+namespace {
+
+// `text` as a JSON string. Bytes that are not UTF-8 pass through; the reader decodes them to U+FFFD.
+std::string JsonString(const std::string& text) {
+  std::string out = "\"";
+  for (unsigned char c : text) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(static_cast<char>(c));
+    } else if (c < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
+      out += escaped;
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+// The end event of DeliverEnd as JSON, for the token pipe's end frame (src/generation.ts reads both alike).
+std::string Generation::EndJson() const {
+  std::string json = std::string("{\"stopped\":") + (stopped_ ? "true" : "false");
+  if (!outcome_.ok()) {
+    json += ",\"error\":{\"call\":" + JsonString(outcome_.call);
+    json += outcome_.garbage ? ",\"code\":\"plugin_error\"" : ",\"engineCode\":" + std::to_string(outcome_.rc);
+    json += ",\"message\":" + JsonString(outcome_.message) + "}";
+  } else {
+    json += ",\"finishReason\":" + std::to_string(result_.finish_reason);
+    json += ",\"promptTokens\":" + std::to_string(result_.prompt_tokens);
+    json += ",\"completionTokens\":" + std::to_string(result_.completion_tokens);
+  }
+  return json + "}";
 }

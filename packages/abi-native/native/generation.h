@@ -13,6 +13,7 @@
 
 #include "engine_api.h"
 #include "plugin.h"
+#include "token_pipe.h"
 
 // The JS class `Generation`: `new Generation(plugin, request, onEvent)` starts generating at once;
 // `cancel()` stops it before the next token. onEvent(text, pieceEnds, tokens) receives every batch of
@@ -46,7 +47,9 @@ class Generation : public Napi::ObjectWrap<Generation> {
   void RunLegacy();
   static int32_t OnToken(void* user_data, const TokenResult* token);
   bool Valid(const TokenResult& token);
+  void Emit(const TokenResult& token);
   void AppendLocked(const TokenResult& token);
+  std::string EndJson() const;
 
   // On the JS thread.
   void DeliverTokens(Napi::Env env, Napi::Function on_event, bool last);
@@ -89,6 +92,10 @@ class Generation : public Napi::ObjectWrap<Generation> {
   std::u16string text16_;                 // scratch: the batch's text
   std::vector<uint32_t> piece_ends_;      // scratch: where each token's characters end in it
   Napi::Reference<Napi::Value> thrown_;   // what onEvent threw, reported in the end event
+
+  // Set in an engine host: tokens and the end go to the token pipe as frames of this generation.
+  TokenPipe* pipe_ = nullptr;
+  uint32_t pipe_generation_ = 0;
 
   Tsfn tsfn_;
   std::thread thread_;

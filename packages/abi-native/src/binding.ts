@@ -107,8 +107,11 @@ export interface NativeBinding {
   denyNetwork(): { enforced: boolean; how: string };
   /** Token callbacks plugins have made in this process, polls included. */
   progress(): number;
+  /** In an engine host: generations started with a pipe generation id write their frames to `fd` (src/token-frames.ts). */
+  openTokenPipe(fd: number): void;
   Plugin: new (absolutePath: string) => NativePlugin;
-  Generation: new (plugin: NativePlugin, request: NativeGenerateRequest, onEvent: NativeEventHandler) => NativeGeneration;
+  /** With `pipeGeneration`, tokens and the end go to the token pipe, and onEvent receives only the end. */
+  Generation: new (plugin: NativePlugin, request: NativeGenerateRequest, onEvent: NativeEventHandler, pipeGeneration?: number) => NativeGeneration;
 }
 
 // A prebuild from prebuilds/<platform>-<arch>/ when one matches, else build/Release (node-gyp-build).

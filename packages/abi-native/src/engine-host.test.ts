@@ -82,7 +82,7 @@ describe('an engine in a host process', () => {
     const generation = host.generate({ modelId: 'm', prompt: 'hang-polling' });
     await new Promise((resolve) => setTimeout(resolve, 800)); // polling is progress: no stall
     expect((await Promise.race([host.exited, new Promise((resolve) => setTimeout(() => resolve('running'), 10))]))).toBe('running');
-    generation.cancel();
+    await generation.return!();
     await expect(generation.result).rejects.toMatchObject({ code: 'engine_timeout', message: expect.stringContaining('cancelled generation') });
   });
 

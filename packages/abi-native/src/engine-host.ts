@@ -2,8 +2,10 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { binding } from './binding.js';
 import { EngineError, toEngineError } from './errors.js';
-import type { HostCall, HostEvent, HostMessage, HostOpened, WireError } from './host-protocol.js';
-import { TokenStream } from './token-stream.js';
+import { TOKEN_PIPE_FD } from './host-protocol.js';
+import type { HostCall, HostMessage, HostOpened, WireError } from './host-protocol.js';
+import { TokenFrameReader } from './token-frames.js';
+import { TokenStream, type GenerationOutcome } from './token-stream.js';
 import type {
   Engine,
   EngineCapability,
@@ -71,8 +73,9 @@ interface RunningGeneration {
 }
 
 /**
- * An engine plugin in a process of its own. Every call crosses to the host (host-main.ts) and back; tokens
- * come in batches, one message per turn of the host's event loop. When the host dies (a crash in the plugin,
+ * An engine plugin in a process of its own. Every call crosses to the host (host-main.ts) and back over Node's
+ * IPC channel; tokens come on a pipe of their own, written by the plugin's threads and read here in batches
+ * (token-frames.ts), so that no JavaScript runs in the host per token. When the host dies (a crash in the plugin,
  * abort, exit) or is killed because a call, a generation or a cancel overran its time, every call and
  * generation in flight fails with `engine_crashed` or `engine_timeout`, and `exited` says why; the engine is
  * then unusable, and its owner starts another.
@@ -90,6 +93,7 @@ export class EngineHost implements Engine {
   readonly #calls = new Map<number, PendingCall>();
   readonly #generations = new Map<number, RunningGeneration>();
   readonly #lastWords: string[];
+  readonly #tokens: TokenFrameReader;
   #nextId = 1;
   #exit: EngineExit | undefined;
   /** Why the node killed the host, when it did. */
@@ -115,6 +119,14 @@ export class EngineHost implements Engine {
     this.exited = exited;
     this.#timeouts = timeouts;
     this.#lastWords = lastWords;
+    this.#tokens = new TokenFrameReader({
+      chunk: (generation, chunk) => this.#generations.get(generation)?.stream.push(chunk),
+      end: (generation, outcome) => this.#ended(generation, outcome),
+    });
+    (child.stdio[TOKEN_PIPE_FD] as NodeJS.ReadableStream).on('data', (data: Buffer) => {
+      this.#lastProgressAt = Date.now();
+      this.#tokens.push(data);
+    });
   }
 
   /**
@@ -128,7 +140,7 @@ export class EngineHost implements Engine {
     const child = fork(HOST_MAIN, [], {
       execArgv: [],
       serialization: 'advanced',
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc', 'pipe'], // fd 4: the token pipe
     });
     const lastWords: string[] = [];
     readLines(child.stdout!, (line) => options.onOutput?.(line, 'stdout'));
@@ -223,6 +235,7 @@ export class EngineHost implements Engine {
     };
     if (this.#generations.size === 0) this.#lastProgressAt = Date.now(); // idle time is no stall
     this.#generations.set(id, running);
+    this.#tokens.expect(id, request?.logprobs === true);
     this.#startWatchdog();
     const signal = options.signal;
     const onAbort = () => running.stream.cancel();
@@ -275,25 +288,20 @@ export class EngineHost implements Engine {
       clearTimeout(call.timer);
       if (message.error) call.reject(fromWire(message.error));
       else call.resolve(message.value);
-      return;
-    }
-    if (message.progress !== this.#lastProgress) {
+    } else if ('end' in message) {
+      this.#ended(message.generation, 'error' in message.end ? { error: fromWire(message.end.error) } : message.end);
+    } else if (message.progress !== this.#lastProgress) {
       this.#lastProgress = message.progress;
       this.#lastProgressAt = Date.now();
     }
-    if ('events' in message) for (const event of message.events) this.#onEvent(event);
   }
 
-  #onEvent(event: HostEvent): void {
-    const running = this.#generations.get(event.generation);
+  #ended(generation: number, outcome: GenerationOutcome): void {
+    const running = this.#generations.get(generation);
     if (!running) return;
-    if ('chunk' in event) {
-      running.stream.push(event.chunk);
-      return;
-    }
-    this.#generations.delete(event.generation);
+    this.#generations.delete(generation);
     clearTimeout(running.cancelTimer);
-    running.stream.end('error' in event.end ? { error: fromWire(event.end.error) } : event.end);
+    running.stream.end(outcome);
   }
 
   /** While generations run: a host whose plugins make no progress at all for stallMs is killed. */

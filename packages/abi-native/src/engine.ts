@@ -38,6 +38,11 @@ const CAPABILITIES: Record<string, EngineCapability> = {
  * abi_mismatch, invalid_info, id_mismatch.
  */
 export function openEngine(libraryPath: string, options: { expectedId?: string } = {}): Engine {
+  return openPluginEngine(libraryPath, options);
+}
+
+/** openEngine() for the engine host (host-main.ts), which also generates to the token pipe. */
+export function openPluginEngine(libraryPath: string, options: { expectedId?: string } = {}): PluginEngine {
   const path = resolve(libraryPath);
   let plugin: NativePlugin;
   try {
@@ -78,7 +83,7 @@ const CLOSED: EngineExit = { code: 'closed', message: 'the engine was closed', e
  * so nothing reaches a plugin that is not initialised, shut down or closed. Calls run on threads of
  * their own (native/plugin.cc); the native side serialises them when the plugin is not thread-safe.
  */
-class PluginEngine implements Engine {
+export class PluginEngine implements Engine {
   readonly path: string;
   readonly info: EngineInfo;
   readonly capabilities: readonly EngineCapability[];
@@ -185,6 +190,18 @@ class PluginEngine implements Engine {
   }
 
   generate(request: GenerateRequest, options: { signal?: AbortSignal } = {}): Generation {
+    return this.#generate(request, options.signal, undefined);
+  }
+
+  /**
+   * In an engine host (host-main.ts): generates with the tokens and the end written to the token pipe as
+   * frames of `pipeGeneration`; the returned generation only ends.
+   */
+  generateToPipe(request: GenerateRequest, pipeGeneration: number, signal: AbortSignal): TokenStream {
+    return this.#generate(request, signal, pipeGeneration);
+  }
+
+  #generate(request: GenerateRequest, signal: AbortSignal | undefined, pipeGeneration: number | undefined): TokenStream {
     let generation: TokenStream;
     try {
       this.#assertReady();
@@ -198,7 +215,7 @@ class PluginEngine implements Engine {
         throw new EngineError('model_not_loaded', `model '${modelId}' is not loaded`);
       }
       const native = toNativeGenerateRequest(request, byId ? (modelId ?? null) : null);
-      generation = startPluginGeneration(this.#plugin, native, modelId, options.signal);
+      generation = startPluginGeneration(this.#plugin, native, modelId, signal, pipeGeneration);
     } catch (error) {
       return TokenStream.failed(toEngineError(error));
     }

@@ -1,39 +1,27 @@
 // The engine host: a process of its own that opens one plugin and drives it for the node (engine-host.ts), so
 // that whatever the plugin does (a crash, an abort, exit, a hang) costs this process and not the node. Before
-// the plugin is opened it denies itself the network. Started by EngineHost.start(); not for direct use.
+// the plugin is opened it denies itself the network. The plugin's threads write tokens straight to the token
+// pipe; no JavaScript runs here per token. Started by EngineHost.start(); not for direct use.
 import { binding } from './binding.js';
-import { openEngine } from './engine.js';
+import { openPluginEngine, type PluginEngine } from './engine.js';
 import { EngineError, toEngineError } from './errors.js';
-import type { HostCall, HostCommand, HostEvent, HostMessage, WireError } from './host-protocol.js';
-import type { Engine, Generation } from './types.js';
+import { TOKEN_PIPE_FD, type HostCall, type HostCommand, type HostMessage, type WireError } from './host-protocol.js';
 
 // How often a host with generations in flight says it is alive, when its plugins made progress.
 const HEARTBEAT_MS = 250;
 
-const send = (message: HostMessage) => process.send!(message);
+const send = (message: HostMessage) => {
+  if (process.connected) process.send!(message);
+};
 
-let engine: Engine | undefined;
-const generations = new Map<number, { generation: Generation; abort: AbortController }>();
-let events: HostEvent[] = [];
-let flushScheduled = false;
+binding.openTokenPipe(TOKEN_PIPE_FD);
+let engine: PluginEngine | undefined;
+const generations = new Map<number, AbortController>();
 let lastProgress = -1;
 
 function toWire(error: unknown): WireError {
   const e = toEngineError(error);
   return e.engineCode === undefined ? { code: e.code, message: e.message } : { code: e.code, message: e.message, engineCode: e.engineCode };
-}
-
-// All events of one turn leave as one message: a token-fast engine costs one IPC message per turn.
-function emit(event: HostEvent): void {
-  events.push(event);
-  if (flushScheduled) return;
-  flushScheduled = true;
-  setImmediate(() => {
-    flushScheduled = false;
-    lastProgress = binding.progress();
-    send({ events, progress: lastProgress });
-    events = [];
-  });
 }
 
 setInterval(() => {
@@ -48,7 +36,7 @@ setInterval(() => {
 async function answer(message: HostCall): Promise<unknown> {
   if (message.call === 'open') {
     const network = message.allowNetwork ? { enforced: false, how: 'allowed by the operator' } : binding.denyNetwork();
-    engine = openEngine(message.path, message.expectedId === undefined ? {} : { expectedId: message.expectedId });
+    engine = openPluginEngine(message.path, message.expectedId === undefined ? {} : { expectedId: message.expectedId });
     return { info: engine.info, capabilities: [...engine.capabilities], network };
   }
   if (engine === undefined) throw new EngineError('closed', 'no plugin is open in this engine host');
@@ -70,29 +58,24 @@ async function answer(message: HostCall): Promise<unknown> {
   }
 }
 
-async function generate(id: number, generation: Generation): Promise<void> {
-  try {
-    for await (const chunk of generation) emit({ generation: id, chunk });
-    emit({ generation: id, end: { result: await generation.result } });
-  } catch (error) {
-    emit({ generation: id, end: { error: toWire(error) } });
-  } finally {
-    generations.delete(id);
+function generate(id: number, request: HostCommand & { call: 'generate' }): void {
+  const abort = new AbortController();
+  const generation = engine!.generateToPipe(request.request, id, abort.signal);
+  if (generation.isEnded) {
+    // Refused before it reached the plugin: no frame of it will come on the pipe.
+    generation.result.then(
+      (result) => send({ generation: id, end: { result } }),
+      (error: unknown) => send({ generation: id, end: { error: toWire(error) } }),
+    );
+    return;
   }
+  generations.set(id, abort);
+  void generation.ended.then(() => generations.delete(id));
 }
 
 process.on('message', (message: HostCommand) => {
-  if (message.call === 'generate') {
-    const abort = new AbortController();
-    const generation = engine!.generate(message.request, { signal: abort.signal });
-    generations.set(message.generation, { generation, abort });
-    void generate(message.generation, generation);
-    return;
-  }
-  if (message.call === 'cancel') {
-    generations.get(message.generation)?.abort.abort();
-    return;
-  }
+  if (message.call === 'generate') return generate(message.generation, message);
+  if (message.call === 'cancel') return generations.get(message.generation)?.abort();
   answer(message).then(
     (value) => {
       send({ reply: message.id, value });

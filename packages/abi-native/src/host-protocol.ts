@@ -1,7 +1,10 @@
 // The messages between the node and an engine host process (engine-host.ts, host-main.ts). They travel over
-// Node's IPC channel with the structured-clone ("advanced") serialization, so typed arrays and plain objects
-// cross as they are.
-import type { EngineCapability, EngineErrorCode, EngineInfo, EngineInitConfig, GenerateRequest, GenerateResult, ModelLoadParams, TokenChunk } from './types.js';
+// Node's IPC channel with the structured-clone ("advanced") serialization. Tokens do not: the plugin's threads
+// write them to the token pipe (the host's fd 4) as frames the node reads directly (token-frames.ts).
+import type { EngineCapability, EngineErrorCode, EngineInfo, EngineInitConfig, GenerateRequest, GenerateResult, ModelLoadParams } from './types.js';
+
+/** The engine host's file descriptor of the token pipe. */
+export const TOKEN_PIPE_FD = 4;
 
 /** A call the node makes and the host answers with a HostReply of the same id. */
 export type HostCall =
@@ -14,7 +17,7 @@ export type HostCall =
   | { call: 'shutdown'; id: number }
   | { call: 'close'; id: number };
 
-/** Generations are not calls: their chunks and ends come back as HostEvents. */
+/** Generations are not calls: their tokens and ends come back on the token pipe. */
 export type HostCommand =
   | HostCall
   | { call: 'generate'; generation: number; request: GenerateRequest }
@@ -35,14 +38,9 @@ export interface HostOpened {
   network: { enforced: boolean; how: string };
 }
 
-/** Something that happened to a generation: a chunk of tokens, or its end. */
-export type HostEvent =
-  | { generation: number; chunk: TokenChunk }
-  | { generation: number; end: { result: GenerateResult } | { error: WireError } };
-
 export type HostMessage =
   | { reply: number; value?: unknown; error?: WireError }
-  /** Every generation event of one turn of the host's event loop, in order. */
-  | { events: HostEvent[]; progress: number }
   /** Sent while generations are in flight: plugins' token callbacks so far, polls included. */
-  | { progress: number };
+  | { progress: number }
+  /** A generation refused before it reached the plugin (so nothing of it comes on the token pipe). */
+  | { generation: number; end: { result: GenerateResult } | { error: WireError } };

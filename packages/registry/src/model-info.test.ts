@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { locateModel } from './model-files.js';
-import { readModelInfo } from './model-info.js';
+import { modelInfoReader, readModelInfo } from './model-info.js';
 import { parseModelRef } from './model-ref.js';
 import { writeGgufModel } from './testing/index.js';
 
@@ -176,5 +176,19 @@ describe('readModelInfo for safetensors', () => {
   ])('refuses a %s as invalid_model', async (_, files, reason) => {
     await folder({ ...files, 'model.safetensors': '' });
     await expect(info('st')).rejects.toMatchObject({ code: 'invalid_model', status: 422, message: expect.stringContaining(reason) });
+  });
+});
+
+describe('modelInfoReader', () => {
+  it('reads a model once while its file stays the same, and again once it changed', async () => {
+    const path = join(models, 'cached.gguf');
+    await writeGgufModel(path, { architecture: 'llama', name: 'first' });
+    const read = modelInfoReader();
+    const candidate = await locateModel(models, parseModelRef('cached'));
+    const first = await read(candidate);
+    expect(first.name).toBe('first');
+    expect(await read(candidate)).toBe(first);
+    await writeGgufModel(path, { architecture: 'llama', name: 'second, longer' });
+    expect((await read(candidate)).name).toBe('second, longer');
   });
 });

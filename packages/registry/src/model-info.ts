@@ -43,6 +43,24 @@ export async function readModelInfo(candidate: ModelCandidate): Promise<ModelInf
   return candidate.format === 'gguf' ? readGgufInfo(candidate) : readSafetensorsInfo(candidate);
 }
 
+/**
+ * readModelInfo() that remembers what it read: a model loaded again (after an idle unload, or when its
+ * engine restarted) is not parsed again while its files keep their size and modification time. A GGUF
+ * header with a 128k-token vocabulary takes over a second to parse.
+ */
+export function modelInfoReader(): (candidate: ModelCandidate) => Promise<ModelInfo> {
+  const read = new Map<string, { version: string; info: ModelInfo }>();
+  return async (candidate) => {
+    const stats = await Promise.all(candidate.files.map((file) => stat(file).catch(() => null)));
+    const version = stats.map((s) => (s === null ? 'missing' : `${s.size}:${s.mtimeMs}`)).join('|');
+    const known = read.get(candidate.path);
+    if (known?.version === version) return known.info;
+    const info = await readModelInfo(candidate);
+    read.set(candidate.path, { version, info });
+    return info;
+  };
+}
+
 type GgufMetadata = Record<string, MetadataValue>;
 
 async function readGgufInfo(candidate: ModelCandidate): Promise<ModelInfo> {

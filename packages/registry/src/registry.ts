@@ -12,7 +12,7 @@ import type { RestartPolicy } from './engine-supervisor.js';
 import { NodeError, toNodeError } from './errors.js';
 import { LeasedGeneration } from './leased-generation.js';
 import { locateModel } from './model-files.js';
-import { readModelInfo } from './model-info.js';
+import { modelInfoReader } from './model-info.js';
 import type { ModelInfo } from './model-info.js';
 import { parseModelRef } from './model-ref.js';
 import { estimateModelVram } from './vram.js';
@@ -141,6 +141,7 @@ export class Registry {
   readonly #defaultParallel: number;
   readonly #models = new Map<string, ModelState>();
   readonly #loading = new Map<string, Promise<LoadedModel>>();
+  readonly #readModelInfo = modelInfoReader();
   #queueTail: Promise<unknown> = Promise.resolve();
   #closing: Promise<void> | null = null;
 
@@ -216,7 +217,7 @@ export class Registry {
     if (pending) return pending;
     const loading = (async () => {
       const candidate = await locateModel(this.#modelsDir, ref, options.format);
-      const info = await readModelInfo(candidate);
+      const info = await this.#readModelInfo(candidate);
       const supervisor = this.#resolveEngine(info);
       const params: ModelLoadParams = {
         path: candidate.path,
