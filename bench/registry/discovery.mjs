@@ -29,14 +29,16 @@ try {
 
   const gpu = { backend: 'cpu', source: 'os', devices: [{ index: 0, name: 'cpu', totalBytes: totalmem(), freeBytes: freemem(), unifiedMemory: true }] };
   const sampler = { sample: async () => [] };
-  const { openEngine } = await import('../../packages/abi-native/dist/index.js');
-  // Phases are told apart by what openEngine does: nothing (scan and manifests only), open without init, or all.
-  const stub = (path) => ({ path, capabilities: [], init: async () => {}, close: async () => {} });
-  const withoutInit = (path, options) => Object.assign(openEngine(path, options), { init: async () => {} });
+  const { openEngine } = await import('@llm-node/abi-native');
+  // Phases are told apart by what openEngine does: nothing (scan and manifests only), open without init, or
+  // all; in the node's process (an engine host each would be 500 processes).
+  const closed = { code: 'closed', message: 'closed', exitCode: null, signal: null };
+  const stub = async (path) => ({ path, capabilities: [], init: async () => {}, close: async () => {}, exited: Promise.resolve(closed) });
+  const withoutInit = async (path, options) => Object.assign(openEngine(path, options), { init: async () => {} });
   const phases = [
     ['scan + manifests + binary checks (no binary opened)', stub],
     ['+ open binaries (dlopen, ABI and id checks)', withoutInit],
-    ['+ engine_init (Registry.create as the node runs it)', openEngine],
+    ['+ engine_init in the node\'s process', async (path, options) => openEngine(path, options)],
   ];
 
   console.log(`${plugins} plugin folders, ${rounds} rounds each, node ${process.version}, ${process.platform}-${process.arch}`);
