@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <system_error>
 #include <utility>
 
 #include "token_pipe.h"
@@ -62,7 +63,14 @@ Generation::Generation(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Genera
   tsfn_ = Tsfn::New(env, info[2].As<Napi::Function>(), "llm-node:generation", 0, 1, this);
   Ref();  // released in DeliverEnd: the thread and the deliveries use `this` until then
   core_->in_flight++;
-  thread_ = std::thread(&Generation::Run, this);
+  try {
+    thread_ = std::thread(&Generation::Run, this);
+  } catch (const std::system_error& error) {  // no thread to be had: undo, and tell JS
+    core_->in_flight--;
+    tsfn_.Release();
+    Unref();
+    ThrowHostError(env, "internal", std::string("cannot start a thread for the generation: ") + error.what());
+  }
 }
 
 Napi::Value Generation::Cancel(const Napi::CallbackInfo& info) {
@@ -93,6 +101,7 @@ void Generation::RunStream() {
   outcome_.call = "engine_generate_stream";
   result_.struct_size = sizeof(result_);
   int32_t rc = core_->fn.generate_stream(&params_, &Generation::OnToken, this, &result_);
+  std::lock_guard<std::mutex> lock(mutex_);
   if (rc != ERR_OK && !outcome_.garbage) outcome_.Failed(*core_, rc);
 }
 
@@ -120,7 +129,7 @@ void Generation::RunLegacy() {
 }
 
 // The per-token path: a relaxed load, a mutex, an append, and a wake-up of JS only if none is pending.
-int32_t Generation::OnToken(void* user_data, const TokenResult* token) {
+int32_t Generation::OnToken(void* user_data, const TokenResult* token) noexcept {
   auto* self = static_cast<Generation*>(user_data);
   progress_.fetch_add(1, std::memory_order_relaxed);
   if (self->cancelled_.load(std::memory_order_relaxed)) {
@@ -162,7 +171,10 @@ bool Generation::Valid(const TokenResult& token) {
   } else {
     return true;
   }
-  outcome_.Garbage(std::string(outcome_.call) + " produced " + finding);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);  // read on the generation's thread, after the plugin returned
+    outcome_.Garbage(std::string(outcome_.call) + " produced " + finding);
+  }
   cancelled_ = true;
   return false;
 }
@@ -278,7 +290,7 @@ void Generation::DeliverEnd(Napi::Env env, Napi::Function on_event) {
   if (env == nullptr) return;
   DeliverTokens(env, on_event, true);
   Napi::Object end = Napi::Object::New(env);
-  end.Set("stopped", stopped_);
+  end.Set("stopped", stopped_.load());
   if (!thrown_.IsEmpty()) {
     end.Set("thrown", thrown_.Value());
   } else if (!outcome_.ok()) {
@@ -316,7 +328,7 @@ std::string JsonString(const std::string& text) {
 
 // The end event of DeliverEnd as JSON, for the token pipe's end frame (src/generation.ts reads both alike).
 std::string Generation::EndJson() const {
-  std::string json = std::string("{\"stopped\":") + (stopped_ ? "true" : "false");
+  std::string json = std::string("{\"stopped\":") + (stopped_.load() ? "true" : "false");
   if (!outcome_.ok()) {
     json += ",\"error\":{\"call\":" + JsonString(outcome_.call);
     json += outcome_.garbage ? ",\"code\":\"plugin_error\"" : ",\"engineCode\":" + std::to_string(outcome_.rc);

@@ -45,7 +45,8 @@ class Generation : public Napi::ObjectWrap<Generation> {
   void Run();
   void RunStream();
   void RunLegacy();
-  static int32_t OnToken(void* user_data, const TokenResult* token);
+  // noexcept: it is called from C; an exception would have nowhere to go.
+  static int32_t OnToken(void* user_data, const TokenResult* token) noexcept;
   bool Valid(const TokenResult& token);
   void Emit(const TokenResult& token);
   void AppendLocked(const TokenResult& token);
@@ -70,7 +71,7 @@ class Generation : public Napi::ObjectWrap<Generation> {
   // Set by cancel(), or when the plugin sent garbage; the next token is refused.
   std::atomic<bool> cancelled_{false};
   // The host stopped the generation: a token was refused, or it never reached the plugin.
-  bool stopped_ = false;
+  std::atomic<bool> stopped_{false};
 
   // Tokens the plugin produced that JS has not taken yet. The token callback appends and schedules a
   // delivery only when none is scheduled, so one delivery carries every token made since the last one.

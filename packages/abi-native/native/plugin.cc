@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -109,11 +110,21 @@ Napi::Value RunOffThread(Napi::Env env, const std::shared_ptr<PluginCore>& core,
   Napi::Promise promise = job->deferred.Promise();
   OffThreadTsfn tsfn = OffThreadTsfn::New(env, "llm-node:engine-call", 0, 1, job);
   core->in_flight++;
-  job->thread = std::thread([job, tsfn]() mutable {
-    job->outcome = job->work();
-    tsfn.NonBlockingCall();
+  try {
+    job->thread = std::thread([job, tsfn]() mutable {
+      job->outcome = job->work();
+      tsfn.NonBlockingCall();
+      tsfn.Release();
+    });
+  } catch (const std::system_error& error) {  // no thread to be had: undo, and reject
+    core->in_flight--;
     tsfn.Release();
-  });
+    Napi::Object failure = Napi::Object::New(env);
+    failure.Set("code", "internal");
+    failure.Set("message", std::string("cannot start a thread for the call: ") + error.what());
+    job->deferred.Reject(failure);
+    delete job;
+  }
   return promise;
 }
 

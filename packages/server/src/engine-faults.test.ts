@@ -125,6 +125,13 @@ describe('a faulty engine beside a healthy one', () => {
     expect((await complete('hello')).status).toBe(200);
   }, 20_000);
 
+  it.skipIf(process.platform !== 'linux')('refuses a plugin\'s network socket with EPERM and logs the attempt as the engine\'s', async () => {
+    const response = await complete('connect');
+    expect(response.status).toBe(200);
+    expect(((await response.json()) as { choices: { text: string }[] }).choices[0]!.text).toBe('refused 1'); // EPERM
+    await expect.poll(() => logLines.find((l) => l.msg === 'the plugin tried to open a network socket and was denied')).toMatchObject({ engine: 'faulty', addressFamily: 2 });
+  });
+
   it('logs a flood on the engine\'s stdout as that engine\'s lines, cut to a rate, and keeps serving', async () => {
     expect((await complete('spam')).status).toBe(200);
     await expect.poll(() => logLines.some((l) => l.engine === 'faulty' && l.dropped !== undefined), { timeout: 10_000 }).toBe(true);
