@@ -28,6 +28,7 @@ export class TokenStream implements Generation {
 
   readonly #onCancel: () => void;
   #queue: TokenChunk[] = [];
+  #queued = 0;
   #waiters: Waiter[] = [];
   /** No more chunks will be handed out. */
   #over = false;
@@ -66,6 +67,10 @@ export class TokenStream implements Generation {
     return stream;
   }
 
+  get buffered(): number {
+    return this.#queued;
+  }
+
   /** True once end() was called. */
   get isEnded(): boolean {
     return this.#settled;
@@ -76,12 +81,16 @@ export class TokenStream implements Generation {
     const first = !this.#over;
     this.#over = true;
     this.#queue.length = 0;
+    this.#queued = 0;
     for (const waiter of this.#waiters.splice(0)) waiter.resolve({ value: undefined, done: true });
     if (first && !this.#settled) this.#onCancel();
   }
 
   next(): Promise<IteratorResult<TokenChunk, undefined>> {
-    if (this.#queue.length > 0) return Promise.resolve({ value: merge(this.#queue.splice(0)), done: false });
+    if (this.#queue.length > 0) {
+      this.#queued = 0;
+      return Promise.resolve({ value: merge(this.#queue.splice(0)), done: false });
+    }
     if (this.#error !== undefined) {
       const error = this.#error;
       this.#error = undefined; // thrown once
@@ -105,8 +114,12 @@ export class TokenStream implements Generation {
   push(chunk: TokenChunk): void {
     if (this.#over) return;
     const waiter = this.#waiters.shift();
-    if (waiter !== undefined) waiter.resolve({ value: chunk, done: false });
-    else this.#queue.push(chunk);
+    if (waiter !== undefined) {
+      waiter.resolve({ value: chunk, done: false });
+    } else {
+      this.#queue.push(chunk);
+      this.#queued += chunk.text.length;
+    }
   }
 
   /** The producer has ended; later calls are ignored. */

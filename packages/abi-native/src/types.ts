@@ -93,6 +93,8 @@ export interface GenerateResult {
 /** Iterate for chunks; `result` settles when the generation has ended. Leaving the loop early cancels it. */
 export interface Generation extends AsyncIterableIterator<TokenChunk> {
   readonly result: Promise<GenerateResult>;
+  /** Text received from the engine and not taken yet, in UTF-16 code units: what a slow consumer holds back. */
+  readonly buffered: number;
 }
 
 /** Why an engine is gone: closed by its owner, or its host process crashed or was killed as hung. */

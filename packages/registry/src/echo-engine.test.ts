@@ -126,3 +126,18 @@ describe("the registry over the seed's minimal plugin", () => {
     await expect(reg.loadModel('custom-b')).resolves.toMatchObject({ id: 'custom-b' });
   });
 });
+
+describe('what the registry lets clients read of an engine\'s errors', () => {
+  it('shows paths inside the models and engines folders relative to them', async () => {
+    await installTestPlugin({ enginesDir, plugin: await buildTestPlugin('failing'), manifest: { architectures: ['failing'] } });
+    await installTestPlugin({ enginesDir, plugin: echo, id: 'impostor', manifest: { id: 'impostor' } });
+    await writeGgufModel(join(modelsDir, 'broken.gguf'), { architecture: 'failing' });
+    const reg = await start();
+    const refused: Error = await reg.loadModel('broken').then(() => new Error('loaded'), (error: Error) => error);
+    expect(refused).toMatchObject({ code: 'model_corrupt', message: "broken.gguf: not a model file (bad magic) for model 'broken'" });
+    expect((refused.cause as Error).message).toContain(modelsDir); // the log keeps the whole path
+    const impostor = reg.engines.find((e) => e.path.includes('impostor'))!;
+    expect(impostor.error).toMatchObject({ code: 'id_mismatch' });
+    expect(impostor.error!.message).not.toContain(root);
+  });
+});

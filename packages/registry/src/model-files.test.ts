@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { locateModel } from './model-files.js';
+import { findModelCandidates, locateModel } from './model-files.js';
 import { parseModelRef } from './model-ref.js';
 
 let models: string;
@@ -110,5 +110,17 @@ describe('locateModel', () => {
   it('answers a missing model, or a missing models folder, with a 404 model_not_found', async () => {
     await expect(locate('nothing')).rejects.toMatchObject({ code: 'model_not_found', type: 'not_found_error', status: 404 });
     await expect(locateModel(join(models, 'absent'), parseModelRef('x'))).rejects.toMatchObject({ code: 'model_not_found' });
+  });
+});
+
+describe.skipIf(process.platform === 'win32')('files that are not regular files', () => {
+  it('passes over a FIFO named like a model, and a link to one in a model folder, instead of reading it', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { symlink } = await import('node:fs/promises');
+    execFileSync('mkfifo', [join(models, 'fifo.gguf')]);
+    await mkdir(join(models, 'linked'));
+    await symlink(join(models, 'fifo.gguf'), join(models, 'linked', 'model.gguf'));
+    await expect(findModelCandidates(models, 'fifo')).resolves.toEqual([]);
+    await expect(findModelCandidates(models, 'linked')).resolves.toEqual([]);
   });
 });

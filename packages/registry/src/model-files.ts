@@ -43,7 +43,7 @@ export async function findModelCandidates(modelsDir: string, name: string): Prom
 export async function locateModel(modelsDir: string, ref: ModelRef, format?: ModelFormat): Promise<ModelCandidate> {
   const all = await findModelCandidates(modelsDir, ref.name);
   if (all.length === 0) {
-    throw new NodeError(`Model '${ref.name}' not found: no ${ref.name}.gguf or ${ref.name}/ in ${modelsDir}`, {
+    throw new NodeError(`Model '${ref.name}' not found: no ${ref.name}.gguf or ${ref.name}/ in the models folder`, {
       type: 'not_found_error',
       code: 'model_not_found',
     });
@@ -81,7 +81,11 @@ async function folderCandidates(folder: string, name: string): Promise<ModelCand
       cause: error,
     });
   });
-  const files = entries.filter((e) => e.isFile() || e.isSymbolicLink()).map((e) => e.name).sort();
+  // Regular files only, links followed: opening a FIFO or a device would block one of libuv's few threads for good.
+  const regular = await Promise.all(
+    entries.map(async (e) => (e.isFile() || (e.isSymbolicLink() && (await statOrNull(join(folder, e.name)))?.isFile()) ? e.name : null)),
+  );
+  const files = regular.filter((name): name is string => name !== null).sort();
   const candidates: ModelCandidate[] = [];
 
   const shardSets = new Map<string, { total: number; shards: Set<number> }>();

@@ -229,6 +229,7 @@ async function readTextOrNull(path: string): Promise<string | null> {
   return readFile(path, 'utf8');
 }
 
+/** The size of a model file, which must be a regular file: reading a FIFO or a device would never end. */
 async function fileSize(path: string): Promise<number> {
   const info = await stat(path).catch((error: NodeJS.ErrnoException) => {
     throw new NodeError(`Model file ${basename(path)} cannot be read: ${error.code ?? error.message}`, {
@@ -237,6 +238,7 @@ async function fileSize(path: string): Promise<number> {
       cause: error,
     });
   });
+  if (!info.isFile()) throw invalidModel(`${basename(path)} is not a regular file`);
   return info.size;
 }
 

@@ -326,3 +326,61 @@ describe('Registry leases and unloading', () => {
     await expect(registry.acquireModel('m')).rejects.toMatchObject({ code: 'shutting_down' });
   });
 });
+
+describe('Registry under racing and careless requests', () => {
+  it('makes a request for a model being unloaded wait for the unload and load it again, never 404', async () => {
+    const { registry, engine } = await setUp({ gateUnloads: true });
+    await model('m');
+    await registry.loadModel('m');
+    const unloading = registry.unloadModel('m');
+    await expect.poll(() => engine.unloads).toEqual(['m']); // the engine is unloading it now
+    let leased = false;
+    const acquiring = registry.acquireModel('m').then((lease) => {
+      leased = true;
+      return lease;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(leased).toBe(false); // waits for the unload
+    engine.releaseUnloads();
+    await unloading;
+    const lease = await acquiring;
+    expect(lease.model).toMatchObject({ id: 'm', activeRequests: 1 });
+    expect(engine.loads.map((l) => l.modelId)).toEqual(['m', 'm']);
+    lease.release();
+    const closing = registry.close(); // its unload is gated too
+    await expect.poll(() => engine.unloads.length).toBe(2);
+    engine.releaseUnloads();
+    await closing;
+  });
+
+  it('answers a second load of one id with other settings with 409, whether the first is done or in progress', async () => {
+    const { registry, engine } = await setUp({ gateLoads: true });
+    await model('m');
+    const first = registry.loadModel('m', { contextLength: 512 });
+    const second = registry.loadModel('m', { contextLength: 2048 });
+    const same = registry.loadModel('m', { contextLength: 512 });
+    await expect.poll(() => engine.loads.length).toBe(1); // the engine is loading it now
+    engine.releaseLoads();
+    await expect(first).resolves.toMatchObject({ contextLength: 512 });
+    await expect(second).rejects.toMatchObject({ code: 'model_loaded_differently', status: 409, message: expect.stringContaining('context_length 512, not 2048') });
+    await expect(same).resolves.toMatchObject({ contextLength: 512 });
+    await expect(registry.loadModel('m', { parallel: 4 })).rejects.toMatchObject({ code: 'model_loaded_differently' });
+    await expect(registry.loadModel('m')).resolves.toMatchObject({ id: 'm' }); // naming nothing is no clash
+    expect(engine.loads).toHaveLength(1);
+  });
+
+  it('leaves a model used within idleForMs to the monitor\'s next look', async () => {
+    const { registry } = await setUp();
+    await model('m');
+    (await registry.acquireModel('m')).release();
+    await expect(registry.unloadIdleLeastRecentlyUsed({ idleForMs: 60_000 })).resolves.toBeNull();
+    await expect(registry.unloadIdleLeastRecentlyUsed({ idleForMs: 0 })).resolves.toMatchObject({ id: 'm' });
+  });
+
+  it('says a model is missing without naming the models folder', async () => {
+    const { registry } = await setUp();
+    const refused: Error = await registry.loadModel('absent').then(() => new Error('loaded'), (error: Error) => error);
+    expect(refused).toMatchObject({ code: 'model_not_found' });
+    expect(refused.message).not.toContain(modelsDir);
+  });
+});

@@ -11,6 +11,7 @@ import { EngineSupervisor } from './engine-supervisor.js';
 import type { RestartPolicy } from './engine-supervisor.js';
 import { NodeError, toNodeError } from './errors.js';
 import { LeasedGeneration } from './leased-generation.js';
+import { publicError } from './public-error.js';
 import { locateModel } from './model-files.js';
 import { modelInfoReader } from './model-info.js';
 import type { ModelInfo } from './model-info.js';
@@ -115,6 +116,10 @@ interface ModelState {
   id: string;
   engine: Engine;
   engineId: string;
+  /** What the load asked for, which a later load of the id must not contradict. */
+  requested: { contextLength: number; parallel: number };
+  /** Set while the model unloads: a request for it waits, then loads it again. */
+  unloading: Promise<void> | null;
   model: Omit<LoadedModel, 'lastUsedAt' | 'activeRequests'>;
   lastUsedAt: number;
   activeRequests: number;
@@ -134,13 +139,15 @@ export class Registry {
   /** Every plugin folder discovery looked at; loaded ones with their supervisor. */
   readonly #engines: { record: EngineRecord; supervisor: EngineSupervisor | null }[] = [];
   readonly #modelsDir: string;
+  /** The folders whose paths clients see relative to them (publicError). */
+  readonly #folders: readonly string[];
   readonly #limitBytes: number;
   readonly #sampler: VramSampler;
   readonly #logger: RegistryLogger | undefined;
   readonly #defaultContextLength: number | undefined;
   readonly #defaultParallel: number;
   readonly #models = new Map<string, ModelState>();
-  readonly #loading = new Map<string, Promise<LoadedModel>>();
+  readonly #loading = new Map<string, { promise: Promise<LoadedModel>; options: LoadModelOptions }>();
   readonly #readModelInfo = modelInfoReader();
   #queueTail: Promise<unknown> = Promise.resolve();
   #closing: Promise<void> | null = null;
@@ -149,6 +156,7 @@ export class Registry {
     this.backend = options.gpu.backend;
     this.deviceIndex = options.deviceIndex ?? 0;
     this.#modelsDir = resolve(options.modelsDir);
+    this.#folders = [this.#modelsDir, ...options.enginesDirs.map((dir) => resolve(dir))];
     this.#limitBytes = limitBytes;
     this.#sampler = options.sampler ?? createVramSampler(options.gpu);
     this.#logger = options.logger;
@@ -177,7 +185,8 @@ export class Registry {
     });
     for (const { record, engine, start } of discovered) {
       const supervisor = engine && start ? registry.#supervise(record, engine, start, options.restartPolicy) : null;
-      registry.#engines.push({ record, supervisor });
+      const error = record.error && publicError(record.error, registry.#folders);
+      registry.#engines.push({ record: { ...record, error }, supervisor });
     }
     return registry;
   }
@@ -186,7 +195,8 @@ export class Registry {
   get engines(): readonly EngineRecord[] {
     return this.#engines.map(({ record, supervisor }) => {
       if (!supervisor || supervisor.status === 'loaded') return record;
-      return { ...record, status: supervisor.status, error: supervisor.failure };
+      const failure = supervisor.failure && publicError(supervisor.failure, this.#folders);
+      return { ...record, status: supervisor.status, error: failure };
     });
   }
 
@@ -204,18 +214,20 @@ export class Registry {
     const ref = parseModelRef(modelId);
     checkLoadOptions(options);
     const loaded = this.#models.get(modelId);
-    if (loaded) {
-      if (options.format !== undefined && options.format !== loaded.model.format) {
-        throw new NodeError(`Model '${modelId}' is ${loaded.model.format}, not ${options.format}`, {
-          type: 'invalid_request_error',
-          code: 'format_mismatch',
-        });
-      }
+    if (loaded && !loaded.unloading) {
+      checkSameLoad(modelId, loaded, options);
       return snapshot(loaded);
     }
     const pending = this.#loading.get(modelId);
-    if (pending) return pending;
+    if (pending) {
+      // One load per id: a second request with other settings waits for it and is refused if they clash.
+      const model = await pending.promise;
+      const state = this.#models.get(modelId);
+      if (state) checkSameLoad(modelId, state, options);
+      return model;
+    }
     const loading = (async () => {
+      await loaded?.unloading?.catch(() => undefined); // an unload in progress finishes first
       const candidate = await locateModel(this.#modelsDir, ref, options.format);
       const info = await this.#readModelInfo(candidate);
       const supervisor = this.#resolveEngine(info);
@@ -228,7 +240,7 @@ export class Registry {
       };
       return this.#serially(() => this.#admitAndLoad(modelId, supervisor, info, params));
     })();
-    this.#loading.set(modelId, loading);
+    this.#loading.set(modelId, { promise: loading, options });
     try {
       return await loading;
     } finally {
@@ -240,7 +252,7 @@ export class Registry {
   async unloadModel(modelId: string): Promise<void> {
     this.#assertOpen();
     parseModelRef(modelId);
-    await this.#loading.get(modelId)?.catch(() => undefined);
+    await this.#loading.get(modelId)?.promise.catch(() => undefined);
     await this.#serially(async () => {
       const state = this.#models.get(modelId);
       if (!state) {
@@ -257,22 +269,29 @@ export class Registry {
     });
   }
 
-  /** Holds a model for one generation, loading it first if needed (with `options`, on first load only). */
+  /**
+   * Holds a model for one generation, loading it first if needed (with `options`, on first load only). A model
+   * being unloaded is waited for and loaded again: a request never sees a model that exists as not found.
+   */
   async acquireModel(modelId: string, options: LoadModelOptions = {}): Promise<ModelLease> {
     for (;;) {
       this.#assertOpen();
       const state = this.#models.get(modelId);
-      if (state) return lease(state);
-      // The monitor may unload it again between the load and this turn; then load once more.
+      if (state && !state.unloading) return lease(state, this.#toNodeError);
+      // Unloading, or unloaded again by the monitor between the load and this turn: load once more.
       await this.loadModel(modelId, options);
     }
   }
 
-  /** For the resource monitor: unloads the idle model used longest ago and returns it; null when none is idle. */
-  async unloadIdleLeastRecentlyUsed(): Promise<LoadedModel | null> {
+  /**
+   * For the resource monitor: unloads the model used longest ago among those idle for at least `idleForMs`
+   * (default 0), and returns it; null when none is.
+   */
+  async unloadIdleLeastRecentlyUsed({ idleForMs = 0 }: { idleForMs?: number } = {}): Promise<LoadedModel | null> {
     if (this.#closing) return null;
     return this.#serially(async () => {
-      const idle = [...this.#models.values()].filter((s) => s.activeRequests === 0);
+      const since = Date.now() - idleForMs;
+      const idle = [...this.#models.values()].filter((s) => s.activeRequests === 0 && !s.unloading && s.lastUsedAt <= since);
       const oldest = idle.sort((a, b) => a.lastUsedAt - b.lastUsedAt)[0];
       if (!oldest) return null;
       await this.#unload(oldest);
@@ -390,7 +409,7 @@ export class Registry {
     const engine = await supervisor.engine();
     const engineId = engine.info.id;
     const estimated = await engine.estimateVram(params).catch((error) => {
-      throw toNodeError(error);
+      throw this.#toNodeError(error);
     });
     const required = estimated ?? estimateModelVram(info, { contextLength: params.contextLength!, parallel: params.parallel! }).totalBytes;
     const { availableBytes } = await this.vramStatus();
@@ -402,13 +421,15 @@ export class Registry {
     }
     const budget = Number.isFinite(availableBytes) ? { vramBudgetBytes: availableBytes } : {};
     const loaded = await engine.loadModel(modelId, { ...params, ...budget }).catch((error) => {
-      throw toNodeError(error);
+      throw this.#toNodeError(error);
     });
     const now = Date.now();
     const state: ModelState = {
       id: modelId,
       engine,
       engineId,
+      requested: { contextLength: params.contextLength!, parallel: params.parallel! },
+      unloading: null,
       model: {
         id: modelId,
         engineId,
@@ -430,13 +451,23 @@ export class Registry {
     return snapshot(state);
   }
 
-  async #unload(state: ModelState): Promise<void> {
-    await state.engine.unloadModel(state.id).catch((error) => {
-      throw toNodeError(error);
-    });
-    this.#models.delete(state.id);
-    this.#logger?.info({ model: state.id, engine: state.engineId, bytes: state.model.vramBytes }, 'model unloaded');
+  /** Unloads a model; while it does, requests for it wait (acquireModel) and then load it again. */
+  #unload(state: ModelState): Promise<void> {
+    state.unloading ??= (async () => {
+      try {
+        await state.engine.unloadModel(state.id);
+      } catch (error) {
+        state.unloading = null;
+        throw this.#toNodeError(error);
+      }
+      if (this.#models.get(state.id) === state) this.#models.delete(state.id);
+      this.#logger?.info({ model: state.id, engine: state.engineId, bytes: state.model.vramBytes }, 'model unloaded');
+    })();
+    return state.unloading;
   }
+
+  /** An engine's error as a client may read it (publicError). */
+  readonly #toNodeError = (error: unknown): NodeError => publicError(toNodeError(error), this.#folders);
 
   #heldBytes(): number {
     let held = 0;
@@ -457,13 +488,13 @@ export class Registry {
   }
 }
 
-function lease(state: ModelState): ModelLease {
+function lease(state: ModelState, toPublic: (error: unknown) => NodeError): ModelLease {
   state.activeRequests += 1;
   state.lastUsedAt = Date.now();
   let released = false;
   return {
     model: snapshot(state),
-    generate: (request, options) => new LeasedGeneration(state.engine.generate({ ...request, modelId: state.id }, options)),
+    generate: (request, options) => new LeasedGeneration(state.engine.generate({ ...request, modelId: state.id }, options), toPublic),
     release() {
       if (released) return;
       released = true;
@@ -480,6 +511,25 @@ function snapshot(state: ModelState): LoadedModel {
 function pluginNames(engines: { record: EngineRecord }[]): string {
   const names = engines.map((d) => `'${d.record.id}'`);
   return names.length === 1 ? `plugin ${names[0]}` : `plugins ${names.join(', ')}`;
+}
+
+/** A load of a loaded (or loading) id with settings of its own must name the ones it was loaded with. */
+function checkSameLoad(modelId: string, state: ModelState, options: LoadModelOptions): void {
+  if (options.format !== undefined && options.format !== state.model.format) {
+    throw new NodeError(`Model '${modelId}' is ${state.model.format}, not ${options.format}`, {
+      type: 'invalid_request_error',
+      code: 'format_mismatch',
+    });
+  }
+  for (const [field, name] of [['contextLength', 'context_length'], ['parallel', 'parallel']] as const) {
+    const wanted = options[field];
+    if (wanted !== undefined && wanted !== state.requested[field]) {
+      throw new NodeError(
+        `Model '${modelId}' is loaded with ${name} ${state.requested[field]}, not ${wanted}; unload it first to load it with other settings`,
+        { type: 'invalid_request_error', code: 'model_loaded_differently', status: 409 },
+      );
+    }
+  }
 }
 
 function checkLoadOptions(options: LoadModelOptions): void {

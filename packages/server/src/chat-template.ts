@@ -1,59 +1,78 @@
-import { Template } from '@huggingface/jinja';
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
 import type { ModelInfo } from '@llm-node/registry';
 import { apiError } from './errors.js';
 import type { ChatMessage } from './schemas.js';
+import type { RenderOutcome, RenderTask } from './template-worker.js';
 
 /** ChatML: what a model that ships no chat template gets (the README says so). */
 const FALLBACK_CHAT_TEMPLATE =
   "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endfor %}" +
   "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
+/** A render that takes longer is stopped, its worker ended: a template's loop must not run for ever. */
+const RENDER_TIMEOUT_MS = 2_000;
+/** The heap a worker may grow to, for the same reason. */
+const RENDER_HEAP_MB = 256;
+
 export interface ChatPromptInput {
   messages: readonly ChatMessage[];
   tools?: readonly Record<string, unknown>[] | null;
 }
 
-export type ChatTemplates = (model: ModelInfo, input: ChatPromptInput) => string;
+export interface ChatTemplates {
+  render(model: ModelInfo, input: ChatPromptInput): Promise<string>;
+  close(): Promise<void>;
+}
+
+// The compiled worker: beside this module in dist/, or from src/ (where the tests import it) in ../dist/.
+const WORKER = new URL('../dist/template-worker.js', import.meta.url);
 
 /**
- * Renders chats with each model's own template, compiled once per distinct template text. The variables
- * are those of Hugging Face's apply_chat_template (raise_exception and strftime_now come with the Jinja
- * runtime). Like llama.cpp's server, a BOS the template writes is dropped when the tokenizer adds one
- * itself, so that the prompt, tokenized with special tokens added, starts with exactly one.
+ * Renders chats with each model's own template in a pool of worker threads, so that a template's loop or
+ * memory can never stall the node: a render over RENDER_TIMEOUT_MS or RENDER_HEAP_MB ends its worker and is
+ * refused. Templates are compiled once per worker per distinct text. The variables are those of Hugging
+ * Face's apply_chat_template (raise_exception and strftime_now come with the Jinja runtime). Like llama.cpp's
+ * server, a BOS the template writes is dropped when the tokenizer adds one itself, so that the prompt,
+ * tokenized with special tokens added, starts with exactly one.
  */
 export function createChatTemplates(): ChatTemplates {
-  const compiled = new Map<string, Template>();
+  const pool = new Piscina<RenderTask, RenderOutcome>({
+    filename: WORKER.href,
+    minThreads: 1,
+    maxThreads: Math.max(1, Math.min(4, availableParallelism())),
+    idleTimeout: 60_000,
+    resourceLimits: { maxOldGenerationSizeMb: RENDER_HEAP_MB },
+  });
 
-  function compile(source: string): Template {
-    let template = compiled.get(source);
-    if (template === undefined) {
-      try {
-        template = new Template(source);
-      } catch (error) {
-        throw apiError('chat_template_error', `The model's chat template does not compile: ${messageOf(error)}`);
-      }
-      compiled.set(source, template);
-    }
-    return template;
-  }
-
-  return (model, { messages, tools }) => {
-    const template = compile(model.chatTemplate ?? FALLBACK_CHAT_TEMPLATE);
-    let prompt: string;
-    try {
-      prompt = template.render({
+  return {
+    async render(model, { messages, tools }) {
+      const source = model.chatTemplate ?? FALLBACK_CHAT_TEMPLATE;
+      const variables = {
         messages: messages.map(templateMessage),
         add_generation_prompt: true,
         bos_token: model.bosToken ?? '',
         eos_token: model.eosToken ?? '',
         // Templates test `tools is not none`: an empty list means no tools, as if none were given.
         ...(tools && tools.length > 0 ? { tools } : {}),
-      });
-    } catch (error) {
-      throw apiError('invalid_request_error', `The model's chat template refused these messages: ${messageOf(error)}`);
-    }
-    if (model.addBosToken === true && model.bosToken && prompt.startsWith(model.bosToken)) return prompt.slice(model.bosToken.length);
-    return prompt;
+      };
+      let outcome: RenderOutcome;
+      try {
+        outcome = await pool.run({ source, variables }, { signal: AbortSignal.timeout(RENDER_TIMEOUT_MS) });
+      } catch (error) {
+        const reason = (error as Error).name === 'AbortError' ? `took longer than ${RENDER_TIMEOUT_MS / 1000} s` : `failed: ${(error as Error).message}`;
+        throw apiError('chat_template_error', `Rendering the model's chat template ${reason}`);
+      }
+      if ('failed' in outcome) {
+        throw outcome.failed === 'compile'
+          ? apiError('chat_template_error', `The model's chat template does not compile: ${outcome.message}`)
+          : apiError('invalid_request_error', `The model's chat template refused these messages: ${outcome.message}`);
+      }
+      const prompt = outcome.text;
+      if (model.addBosToken === true && model.bosToken && prompt.startsWith(model.bosToken)) return prompt.slice(model.bosToken.length);
+      return prompt;
+    },
+    close: () => pool.destroy(),
   };
 }
 
@@ -61,8 +80,4 @@ export function createChatTemplates(): ChatTemplates {
 function templateMessage(message: ChatMessage): Record<string, unknown> {
   const { content, ...rest } = message;
   return { ...rest, content: Array.isArray(content) ? content.map((part) => part.text).join('\n') : content };
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -9,11 +9,15 @@ import { NodeError, type NodeErrorType } from '@llm-node/registry';
 const SERVER_ERRORS = {
   invalid_request_error: ['invalid_request_error', 400],
   invalid_json: ['invalid_request_error', 400],
+  invalid_body: ['invalid_request_error', 400],
   invalid_parameter: ['invalid_request_error', 400],
   unsupported_parameter: ['invalid_request_error', 400],
   invalid_api_key: ['authentication_error', 401],
   not_found: ['not_found_error', 404],
+  host_not_allowed: ['authentication_error', 403],
   payload_too_large: ['invalid_request_error', 413],
+  unsupported_encoding: ['invalid_request_error', 415],
+  headers_too_large: ['invalid_request_error', 431],
   chat_template_error: ['invalid_request_error', 422],
   internal_error: ['server_error', 500],
   shutting_down: ['server_error', 503],
@@ -33,13 +37,18 @@ export function toApiError(error: unknown): NodeError {
   return bodyParserError(error) ?? apiError('internal_error', 'Internal server error');
 }
 
-/** express.json() reports its failures as http-errors with a `type`; they become the envelope too. */
+/**
+ * express.json() reports its failures as http-errors (a `status`, and a `type` for the ones it names); they are
+ * the client's, and become the envelope too: a body that does not decompress (garbage or cut-short gzip,
+ * deflate, brotli) is a 400, an encoding it cannot read a 415.
+ */
 function bodyParserError(error: unknown): NodeError | null {
-  if (typeof error !== 'object' || error === null || !('type' in error) || !('status' in error)) return null;
-  const { type, status, message } = error as { type: unknown; status: unknown; message?: unknown };
+  if (typeof error !== 'object' || error === null || !('status' in error)) return null;
+  const { type, status, message } = error as { type?: unknown; status: unknown; message?: unknown };
   if (type === 'entity.parse.failed') return apiError('invalid_json', `The request body is not valid JSON: ${String(message)}`);
   if (type === 'entity.too.large') return apiError('payload_too_large', 'The request body is larger than the server accepts');
-  if (typeof status === 'number' && status >= 400 && status < 500) return apiError('invalid_request_error', String(message));
+  if (type === 'encoding.unsupported') return apiError('unsupported_encoding', `The request body's ${String(message)}`);
+  if (typeof status === 'number' && status >= 400 && status < 500) return apiError('invalid_body', `The request body cannot be read: ${String(message)}`);
   return null;
 }
 

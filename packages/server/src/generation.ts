@@ -13,7 +13,7 @@ export interface CompletionJob {
   includeUsage: boolean;
   options: Omit<GenerateRequest, 'prompt' | 'modelId'>;
   /** The prompt for the model that serves the request (a chat is rendered with the model's own template). */
-  prompt(model: ModelInfo): string;
+  prompt(model: ModelInfo): string | Promise<string>;
   format: CompletionFormat;
 }
 
@@ -41,11 +41,25 @@ const TOKENS_PER_WRITE = 64;
  * body or as SSE, one event per token. Failures before the first token are plain HTTP errors; later
  * ones end the stream with an error event.
  */
-export async function serveCompletion(context: ServerContext, res: Response, job: CompletionJob): Promise<void> {
+export function serveCompletion(context: ServerContext, res: Response, job: CompletionJob): Promise<void> {
+  res.locals.generation = { model: job.modelId };
+  const served = serve(context, res, job);
+  // The request's log line waits for this: a client that left early is logged with what its generation did.
+  res.locals.served = served.catch(() => undefined);
+  return served;
+}
+
+async function serve(context: ServerContext, res: Response, job: CompletionJob): Promise<void> {
+  // Before the lease: a client that leaves while its model loads must not leave a generation behind.
+  const signal = context.lifecycle.generationSignal(res);
   const lease = await context.registry.acquireModel(job.modelId);
   try {
-    const prompt = job.prompt(lease.model.info);
-    const signal = context.lifecycle.generationSignal(res);
+    if (signal.aborted) {
+      const error = context.lifecycle.abortError(signal);
+      if (error) throw error;
+      return;
+    }
+    const prompt = await job.prompt(lease.model.info);
     const timing: Timing = { startedAt: performance.now(), firstTokenAt: null };
     const generation = lease.generate({ ...job.options, prompt }, { signal });
     // Every path below settles the result; this only keeps an early failure from counting as unhandled.
@@ -81,18 +95,22 @@ async function streamCompletion(
   try {
     if (!first.done) {
       timing.firstTokenAt = performance.now();
-      await writeTokens(context, res, first.value, format, signal);
+      await writeTokens(context, res, first.value, format, signal, generation);
     }
     for await (const chunk of generation) {
       if (signal.aborted) break;
-      await writeTokens(context, res, chunk, format, signal);
+      await writeTokens(context, res, chunk, format, signal, generation);
     }
     const result = await generation.result;
     recordFigures(context, res, job, result, timing);
     if (signal.aborted) endAborted(context, res, signal);
     else res.end(format.closing(apiFinishReason(result), job.includeUsage ? usageOf(result) : null));
   } catch (error) {
-    if (signal.aborted) endAborted(context, res, signal);
+    if (error instanceof ClientNotReading) {
+      context.logger.warn({ model: job.modelId, unread: generation.buffered }, 'the client stopped reading its stream; ended it');
+      await generation.return?.();
+      res.destroy();
+    } else if (signal.aborted) endAborted(context, res, signal);
     else {
       context.logger.error({ err: error, model: job.modelId }, 'generation failed mid-stream');
       res.end(`data: ${JSON.stringify(toApiError(error).toJSON())}\n\n`);
@@ -143,13 +161,49 @@ async function answerCompletion(
  * thousands, so they go out TOKENS_PER_WRITE at a time, each write taking its place in the turns shared by
  * all streams, so that other streams and /health are not held up behind one stream's or all streams' writes.
  */
-async function writeTokens(context: ServerContext, res: Response, chunk: TokenChunk, format: CompletionFormat, signal: AbortSignal): Promise<void> {
+async function writeTokens(
+  context: ServerContext,
+  res: Response,
+  chunk: TokenChunk,
+  format: CompletionFormat,
+  signal: AbortSignal,
+  generation: Generation,
+): Promise<void> {
   for (let from = 0; from < chunk.tokenCount && !signal.aborted; from += TOKENS_PER_WRITE) {
     const turn = context.writeTurns.reserve();
     if (turn) await turn;
     if (signal.aborted) return;
     const events = tokenEvents(chunk, format, from, Math.min(chunk.tokenCount, from + TOKENS_PER_WRITE));
-    if (events !== '' && !res.write(events)) await once(res, 'drain', { signal });
+    if (events !== '' && !res.write(events)) await drained(res, signal, generation);
+  }
+}
+
+/** A client that stops reading is given this long to read again before its stream is ended. */
+const SLOW_CLIENT_MS = 30_000;
+/** ...and at most this much text (UTF-16 code units) may pile up for it meanwhile. */
+const MAX_UNREAD = 4 * 1024 * 1024;
+
+/** The client stopped reading its stream: it is ended, and the engine stops generating for it. */
+class ClientNotReading extends Error {}
+
+/**
+ * Waits for the socket to take what was written. The engine goes on generating meanwhile (the ABI has no
+ * pause, and an engine's other requests must not wait for one slow reader), so what it makes piles up here:
+ * past SLOW_CLIENT_MS or MAX_UNREAD the stream is given up rather than the node's memory.
+ */
+async function drained(res: Response, signal: AbortSignal, generation: Generation): Promise<void> {
+  const startedAt = Date.now();
+  const giveUp = new AbortController();
+  const check = setInterval(() => {
+    if (Date.now() - startedAt > SLOW_CLIENT_MS || generation.buffered > MAX_UNREAD) giveUp.abort();
+  }, 100);
+  try {
+    await once(res, 'drain', { signal: AbortSignal.any([signal, giveUp.signal]) });
+  } catch (error) {
+    if (giveUp.signal.aborted && !signal.aborted) throw new ClientNotReading();
+    throw error;
+  } finally {
+    clearInterval(check);
   }
 }
 

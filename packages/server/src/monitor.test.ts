@@ -14,7 +14,7 @@ afterAll(async () => {
 });
 
 describe('resource monitor', () => {
-  test('at 90% of the VRAM limit it unloads the least recently used idle model, never one in use', async () => {
+  test('at 90% of the VRAM limit it unloads the least recently used model idle for 30 checks, never one in use', async () => {
     for (const model_id of ['echo', 'echo-slow']) {
       expect((await node.post('/api/models/load', { model_id })).status).toBe(200);
     }
@@ -25,6 +25,22 @@ describe('resource monitor', () => {
     } finally {
       sampler.usedBytes = 0;
       lease.release();
+    }
+  });
+});
+
+describe('resource monitor under pressure it cannot relieve', () => {
+  test('does not unload a model between the requests of a steady client', async () => {
+    const steady = await startTestNode({ sampler: settableSampler(15 * GIB), monitorIntervalMs: 100 });
+    try {
+      // A request every 0.5 s for 2.5 s, the pressure above 90% throughout: the model stays loaded.
+      for (let i = 0; i < 5; i++) {
+        expect((await steady.post('/v1/completions', { model: 'echo', prompt: 'hello' })).status).toBe(200);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+      expect(steady.registry.models().map((model) => model.id)).toEqual(['echo']);
+    } finally {
+      await steady.close();
     }
   });
 });

@@ -35,7 +35,10 @@ export function nodeRoutes(context: ServerContext): Router {
   return router;
 }
 
-/** The seed's fields first; skipped and rejected plugins carry their error envelope's inner object. */
+/**
+ * The quickstart's fields first; skipped and rejected plugins carry their error envelope's inner object. No path
+ * of this machine: the log has those.
+ */
 function engineJson(engine: EngineRecord): object {
   return {
     id: engine.id,
@@ -45,7 +48,6 @@ function engineJson(engine: EngineRecord): object {
     status: engine.status,
     formats: engine.manifest?.formats ?? [],
     capabilities: engine.capabilities,
-    path: engine.path,
     ...(engine.error ? { error: engine.error.toJSON().error } : {}),
     ...(engine.warnings.length > 0 ? { warnings: engine.warnings } : {}),
   };

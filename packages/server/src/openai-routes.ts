@@ -27,7 +27,7 @@ export function openAiRoutes(context: ServerContext): Router {
       stream: body.stream === true,
       includeUsage: body.stream_options?.include_usage === true,
       options: generationOptions(body),
-      prompt: (model) => context.chatTemplates(model, body),
+      prompt: (model) => context.chatTemplates.render(model, body),
       format: chatFormat(body.model),
     });
   });
@@ -50,7 +50,7 @@ export function openAiRoutes(context: ServerContext): Router {
     const body = parseBody(chatCompletionBody, req.body);
     const lease = await context.registry.acquireModel(body.model);
     try {
-      res.json({ prompt: context.chatTemplates(lease.model.info, body) });
+      res.json({ prompt: await context.chatTemplates.render(lease.model.info, body) });
     } finally {
       lease.release();
     }

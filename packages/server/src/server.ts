@@ -7,7 +7,9 @@ import type { Registry } from '@llm-node/registry';
 import { requireApiKey } from './auth.js';
 import { createChatTemplates } from './chat-template.js';
 import type { ServerContext } from './context.js';
+import { defaultMaxConnections, guardConnections } from './connection-guard.js';
 import { errorHandler, notFound } from './errors.js';
+import { checkHost } from './host-check.js';
 import { Lifecycle } from './lifecycle.js';
 import { Metrics } from './metrics.js';
 import { startResourceMonitor } from './monitor.js';
@@ -24,6 +26,10 @@ export interface ServerOptions {
   monitorIntervalMs?: number;
   /** Largest request body accepted, in bytes or as body-parser reads it ('4mb'); default '4mb'. */
   bodyLimit?: number | string;
+  /** Host header names served besides IP addresses and localhost (DNS rebinding protection); 'all' turns the check off. */
+  allowedHosts?: readonly string[] | 'all';
+  /** Most connections kept open; default from the open-file limit (defaultMaxConnections). */
+  maxConnections?: number;
 }
 
 export interface LlmNodeServer {
@@ -60,7 +66,9 @@ export function createServer(options: ServerOptions): LlmNodeServer {
   return {
     app,
     async listen(port, host = '127.0.0.1') {
-      const server = createHttpServer({ noDelay: true }, app);
+      // The parser looks for connections over their headers' time limit every second, not every 30 s.
+      const server = createHttpServer({ noDelay: true, connectionsCheckingInterval: 1000 }, app);
+      guardConnections(server, options.maxConnections ?? defaultMaxConnections());
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, host, () => {
@@ -83,6 +91,7 @@ export function createServer(options: ServerOptions): LlmNodeServer {
         // Nothing is in flight any more: what is left are idle keep-alive connections.
         server?.closeAllConnections();
         await closed;
+        await context.chatTemplates.close();
       })();
       return closing;
     },
@@ -94,6 +103,7 @@ function createApp(context: ServerContext, options: ServerOptions): Express {
   app.disable('x-powered-by');
   app.disable('etag');
   app.use(observeRequests(context));
+  app.use(checkHost(options.allowedHosts ?? []));
   // Liveness and readiness: before the key and the body parser, and answered during shutdown too.
   app.get('/health', (_req, res) => {
     if (context.lifecycle.shuttingDown) res.status(503).json({ status: 'shutting_down' });
@@ -112,17 +122,22 @@ function createApp(context: ServerContext, options: ServerOptions): Express {
   return app;
 }
 
-/** One log line and one metrics count per request, when its response closes. */
+const CLIENT_CLOSED = 499;
+
+/** One log line and one metrics count per request, when its response has closed and its generation ended. */
 function observeRequests({ logger, metrics }: ServerContext): RequestHandler {
   return (req, res, next) => {
     const startedAt = performance.now();
-    res.once('close', () => {
+    res.once('close', () => void Promise.resolve(res.locals.served).then(() => {
       const route = req.route ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
-      metrics.countRequest(req.method, route, res.statusCode);
+      // A response its client did not wait for counts as 499 (nginx's "client closed request"), whatever
+      // status had been sent when it left.
+      const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED;
+      metrics.countRequest(req.method, route, status);
       const summary = {
         method: req.method,
         url: req.originalUrl,
-        status: res.statusCode,
+        status,
         ms: Math.round(performance.now() - startedAt),
         ...(res.writableFinished ? {} : { clientClosed: true }),
         ...res.locals.generation,
@@ -130,7 +145,7 @@ function observeRequests({ logger, metrics }: ServerContext): RequestHandler {
       // Probes come every few seconds: kept out of the default log level.
       if (route === '/health' || route === '/metrics') logger.debug(summary, 'request');
       else logger.info(summary, 'request');
-    });
+    }));
     next();
   };
 }

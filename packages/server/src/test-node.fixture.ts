@@ -32,7 +32,7 @@ export function settableSampler(usedBytes = 0): VramSampler & { usedBytes: numbe
   };
 }
 
-export interface TestNodeOptions extends Pick<ServerOptions, 'apiKey' | 'monitorIntervalMs' | 'bodyLimit'> {
+export interface TestNodeOptions extends Pick<ServerOptions, 'apiKey' | 'monitorIntervalMs' | 'bodyLimit' | 'allowedHosts' | 'maxConnections'> {
   sampler?: VramSampler;
   vramLimitBytes?: number;
   /** How the registry treats engine hosts that hang or keep crashing. */
@@ -95,6 +95,8 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
     ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
     ...(options.monitorIntervalMs === undefined ? {} : { monitorIntervalMs: options.monitorIntervalMs }),
     ...(options.bodyLimit === undefined ? {} : { bodyLimit: options.bodyLimit }),
+    ...(options.allowedHosts === undefined ? {} : { allowedHosts: options.allowedHosts }),
+    ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
   });
   const address = await server.listen(0, '127.0.0.1');
   const baseUrl = `http://127.0.0.1:${address.port}`;

@@ -16,8 +16,10 @@ export interface FakeEngineBehaviour {
   /** LoadedModelInfo.vramBytes for every load; default: the estimate, else 0. */
   vramBytes?: number;
   failLoad?: { code: EngineErrorCode; message: string };
-  /** Resolves each loadModel only when the test calls the returned function. */
+  /** Resolves each loadModel only when the test calls releaseLoads(). */
   gateLoads?: boolean;
+  /** Resolves each unloadModel only when the test calls releaseUnloads(). */
+  gateUnloads?: boolean;
 }
 
 export interface FakeEngine extends Engine {
@@ -27,10 +29,12 @@ export interface FakeEngine extends Engine {
   unloads: string[];
   closed: boolean;
   releaseLoads(): void;
+  releaseUnloads(): void;
 }
 
 export function fakeEngine(path: string, id: string, behaviour: FakeEngineBehaviour = {}): FakeEngine {
   const gates: (() => void)[] = [];
+  const unloadGates: (() => void)[] = [];
   let closed!: (exit: EngineExit) => void;
   const exited = new Promise<EngineExit>((resolve) => (closed = resolve));
   const engine: FakeEngine = {
@@ -42,6 +46,7 @@ export function fakeEngine(path: string, id: string, behaviour: FakeEngineBehavi
     unloads: [],
     closed: false,
     releaseLoads: () => gates.splice(0).forEach((open) => open()),
+    releaseUnloads: () => unloadGates.splice(0).forEach((open) => open()),
     async init(config) {
       engine.initConfig = config;
     },
@@ -53,6 +58,7 @@ export function fakeEngine(path: string, id: string, behaviour: FakeEngineBehavi
     },
     async unloadModel(modelId) {
       engine.unloads.push(modelId);
+      if (behaviour.gateUnloads) await new Promise<void>((open) => unloadGates.push(open));
     },
     async estimateVram() {
       return behaviour.estimate ?? null;
