@@ -56,6 +56,8 @@ beforeAll(async () => {
       engineStallTimeoutSeconds: undefined,
       modelLoadTimeoutSeconds: undefined,
       apiKey: undefined,
+      allowedHosts: [],
+      maxConnections: undefined,
       logLevel: 'silent',
       contextLength: 512,
       parallel: 4,
@@ -174,6 +176,16 @@ describe.skipIf(!built)('the llama_cpp plugin behind llm-node', () => {
     expect(response.status).toBe(502);
     expect(await response.json()).toMatchObject({ error: { code: 'engine_crashed', message: expect.stringMatching(process.platform === 'win32' ? /exited with status/ : /SIGABRT/) } });
     expect((await chat('Still there?')).length).toBeGreaterThan(0); // the engine restarted and loaded tiny again
+  });
+
+  it('refuses prompts dense with special tokens at once, eight at a time, while /health answers', async () => {
+    const dense = '<|eot_id|>x'.repeat(30_000); // 60,000 tokens: far over the context, found out quickly
+    const requests = Array.from({ length: 8 }, () => post('/v1/completions', { model: 'tiny', prompt: dense, max_tokens: 1 }));
+    expect((await fetch(`${base}/health`)).status).toBe(200);
+    for (const response of await Promise.all(requests)) {
+      expect(response.status).toBe(400);
+      expect(await response.json()).toMatchObject({ error: { code: 'context_length_exceeded', message: expect.stringContaining('60001 tokens') } });
+    }
   });
 
   it('frees the model\'s memory on unload', async () => {

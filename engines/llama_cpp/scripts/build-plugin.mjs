@@ -15,11 +15,16 @@ const packageDir = dirname(dirname(fileURLToPath(import.meta.url)));
 const require = createRequire(join(packageDir, 'package.json'));
 const { version } = JSON.parse(readFileSync(join(packageDir, 'package.json'), 'utf8'));
 
-// What the build and the model maker read from the llama.cpp source.
+// What the build, the model maker and the native tests read from the llama.cpp source.
 const SOURCE_PATHS = [
   'include',
   'ggml/include',
   'models/ggml-vocab-llama-bpe.gguf',
+  'models/ggml-vocab-llama-bpe.gguf.inp',
+  'models/ggml-vocab-llama-spm.gguf',
+  'models/ggml-vocab-llama-spm.gguf.inp',
+  'models/ggml-vocab-bert-bge.gguf',
+  'models/ggml-vocab-bert-bge.gguf.inp',
   'models/templates/meta-llama-Llama-3.2-3B-Instruct.jinja',
 ];
 
@@ -46,13 +51,14 @@ function extractSource() {
   const { release } = JSON.parse(readFileSync(join(llamaDir, 'binariesGithubRelease.json'), 'utf8'));
   const target = join(packageDir, 'build', 'llama.cpp');
   const marker = join(target, '.extracted');
-  if (existsSync(marker) && readFileSync(marker, 'utf8') === release) {
+  const wanted = `${release}\n${SOURCE_PATHS.join('\n')}`;
+  if (existsSync(marker) && readFileSync(marker, 'utf8') === wanted) {
     return target;
   }
   rmSync(target, { recursive: true, force: true });
   run('git', ['clone', '--quiet', '--no-checkout', join(llamaDir, 'gitRelease.bundle'), target]);
   run('git', ['-C', target, '-c', 'advice.detachedHead=false', 'checkout', '--quiet', 'HEAD', '--', ...SOURCE_PATHS]);
-  writeFileSync(marker, release);
+  writeFileSync(marker, wanted);
   return target;
 }
 
@@ -76,7 +82,7 @@ function buildPlugin(runtime, packagePath, sourceDir) {
     `-DLLAMA_INCLUDE_DIR=${sourceDir}`,
     `-DLLAMA_RUNTIME_LIBRARIES=${selection.libraries.join(';')}`,
   ], { stdio: ['ignore', 'ignore', 'inherit'] });
-  run('cmake', ['--build', buildDir, '--config', 'Release', '--parallel']);
+  run('cmake', ['--build', buildDir, '--config', 'Release', '--parallel', '--target', 'llama_engine', 'engine_native_tests']);
   return copyRuntime(selection, packagePath, outputDir).then(() => {
     console.log(`llama_cpp: built engines/llama_cpp/${runtime.backend}/ from ${runtime.packageName} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   });

@@ -43,6 +43,8 @@ describe('llm-node command line', () => {
       engineStallTimeoutSeconds: undefined,
       modelLoadTimeoutSeconds: undefined,
       apiKey: undefined,
+      allowedHosts: [],
+      maxConnections: undefined,
       logLevel: 'info',
       contextLength: undefined,
       parallel: 4,
@@ -57,6 +59,11 @@ describe('llm-node command line', () => {
       engineStallTimeoutSeconds: 30,
       modelLoadTimeoutSeconds: 1200,
     });
+  });
+
+  it('reads the Host names allowed, "all" included, and the connection cap', () => {
+    expect(parse('--allowed-hosts', 'llm.lan,.corp.example', '--max-connections', '2048')).toMatchObject({ allowedHosts: ['llm.lan', '.corp.example'], maxConnections: 2048 });
+    expect(parse('--allowed-hosts', 'all')).toMatchObject({ allowedHosts: 'all' });
   });
 
   it.each([
@@ -87,7 +94,7 @@ describe('llm-node command line', () => {
   it('answers --help with every flag', () => {
     let printed = '';
     expect(parseCommandLine(['--help'], (text) => (printed += text))).toEqual({ run: false });
-    for (const flag of ['--engines-dir', '--models-dir', '--vram-limit', '--monitor-interval', '--port', '--host', '--gpu-backend', '--gpu-device', '--allow-network', '--engine-stall-timeout', '--model-load-timeout', '--api-key', '--log-level']) {
+    for (const flag of ['--engines-dir', '--models-dir', '--vram-limit', '--monitor-interval', '--port', '--host', '--gpu-backend', '--gpu-device', '--allow-network', '--engine-stall-timeout', '--model-load-timeout', '--api-key', '--allowed-hosts', '--max-connections', '--log-level']) {
       expect(printed).toContain(flag);
     }
   });

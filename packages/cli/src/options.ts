@@ -23,6 +23,10 @@ export interface NodeOptions {
   engineStallTimeoutSeconds: number | undefined;
   modelLoadTimeoutSeconds: number | undefined;
   apiKey: string | undefined;
+  /** Host header names served besides IP addresses and localhost; 'all' turns the check off. */
+  allowedHosts: string[] | 'all';
+  /** Most connections kept open; undefined = from the open-file limit. */
+  maxConnections: number | undefined;
   logLevel: LogLevel;
   /** Defaults for models loaded without their own: tokens of context per request, requests at once. */
   contextLength: number | undefined;
@@ -60,6 +64,8 @@ export function parseCommandLine(argv: readonly string[], print: (text: string) 
     .addOption(new Option('--engine-stall-timeout <seconds>', 'restart an engine whose generations make no progress this long (default 120)').env('LLM_NODE_ENGINE_STALL_TIMEOUT').argParser(integerArgument(1, 86_400)))
     .addOption(new Option('--model-load-timeout <seconds>', 'restart an engine that takes longer than this to load a model (default 600)').env('LLM_NODE_MODEL_LOAD_TIMEOUT').argParser(integerArgument(1, 86_400)))
     .addOption(new Option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1 and /api').env('LLM_NODE_API_KEY'))
+    .addOption(new Option('--allowed-hosts <names>', 'Host names served besides IP addresses and localhost, comma-separated (.example.com: a domain and its subdomains; all: any)').env('LLM_NODE_ALLOWED_HOSTS').argParser(hostList).default([]))
+    .addOption(new Option('--max-connections <n>', 'connections kept open at most; the longest idle one makes room for a new one (default: half the open-file limit)').env('LLM_NODE_MAX_CONNECTIONS').argParser(integerArgument(16, 1_000_000)))
     .addOption(new Option('--log-level <level>', 'log verbosity').env('LLM_NODE_LOG_LEVEL').choices(LOG_LEVELS).default('info'))
     .addOption(new Option('--context-length <tokens>', 'context per request for models loaded without one (default: min(trained, 4096))').env('LLM_NODE_CONTEXT_LENGTH').argParser(integerArgument(1, 10_000_000)))
     .addOption(new Option('--parallel <n>', 'requests generated at once per model, each with its own KV cache (as llama.cpp\'s server)').env('LLM_NODE_PARALLEL').argParser(integerArgument(1, 1024)).default(4))
@@ -95,6 +101,8 @@ export function parseCommandLine(argv: readonly string[], print: (text: string) 
       engineStallTimeoutSeconds: o.engineStallTimeout,
       modelLoadTimeoutSeconds: o.modelLoadTimeout,
       apiKey: o.apiKey,
+      allowedHosts: o.allowedHosts,
+      maxConnections: o.maxConnections,
       logLevel: o.logLevel,
       contextLength: o.contextLength,
       parallel: o.parallel,
@@ -108,6 +116,10 @@ function sizeArgument(value: string): number {
   } catch (error) {
     throw new InvalidArgumentError((error as Error).message);
   }
+}
+
+function hostList(value: string): string[] | 'all' {
+  return value.trim() === 'all' ? 'all' : idList(value);
 }
 
 function idList(value: string): string[] {

@@ -57,6 +57,8 @@ export async function startNode(options: NodeOptions, logger: Logger): Promise<R
     registry,
     logger,
     monitorIntervalMs: options.monitorIntervalMs,
+    allowedHosts: options.allowedHosts,
+    ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
     ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
   });
   let address: AddressInfo;

@@ -473,10 +473,26 @@ int32_t generate_stream(const EngineGenerateParams * params, EngineTokenCallback
                                                 ? "no model is loaded as '" + std::string(params->model_id) + "'"
                                                 : std::string("no model was loaded with engine_load_model"));
     }
+    // A long prompt is tokenized in pieces, asking the host between them whether to go on.
+    const auto keep_going = [&] { return on_token(user_data, nullptr) == 0; };
+    bool cancelled = false;
     if (EngineError error = model->tokenize(params->prompt, params->prompt_len,
                                             (params->flags & ENGINE_GENERATE_ADD_SPECIAL) != 0,
-                                            (params->flags & ENGINE_GENERATE_PARSE_SPECIAL) != 0, &request.prompt)) {
+                                            (params->flags & ENGINE_GENERATE_PARSE_SPECIAL) != 0, keep_going,
+                                            &request.prompt, &cancelled)) {
         return report(error);
+    }
+    if (cancelled) {
+        if (HAS_FIELD(result, finish_reason)) {
+            result->finish_reason = ENGINE_FINISH_CANCELLED;
+        }
+        if (HAS_FIELD(result, prompt_tokens)) {
+            result->prompt_tokens = 0;
+        }
+        if (HAS_FIELD(result, completion_tokens)) {
+            result->completion_tokens = 0;
+        }
+        return ERR_OK;
     }
     request.on_token = on_token;
     request.user_data = user_data;

@@ -371,6 +371,7 @@ Model::Model(llama_model * model, llama_context * ctx, int32_t n_ctx_request, in
       ctx_(ctx),
       vocab_(lib.llama_model_get_vocab(model)),
       n_vocab_(lib.llama_vocab_n_tokens(vocab_)),
+      tokenizer_(vocab_),
       n_ctx_request_(n_ctx_request),
       batch_capacity_(static_cast<int32_t>(lib.llama_n_batch(ctx))) {
     batch_ = lib.llama_batch_init(batch_capacity_, 0, 1);
@@ -391,22 +392,20 @@ Model::~Model() {
 }
 
 EngineError Model::tokenize(const char * text, int32_t len, bool add_special, bool parse_special,
-                            std::vector<llama_token> * tokens) const {
-    tokens->resize(static_cast<size_t>(len) + 8);  // at most a token per byte, plus the special tokens added
-    int32_t n = lib.llama_tokenize(vocab_, text, len, tokens->data(), static_cast<int32_t>(tokens->size()),
-                               add_special, parse_special);
-    if (n < 0 && n != INT32_MIN) {
-        tokens->resize(static_cast<size_t>(-n));
-        n = lib.llama_tokenize(vocab_, text, len, tokens->data(), -n, add_special, parse_special);
+                            const std::function<bool()> & keep_going, std::vector<llama_token> * tokens,
+                            bool * cancelled) const {
+    if (EngineError error = tokenizer_.tokenize(text, static_cast<size_t>(len), add_special, parse_special, keep_going,
+                                                tokens, cancelled)) {
+        return error;
     }
-    if (n < 0) {
-        return engine_error(ERR_INVALID_ARGUMENT, "the prompt could not be tokenized");
+    if (*cancelled) {
+        return {};
     }
-    tokens->resize(static_cast<size_t>(n));
+    const size_t n = tokens->size();
     if (n == 0) {
         return engine_error(ERR_INVALID_ARGUMENT, "the prompt is empty");
     }
-    if (n >= n_ctx_request_) {
+    if (n >= static_cast<size_t>(n_ctx_request_)) {
         return engine_error(ERR_CONTEXT_OVERFLOW, "the prompt is " + std::to_string(n) +
                                                       " tokens, which leaves no room in the context of " +
                                                       std::to_string(n_ctx_request_));

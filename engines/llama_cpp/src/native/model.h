@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -12,6 +13,7 @@
 
 #include "errors.h"
 #include "llama.h"
+#include "prompt_tokenizer.h"
 #include "sampler.h"
 
 // How the engine runs models, fixed by engine_init().
@@ -62,8 +64,10 @@ public:
     Model & operator=(const Model &) = delete;
 
     // [any thread] The prompt's tokens; fails with ERR_CONTEXT_OVERFLOW when they do not fit a request's context.
+    // `keep_going` is asked now and then; when it says no, `cancelled` is set.
     EngineError tokenize(const char * text, int32_t len, bool add_special, bool parse_special,
-                         std::vector<llama_token> * tokens) const;
+                         const std::function<bool()> & keep_going, std::vector<llama_token> * tokens,
+                         bool * cancelled) const;
     // [any thread] Queues the request for the decode loop and returns when it is done.
     void generate(GenerationRequest * request);
     // Fails what is queued or in flight with ERR_MODEL_NOT_LOADED and ends the decode loop.
@@ -91,6 +95,7 @@ private:
     ggml_threadpool * threadpool_ = nullptr;
     const llama_vocab * vocab_;
     int32_t n_vocab_;
+    PromptTokenizer tokenizer_;
     int32_t n_ctx_request_;
     uint64_t memory_bytes_ = 0;
     llama_batch batch_;
