@@ -35,6 +35,7 @@ TokenPipe::TokenPipe(int fd) : fd_(fd), writer_(&TokenPipe::Run, this) { writer_
 // cores (bench/isolation); 2 ms is far below what a reader of a stream can tell.
 constexpr auto kMinGap = std::chrono::microseconds(2000);
 constexpr size_t kMaxQueued = 16 << 20;
+constexpr size_t kMaxFrameText = 64 << 10;
 
 void TokenPipe::WaitForRoom(std::unique_lock<std::mutex>& lock) {
   room_.wait(lock, [&] { return queued_bytes_ < kMaxQueued || broken_; });
@@ -75,6 +76,10 @@ void TokenPipe::SendToken(uint32_t generation, int32_t id, float logprob, const 
   if (broken_) return;
   queued_bytes_ += length + 12;
   auto open = open_.find(generation);
+  if (open != open_.end() && queued_[open->second].bytes.size() >= kMaxFrameText) {
+    open_.erase(open);  // a frame the reader can take in a few reads: the next tokens start another
+    open = open_.end();
+  }
   if (open == open_.end()) {
     queued_.push_back(Frame{generation, false, {}, {}, {}, {}});
     open = open_.emplace(generation, queued_.size() - 1).first;

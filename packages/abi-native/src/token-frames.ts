@@ -25,7 +25,11 @@ export interface TokenFrameHandlers {
 export class TokenFrameReader {
   readonly #handlers: TokenFrameHandlers;
   readonly #generations = new Map<number, GenerationText>();
-  #pending: Buffer = Buffer.alloc(0);
+  /** Bytes read and not parsed yet (the start of a frame), kept as they came until a whole frame is there. */
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  /** The size the first pending frame needs, once its size field was read. */
+  #needed = 0;
 
   constructor(handlers: TokenFrameHandlers) {
     this.#handlers = handlers;
@@ -38,7 +42,18 @@ export class TokenFrameReader {
 
   /** Bytes read from the pipe. */
   push(data: Buffer): void {
-    const bytes = this.#pending.length === 0 ? data : Buffer.concat([this.#pending, data]);
+    // A frame larger than a read arrives in pieces: they are joined once it is whole, not at every read.
+    this.#pending.push(data);
+    this.#pendingBytes += data.length;
+    if (this.#needed === 0 && this.#pendingBytes >= 4) {
+      const head = this.#pending[0]!.length >= 4 ? this.#pending[0]! : Buffer.concat(this.#pending);
+      this.#needed = 4 + head.readUInt32LE(0);
+    }
+    if (this.#pendingBytes < this.#needed) return;
+    const bytes = this.#pending.length === 1 ? this.#pending[0]! : Buffer.concat(this.#pending, this.#pendingBytes);
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#needed = 0;
     const touched = new Set<number>();
     let at = 0;
     while (bytes.length - at >= 4) {
@@ -58,7 +73,12 @@ export class TokenFrameReader {
       }
       at += 4 + size;
     }
-    this.#pending = at === bytes.length ? Buffer.alloc(0) : Buffer.from(bytes.subarray(at));
+    if (at < bytes.length) {
+      const rest = Buffer.from(bytes.subarray(at));
+      this.#pending = [rest];
+      this.#pendingBytes = rest.length;
+      if (rest.length >= 4) this.#needed = 4 + rest.readUInt32LE(0);
+    }
     for (const generation of touched) {
       const chunk = this.#generations.get(generation)!.take(false);
       if (chunk !== null) this.#handlers.chunk(generation, chunk);

@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { ModelInfo } from '@llm-node/registry';
 import { apiError } from './errors.js';
@@ -57,11 +58,23 @@ export function createChatTemplates(): ChatTemplates {
         ...(tools && tools.length > 0 ? { tools } : {}),
       };
       let outcome: RenderOutcome;
+      // The time limit runs from when a worker begins the render: renders queued behind a runaway template are
+      // not charged for its time.
+      const { port1, port2 } = new MessageChannel();
+      const abort = new AbortController();
+      let timer: NodeJS.Timeout | undefined;
+      port1.once('message', () => {
+        timer = setTimeout(() => abort.abort(), RENDER_TIMEOUT_MS);
+        port1.close();
+      });
       try {
-        outcome = await pool.run({ source, variables }, { signal: AbortSignal.timeout(RENDER_TIMEOUT_MS) });
+        outcome = await pool.run({ source, variables, started: port2 }, { signal: abort.signal, transferList: [port2] });
       } catch (error) {
-        const reason = (error as Error).name === 'AbortError' ? `took longer than ${RENDER_TIMEOUT_MS / 1000} s` : `failed: ${(error as Error).message}`;
+        const reason = abort.signal.aborted ? `took longer than ${RENDER_TIMEOUT_MS / 1000} s` : `failed: ${(error as Error).message}`;
         throw apiError('chat_template_error', `Rendering the model's chat template ${reason}`);
+      } finally {
+        clearTimeout(timer);
+        port1.close();
       }
       if ('failed' in outcome) {
         throw outcome.failed === 'compile'

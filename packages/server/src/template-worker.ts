@@ -1,10 +1,13 @@
 // A worker of the chat template pool (chat-template.ts): renders one template with one set of variables. A
 // template's own loop cannot hold the node up here; the pool ends a worker that takes too long or too much.
+import type { MessagePort } from 'node:worker_threads';
 import { Template } from '@huggingface/jinja';
 
 export interface RenderTask {
   source: string;
   variables: Record<string, unknown>;
+  /** Told when the render begins: its time limit runs from then, not from when it was queued. */
+  started: MessagePort;
 }
 
 /** What a render came to: the text, or which step failed and why (errors do not cross threads whole). */
@@ -12,7 +15,9 @@ export type RenderOutcome = { text: string } | { failed: 'compile' | 'render'; m
 
 const compiled = new Map<string, Template>();
 
-export default function render({ source, variables }: RenderTask): RenderOutcome {
+export default function render({ source, variables, started }: RenderTask): RenderOutcome {
+  started.postMessage(null);
+  started.close();
   let template = compiled.get(source);
   if (template === undefined) {
     try {
