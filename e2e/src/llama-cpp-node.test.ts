@@ -58,6 +58,8 @@ beforeAll(async () => {
       apiKey: undefined,
       allowedHosts: [],
       maxConnections: undefined,
+      shutdownGraceSeconds: 0,
+      agentPort: undefined,
       logLevel: 'silent',
       contextLength: 512,
       parallel: 4,
@@ -126,6 +128,36 @@ describe.skipIf(!built)('the llama_cpp plugin behind llm-node', () => {
     const alone = [];
     for (const p of prompts) alone.push(await chat(p));
     expect(await Promise.all(prompts.map((p) => chat(p)))).toEqual(alone);
+  });
+
+  it("reports the engine's running and waiting requests and KV use as the model-server protocol's gauges", async () => {
+    const gauges = async () => {
+      const found: Record<string, number> = {};
+      for (const line of (await (await fetch(`${base}/metrics`)).text()).split('\n')) {
+        const match = /^(vllm:\w+)\{model_name="two-at-once"(.*)\} (\S+)$/.exec(line);
+        if (match) found[`${match[1]}${match[2]}`] = Number(match[3]);
+      }
+      return found;
+    };
+    await copyFile(join(modelsDir, 'tiny.gguf'), join(modelsDir, 'two-at-once.gguf'));
+    expect((await post('/api/models/load', { model_id: 'two-at-once', parallel: 2 })).status).toBe(200);
+    expect(await gauges()).toEqual({
+      'vllm:num_requests_running': 0,
+      'vllm:num_requests_waiting': 0,
+      'vllm:kv_cache_usage_perc': 0,
+      'vllm:cache_config_info,block_size="1",num_gpu_blocks="1024"': 1, // two sequences of 512 cells
+    });
+    const streams = Array.from({ length: 4 }, () =>
+      client.completions.create({ model: 'two-at-once', prompt: 'Once upon a time', max_tokens: 200, stream: true, ignore_eos: true } as never),
+    );
+    // Two sequences decode; the other two requests wait in the engine for one to free up.
+    await expect.poll(gauges, { timeout: 20_000, interval: 20 }).toMatchObject({ 'vllm:num_requests_running': 2, 'vllm:num_requests_waiting': 2 });
+    const busy = await gauges();
+    expect(busy['vllm:kv_cache_usage_perc']).toBeGreaterThan(0);
+    expect(busy['vllm:kv_cache_usage_perc']).toBeLessThanOrEqual(2 * (4 + 200) / 1024);
+    for (const stream of await Promise.all(streams)) for await (const _ of stream as unknown as AsyncIterable<unknown>);
+    expect(await gauges()).toMatchObject({ 'vllm:num_requests_running': 0, 'vllm:num_requests_waiting': 0, 'vllm:kv_cache_usage_perc': 0 });
+    expect((await post('/api/models/unload', { model_id: 'two-at-once' })).status).toBe(200);
   });
 
   it('stops a generation whose client went away', async () => {

@@ -6,7 +6,7 @@
  * The host opens it, calls engine_get_info() and refuses it unless abi_version equals the host's
  * ENGINE_ABI_VERSION, and only then calls engine_init().
  *
- * The OPTIONAL entry points (streaming, models by id, errors, VRAM) are looked up by name when the
+ * The OPTIONAL entry points (streaming, models by id, errors, VRAM, model stats) are looked up by name when the
  * plugin is opened; a plugin exports the ones it implements and the host uses what it finds.
  *
  * How this ABI grows without breaking plugins (the promise to plugin authors):
@@ -99,7 +99,8 @@ typedef struct EngineInfo {
  * promises that engine_generate_stream, engine_model_load, engine_model_unload,
  * engine_model_estimate_vram, engine_get_vram_used and engine_get_last_error may be called
  * concurrently from several threads, including several generations on one model. engine_init and
- * engine_shutdown are always called with nothing else in flight.
+ * engine_shutdown are always called with nothing else in flight. engine_model_get_stats is the one
+ * exception to serialising: a plugin that exports it takes calls to it alongside anything else.
  */
 
 /* ------------------------------------------------------------------------------------------------
@@ -266,6 +267,26 @@ typedef int32_t (*EngineTokenCallback)(void* user_data, const TokenResult* token
 ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams* params, EngineTokenCallback on_token,
                                           void* user_data, EngineGenerateResult* result);
 
+/* ---- What a model is doing ---------------------------------------------------------------------- */
+
+/* How busy one loaded model is, for the node's metrics and the load balancers that read them. */
+typedef struct EngineModelStats {
+    uint32_t struct_size;        /* set by the host to sizeof(EngineModelStats); the plugin fills the rest */
+    int32_t requests_running;    /* generations of this model being decoded now (prompt or tokens) */
+    int32_t requests_waiting;    /* generations of this model inside engine_generate_stream still waiting for
+                                    a free sequence (more than n_parallel at once) */
+    uint64_t kv_cells_used;      /* KV cache cells (one per token position) the running generations hold */
+    uint64_t kv_cells_total;     /* KV cache cells of the model, all sequences together; 0 = no KV cache */
+} EngineModelStats;
+
+/* [any thread, at any time between engine_init and engine_shutdown, alongside any other call, generations
+   included, whatever ENGINE_FLAG_THREAD_SAFE says] Fill `stats` (never NULL; read its struct_size first)
+   for `model_id`. The host calls it often (a metrics scrape, every 50 ms under some routers), so it must
+   return at once: read counters the decode loop keeps; hold no lock that decoding holds; no I/O. A model id
+   that is not loaded (or is being loaded or unloaded): ERR_MODEL_NOT_LOADED. Added in ABI 1 after the
+   first release: a plugin without it loads as before, and the node counts its generations itself. */
+ENGINE_API int32_t engine_model_get_stats(const char* model_id, EngineModelStats* stats);
+
 /* ------------------------------------------------------------------------------------------------
  * Function pointer types for hosts that resolve the entry points at run time.
  * ---------------------------------------------------------------------------------------------- */
@@ -281,6 +302,7 @@ typedef int32_t (*engine_model_estimate_vram_fn)(const EngineModelLoadParams*, u
 typedef uint64_t (*engine_get_vram_used_fn)(void);
 typedef int32_t (*engine_generate_stream_fn)(const EngineGenerateParams*, EngineTokenCallback, void*,
                                              EngineGenerateResult*);
+typedef int32_t (*engine_model_get_stats_fn)(const char*, EngineModelStats*);
 
 #ifdef __cplusplus
 }

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <mutex>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -188,6 +189,7 @@ Napi::Function Plugin::Define(Napi::Env env) {
                          InstanceMethod<&Plugin::ModelUnload>("modelUnload"),
                          InstanceMethod<&Plugin::EstimateVram>("estimateVram"),
                          InstanceMethod<&Plugin::VramUsed>("vramUsed"),
+                         InstanceMethod<&Plugin::ModelStats>("modelStats"),
                          InstanceMethod<&Plugin::Shutdown>("shutdown"),
                          InstanceMethod<&Plugin::Close>("close"),
                      });
@@ -221,6 +223,7 @@ Plugin::Plugin(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Plugin>(info) 
   Resolve(lib, "engine_model_estimate_vram", fn.model_estimate_vram);
   Resolve(lib, "engine_get_vram_used", fn.get_vram_used);
   Resolve(lib, "engine_generate_stream", fn.generate_stream);
+  Resolve(lib, "engine_model_get_stats", fn.model_get_stats);
 
   std::string refusal;
   if (!missing.empty()) {
@@ -270,6 +273,7 @@ Napi::Value Plugin::OptionalEntryPoints(const Napi::CallbackInfo& info) {
   if (fn.model_estimate_vram != nullptr) found.push_back("engine_model_estimate_vram");
   if (fn.get_vram_used != nullptr) found.push_back("engine_get_vram_used");
   if (fn.generate_stream != nullptr) found.push_back("engine_generate_stream");
+  if (fn.model_get_stats != nullptr) found.push_back("engine_model_get_stats");
   Napi::Array names = Napi::Array::New(info.Env(), found.size());
   for (uint32_t i = 0; i < found.size(); ++i) names.Set(i, found[i]);
   return names;
@@ -297,8 +301,10 @@ Napi::Value Plugin::Init(const Napi::CallbackInfo& info) {
         CallOutcome outcome;
         outcome.call = "engine_init";
         PluginCall call(*core, PluginCall::kAlone);
+        std::unique_lock<std::shared_mutex> lifecycle(core->lifecycle);
         int32_t rc = core->fn.init(&raw);
         if (rc != ERR_OK) outcome.Failed(*core, rc);
+        core->initialized = rc == ERR_OK;
         return outcome;
       },
       Undefined);
@@ -412,6 +418,31 @@ Napi::Value Plugin::VramUsed(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(core.vram_used.load()));
 }
 
+// modelStats(id) → { running, waiting, kvCellsUsed, kvCellsTotal } | null. On the JS thread, beside any call in
+// flight (engine_api.h); null while engine_init or engine_shutdown runs, and when the plugin cannot say (an
+// error, or counts that make no sense: the figures are advisory, and the node then counts for itself).
+Napi::Value Plugin::ModelStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PluginCore& core = *core_;
+  std::string id = info[0].As<Napi::String>();
+  std::shared_lock<std::shared_mutex> lifecycle(core.lifecycle, std::try_to_lock);
+  if (core.closed || core.fn.model_get_stats == nullptr || !lifecycle.owns_lock() || !core.initialized) {
+    return env.Null();
+  }
+  EngineModelStats stats{};
+  stats.struct_size = sizeof(stats);
+  if (core.fn.model_get_stats(id.c_str(), &stats) != ERR_OK || stats.requests_running < 0 ||
+      stats.requests_waiting < 0 || stats.kv_cells_used > stats.kv_cells_total) {
+    return env.Null();
+  }
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("running", stats.requests_running);
+  result.Set("waiting", stats.requests_waiting);
+  result.Set("kvCellsUsed", static_cast<double>(stats.kv_cells_used));
+  result.Set("kvCellsTotal", static_cast<double>(stats.kv_cells_total));
+  return result;
+}
+
 // shutdown() → Promise<void>
 Napi::Value Plugin::Shutdown(const Napi::CallbackInfo& info) {
   std::shared_ptr<PluginCore> core = core_;
@@ -421,6 +452,8 @@ Napi::Value Plugin::Shutdown(const Napi::CallbackInfo& info) {
         CallOutcome outcome;
         outcome.call = "engine_shutdown";
         PluginCall call(*core, PluginCall::kAlone);
+        std::unique_lock<std::shared_mutex> lifecycle(core->lifecycle);
+        core->initialized = false;
         core->fn.shutdown();
         return outcome;
       },

@@ -26,6 +26,7 @@ struct EntryPoints {
   engine_model_estimate_vram_fn model_estimate_vram = nullptr;
   engine_get_vram_used_fn get_vram_used = nullptr;
   engine_generate_stream_fn generate_stream = nullptr;
+  engine_model_get_stats_fn model_get_stats = nullptr;
 };
 
 // What the Plugin object shares with the threads that call into the plugin. Owned jointly, so that a
@@ -35,6 +36,10 @@ struct PluginCore {
   EntryPoints fn;
   bool thread_safe = false;
   std::shared_mutex calls;                // see PluginCall
+  // engine_model_get_stats runs beside every call but engine_init and engine_shutdown, which hold this
+  // exclusively; `initialized` says whether the engine is between the two.
+  std::shared_mutex lifecycle;
+  bool initialized = false;               // under `lifecycle`
   std::atomic<uint64_t> vram_used{0};     // last value engine_get_vram_used returned
   std::atomic<int> in_flight{0};          // threads started and not yet settled on the JS thread
   bool closed = false;                    // touched on the JS thread only
@@ -97,6 +102,7 @@ class Plugin : public Napi::ObjectWrap<Plugin> {
   Napi::Value ModelUnload(const Napi::CallbackInfo& info);
   Napi::Value EstimateVram(const Napi::CallbackInfo& info);
   Napi::Value VramUsed(const Napi::CallbackInfo& info);
+  Napi::Value ModelStats(const Napi::CallbackInfo& info);
   Napi::Value Shutdown(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { LoadedModelInfo } from './types.js';
+import type { LoadedModelInfo, ModelStats } from './types.js';
 
 /** engine_get_info() as read by the native half: only abiVersion when it is not ours; null for NULL. */
 export interface NativeInfo {
@@ -79,6 +79,7 @@ export interface NativePlugin {
   modelUnload(id: string): Promise<void>;
   estimateVram(params: NativeModelLoadParams): Promise<number>;
   vramUsed(): number;
+  modelStats(id: string): ModelStats | null;
   shutdown(): Promise<void>;
   close(): void;
 }

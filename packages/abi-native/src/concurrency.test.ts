@@ -55,6 +55,16 @@ describe('generations at once', () => {
     await engine.close();
   });
 
+  test('asks a plugin that is not thread-safe for model stats beside its generation, without waiting for it', async () => {
+    const engine = await openReady({}, 'unsafe');
+    const generation = engine.generate({ modelId: 'm', prompt: 'x' });
+    await generation.next(); // the generation holds the plugin until its fifth token
+    expect(await engine.modelStats('m')).toEqual({ running: 1, waiting: 0, kvCellsUsed: 0, kvCellsTotal: 0 });
+    expect(await text(generation)).toBe('toktoktoktok'); // and the stats call did not count as an overlap
+    expect(await engine.modelStats('m')).toMatchObject({ running: 0 });
+    await engine.close();
+  });
+
   test('the overlap check of that plugin works: claiming thread safety, it sees overlapping calls', async () => {
     const engine = await openReady({ CLAIM_THREAD_SAFE: 1 }, 'unsafe');
     const results = await Promise.allSettled(Array.from({ length: 6 }, () => engine.generate({ modelId: 'm', prompt: 'x' }).result));

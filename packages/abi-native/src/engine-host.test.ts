@@ -44,6 +44,7 @@ describe('an engine in a host process', () => {
     expect(await text(generation)).toBe('Hello big world');
     await expect(generation.result).resolves.toEqual({ finishReason: 'stop', promptTokens: 3, completionTokens: 3 });
     await expect(host.vramUsed()).resolves.toBeGreaterThan(0);
+    await expect(host.modelStats('m')).resolves.toMatchObject({ running: 0, kvCellsUsed: 0 });
   });
 
   it('refuses a plugin that reports another id, as openEngine does, and leaves no host behind', async () => {

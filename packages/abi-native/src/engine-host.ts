@@ -16,6 +16,7 @@ import type {
   Generation,
   LoadedModelInfo,
   ModelLoadParams,
+  ModelStats,
 } from './types.js';
 
 /** How long an engine host may take before it is killed as hung. Milliseconds. */
@@ -218,6 +219,10 @@ export class EngineHost implements Engine {
 
   vramUsed(): Promise<number | null> {
     return this.#call({ call: 'vramUsed', id: 0 }, this.#timeouts.callMs, 'engine_get_vram_used') as Promise<number | null>;
+  }
+
+  modelStats(modelId: string): Promise<ModelStats | null> {
+    return this.#call({ call: 'modelStats', id: 0, modelId }, this.#timeouts.callMs, 'engine_model_get_stats') as Promise<ModelStats | null>;
   }
 
   generate(request: GenerateRequest, options: { signal?: AbortSignal } = {}): Generation {

@@ -14,6 +14,7 @@ import type {
   Generation,
   LoadedModelInfo,
   ModelLoadParams,
+  ModelStats,
 } from './types.js';
 import { checkModelId, toNativeGenerateRequest, toNativeInitConfig, toNativeModelLoadParams } from './validate.js';
 
@@ -29,6 +30,7 @@ const CAPABILITIES: Record<string, EngineCapability> = {
   engine_model_estimate_vram: 'model_estimate_vram',
   engine_get_vram_used: 'vram_used',
   engine_get_last_error: 'last_error',
+  engine_model_get_stats: 'model_stats',
 };
 
 /**
@@ -187,6 +189,11 @@ export class PluginEngine implements Engine {
   async vramUsed(): Promise<number | null> {
     this.#assertReady();
     return this.#has('vram_used') ? this.#plugin.vramUsed() : null;
+  }
+
+  async modelStats(modelId: string): Promise<ModelStats | null> {
+    this.#assertReady();
+    return this.#has('model_stats') ? this.#plugin.modelStats(checkModelId(modelId)) : null;
   }
 
   generate(request: GenerateRequest, options: { signal?: AbortSignal } = {}): Generation {

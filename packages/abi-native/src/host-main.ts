@@ -51,6 +51,8 @@ async function answer(message: HostCall): Promise<unknown> {
       return engine.estimateVram(message.params);
     case 'vramUsed':
       return engine.vramUsed();
+    case 'modelStats':
+      return engine.modelStats(message.modelId);
     case 'shutdown':
       return engine.shutdown();
     case 'close':

@@ -14,6 +14,7 @@ export type HostCall =
   | { call: 'unloadModel'; id: number; modelId: string }
   | { call: 'estimateVram'; id: number; params: ModelLoadParams }
   | { call: 'vramUsed'; id: number }
+  | { call: 'modelStats'; id: number; modelId: string }
   | { call: 'shutdown'; id: number }
   | { call: 'close'; id: number };
 

@@ -18,6 +18,7 @@ export type {
   Generation,
   LoadedModelInfo,
   ModelLoadParams,
+  ModelStats,
   TokenChunk,
   TokenDetail,
 } from './types.js';

@@ -74,11 +74,33 @@ describe('engine lifecycle and errors', () => {
     await engine.close();
   });
 
+  test("reports a model's running generations and the KV cells they hold (engine_model_get_stats)", async () => {
+    const engine = openEngine(await buildTestPlugin('echo', { defines: { ECHO_TOKEN_DELAY_US: 20_000 } }));
+    await engine.init({ gpuBackend: 'cpu', pluginDir: tmpdir() });
+    await engine.loadModel('a', { path: modelPath, format: 'gguf', contextLength: 100, parallel: 2 });
+    expect(await engine.modelStats('a')).toEqual({ running: 0, waiting: 0, kvCellsUsed: 0, kvCellsTotal: 200 });
+    const generation = engine.generate({ modelId: 'a', prompt: 'one two three', ignoreEos: true, maxTokens: 50 });
+    let received = 0;
+    while (received < 5) received += (await generation.next()).value!.tokenCount;
+    const stats = (await engine.modelStats('a'))!;
+    expect(stats.running).toBe(1);
+    // The prompt's 3 cells and one per token emitted, some of which may not have reached JS yet.
+    expect(stats.kvCellsUsed).toBeGreaterThanOrEqual(3 + received);
+    expect(stats.kvCellsUsed).toBeLessThanOrEqual(3 + received + 2);
+    await generation.return!();
+    await generation.result;
+    expect(await engine.modelStats('a')).toEqual({ running: 0, waiting: 0, kvCellsUsed: 0, kvCellsTotal: 200 });
+    expect(await engine.modelStats('not-loaded')).toBeNull();
+    await engine.close();
+  });
+
   test('answers null for what a plugin cannot tell', async () => {
     const engine = openEngine(await buildTestPlugin('legacy'));
     await engine.init({ gpuBackend: 'cpu', pluginDir: tmpdir() });
     expect(await engine.estimateVram({ path: modelPath, format: 'gguf' })).toBeNull();
     await expect(engine.vramUsed()).resolves.toBeNull();
+    await engine.loadModel('m', { path: modelPath, format: 'gguf' });
+    await expect(engine.modelStats('m')).resolves.toBeNull();
     await engine.close();
   });
 

@@ -13,6 +13,7 @@ export type EngineCapability =
   | 'model_load'
   | 'model_estimate_vram'
   | 'vram_used'
+  | 'model_stats'
   | 'last_error'
   | 'thread_safe';
 
@@ -37,6 +38,18 @@ export interface ModelLoadParams {
 export interface LoadedModelInfo {
   contextLength: number;
   vramBytes: number;
+}
+
+/** What engine_model_get_stats says of a loaded model. */
+export interface ModelStats {
+  /** Generations being decoded. */
+  running: number;
+  /** Generations handed to the engine and waiting for a free sequence. */
+  waiting: number;
+  /** KV cache cells (token positions) the running generations hold. */
+  kvCellsUsed: number;
+  /** KV cache cells of the model, all sequences together; 0 when it has none. */
+  kvCellsTotal: number;
 }
 
 export interface GenerateRequest {
@@ -118,6 +131,8 @@ export interface Engine {
   estimateVram(params: ModelLoadParams): Promise<number | null>;
   /** null when the plugin does not report it. */
   vramUsed(): Promise<number | null>;
+  /** null when the plugin does not report it, or cannot say now (engine_model_get_stats). */
+  modelStats(modelId: string): Promise<ModelStats | null>;
   generate(request: GenerateRequest, options?: { signal?: AbortSignal }): Generation;
   shutdown(): Promise<void>;
   /** Cancels generations in flight, waits for them, shuts down if needed, and unloads the library. */

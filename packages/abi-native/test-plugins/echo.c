@@ -15,6 +15,9 @@
  * with ENGINE_FINISH_STOP, emitting only the text before the stop string. Token ids count from 0;
  * logprobs are always ECHO_LOGPROB. Sampling parameters are ignored: the output is always the same.
  *
+ * Stats (engine_model_get_stats): every generation in flight is running, none waits; each holds one KV
+ * cell per prompt token and per token emitted, of context_length x n_parallel cells (n_parallel 1 when 0).
+ *
  * It emits as fast as it can (the benchmark: a short prompt, IGNORE_EOS, a large max_tokens and
  * context length), unless built with a delay.
  *
@@ -51,7 +54,10 @@ typedef struct EchoModel {
     int loaded;
     char id[ECHO_MAX_ID]; /* "" for the default model of engine_load_model */
     int32_t context_length;
+    int32_t n_parallel;
     uint64_t vram_bytes;
+    volatile int64_t running;  /* generations in flight */
+    volatile int64_t kv_used;  /* their prompt tokens and tokens emitted */
 } EchoModel;
 
 static int initialized;
@@ -91,7 +97,8 @@ static EchoModel* find_model(const char* id) {
     return NULL;
 }
 
-static int32_t load(const char* id, const char* path, int32_t context_length, uint64_t budget, EchoModel* loaded) {
+static int32_t load(const char* id, const char* path, int32_t context_length, int32_t n_parallel, uint64_t budget,
+                    EchoModel* loaded) {
     if (!initialized) return tp_fail(ERR_NOT_INITIALIZED, "engine_init has not been called");
     if (strlen(id) >= ECHO_MAX_ID) return tp_fail(ERR_INVALID_ARGUMENT, "model id longer than %d bytes", ECHO_MAX_ID - 1);
     uint64_t bytes = 0;
@@ -117,6 +124,7 @@ static int32_t load(const char* id, const char* path, int32_t context_length, ui
     slot->loaded = 1;
     strcpy(slot->id, id);
     slot->context_length = context_length > 0 ? context_length : ECHO_DEFAULT_CONTEXT;
+    slot->n_parallel = n_parallel > 0 ? n_parallel : 1;
     slot->vram_bytes = bytes;
     *loaded = *slot;
     tp_unlock(&models_lock);
@@ -125,13 +133,14 @@ static int32_t load(const char* id, const char* path, int32_t context_length, ui
 
 ENGINE_API int engine_load_model(const char* model_path) {
     EchoModel loaded;
-    return load("", model_path, 0, 0, &loaded);
+    return load("", model_path, 0, 1, 0, &loaded);
 }
 
 ENGINE_API int32_t engine_model_load(const char* model_id, const EngineModelLoadParams* params, EngineModelInfo* info_out) {
     if (model_id == NULL || model_id[0] == '\0') return tp_fail(ERR_INVALID_ARGUMENT, "empty model id");
     EchoModel loaded;
-    int32_t rc = load(model_id, params->model_path, params->context_length, params->vram_budget_bytes, &loaded);
+    int32_t n_parallel = TP_HAS_FIELD(params, EngineModelLoadParams, n_parallel) ? params->n_parallel : 0;
+    int32_t rc = load(model_id, params->model_path, params->context_length, n_parallel, params->vram_budget_bytes, &loaded);
     if (rc != ERR_OK) return rc;
     if (TP_HAS_FIELD(info_out, EngineModelInfo, context_length)) info_out->context_length = loaded.context_length;
     if (TP_HAS_FIELD(info_out, EngineModelInfo, vram_bytes)) info_out->vram_bytes = loaded.vram_bytes;
@@ -156,6 +165,21 @@ ENGINE_API uint64_t engine_get_vram_used(void) {
     for (int i = 0; i < ECHO_MAX_MODELS; i++) used += models[i].vram_bytes;
     tp_unlock(&models_lock);
     return used;
+}
+
+ENGINE_API int32_t engine_model_get_stats(const char* model_id, EngineModelStats* stats) {
+    tp_lock(&models_lock);
+    EchoModel* model = model_id != NULL && model_id[0] != '\0' ? find_model(model_id) : NULL;
+    if (model != NULL) {
+        if (TP_HAS_FIELD(stats, EngineModelStats, requests_running)) stats->requests_running = (int32_t)tp_atomic_load(&model->running);
+        if (TP_HAS_FIELD(stats, EngineModelStats, requests_waiting)) stats->requests_waiting = 0;
+        if (TP_HAS_FIELD(stats, EngineModelStats, kv_cells_used)) stats->kv_cells_used = (uint64_t)tp_atomic_load(&model->kv_used);
+        if (TP_HAS_FIELD(stats, EngineModelStats, kv_cells_total)) {
+            stats->kv_cells_total = (uint64_t)model->context_length * (uint64_t)model->n_parallel;
+        }
+    }
+    tp_unlock(&models_lock);
+    return model != NULL ? ERR_OK : tp_fail(ERR_MODEL_NOT_LOADED, "model '%s' is not loaded", model_id ? model_id : "(null)");
 }
 
 /* ---- Tokens ---------------------------------------------------------------------------------- */
@@ -319,6 +343,9 @@ ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams* params, En
         return tp_fail(ERR_CONTEXT_OVERFLOW, "the prompt has %d tokens but the context holds %d", prompt_tokens,
                        context_length);
     }
+    /* The model stays put while a generation is in flight (the host never unloads it then). */
+    tp_atomic_add(&model->running, 1);
+    tp_atomic_add(&model->kv_used, prompt_tokens);
     int32_t limit = context_length - prompt_tokens;
     if (params->max_tokens > 0 && params->max_tokens < limit) limit = params->max_tokens;
     int ignore_eos = (params->flags & ENGINE_GENERATE_IGNORE_EOS) != 0;
@@ -351,9 +378,12 @@ ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams* params, En
             break;
         }
         if (ECHO_TOKEN_DELAY_US > 0) tp_sleep_us(ECHO_TOKEN_DELAY_US);
+        tp_atomic_add(&model->kv_used, 1);
         rc = push_token(&em, completion, text, len);
         completion++;
     }
+    tp_atomic_add(&model->kv_used, -(int64_t)(prompt_tokens + completion));
+    tp_atomic_add(&model->running, -1);
     if (rc == ERR_OK && !em.stopped) emit_held(&em, em.n_tokens); /* no stop string came: release the rest */
     free(em.held);
     free(em.tokens);

@@ -38,6 +38,16 @@ static inline void tp_sleep_us(unsigned us) {
 }
 #endif
 
+/* Counters several threads add to and one reads (engine_model_get_stats), without a lock. */
+#if defined(_MSC_VER)
+#  include <intrin.h>
+static inline void tp_atomic_add(volatile int64_t* counter, int64_t n) { _InterlockedExchangeAdd64(counter, n); }
+static inline int64_t tp_atomic_load(volatile int64_t* counter) { return _InterlockedOr64(counter, 0); }
+#else
+static inline void tp_atomic_add(volatile int64_t* counter, int64_t n) { __atomic_fetch_add(counter, n, __ATOMIC_RELAXED); }
+static inline int64_t tp_atomic_load(volatile int64_t* counter) { return __atomic_load_n(counter, __ATOMIC_RELAXED); }
+#endif
+
 /* Stringifies a -D value, so that `-DENGINE_ID=other` needs no shell quoting on any compiler. */
 #define TP_STR_(x) #x
 #define TP_STR(x) TP_STR_(x)

@@ -2,7 +2,8 @@
  * unsafe — not thread-safe (no ENGINE_FLAG_THREAD_SAFE), and it checks: every entry point but
  * engine_get_info and engine_get_last_error notes whether it was entered while another call was still in
  * flight, and holds on for a moment to make such an overlap likely. engine_generate_stream (five tokens
- * "tok", 2 ms apart) fails with ERR_INTERNAL once any overlap was seen.
+ * "tok", 2 ms apart) fails with ERR_INTERNAL once any overlap was seen. engine_model_get_stats, which the
+ * host calls beside anything, reports the generations in flight as running and does not count as a call.
  * Built with -DCLAIM_THREAD_SAFE it sets the flag, so the host stops serialising and the check fires:
  * the test of the test.
  */
@@ -24,6 +25,7 @@ static EngineInfo info = {
 
 static tp_mutex lock = TP_MUTEX_INIT;
 static int in_call;  /* calls in flight now */
+static int generating; /* engine_generate_stream calls in flight */
 static int overlaps; /* calls that began while another was in flight */
 
 static void enter(void) {
@@ -100,6 +102,9 @@ ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams* params, En
                                           void* user_data, EngineGenerateResult* result) {
     (void)params;
     enter();
+    tp_lock(&lock);
+    generating++;
+    tp_unlock(&lock);
     int32_t emitted = 0;
     int32_t finish = ENGINE_FINISH_STOP;
     for (; emitted < 5; emitted++) {
@@ -110,6 +115,9 @@ ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams* params, En
             break;
         }
     }
+    tp_lock(&lock);
+    generating--;
+    tp_unlock(&lock);
     leave();
     tp_lock(&lock);
     int seen = overlaps;
@@ -118,6 +126,17 @@ ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams* params, En
     result->finish_reason = finish;
     result->prompt_tokens = 1;
     result->completion_tokens = emitted;
+    return ERR_OK;
+}
+
+ENGINE_API int32_t engine_model_get_stats(const char* model_id, EngineModelStats* stats) {
+    (void)model_id;
+    tp_lock(&lock);
+    stats->requests_running = generating;
+    tp_unlock(&lock);
+    stats->requests_waiting = 0;
+    stats->kv_cells_used = 0;
+    stats->kv_cells_total = 0;
     return ERR_OK;
 }
 

@@ -112,25 +112,49 @@ describe('the llm-node command', () => {
     }
   });
 
-  it.each(['SIGINT', 'SIGTERM'] as const)('on %s ends an open stream with a shutting_down event, unloads, shuts engines down and exits 0', async (signal) => {
-    const node = await startNode();
-    const response = await fetch(`${node.url}/v1/chat/completions`, {
+  /** A streamed chat of `maxTokens` tokens on the slow echo engine (20 ms a token), its reader at the first event. */
+  async function openStream(url: string, maxTokens: number) {
+    const response = await fetch(`${url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'count' }], stream: true, ignore_eos: true, max_tokens: 1000 }),
+      body: JSON.stringify({ model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'count' }], stream: true, ignore_eos: true, max_tokens: maxTokens }),
     });
     const reader = response.body!.getReader();
     await reader.read(); // the stream is open and producing
+    return async () => {
+      let rest = '';
+      for (let r = await reader.read(); !r.done; r = await reader.read()) rest += new TextDecoder().decode(r.value);
+      return rest.trimEnd().split('\n\n').at(-1)!;
+    };
+  }
+
+  it.each(['SIGINT', 'SIGTERM'] as const)('on %s drains: refuses new requests, lets the open stream finish, unloads, shuts engines down and exits 0', async (signal) => {
+    const node = await startNode();
+    const rest = await openStream(node.url, 50); // about a second
     node.child.kill(signal);
-    let rest = '';
-    for (let r = await reader.read(); !r.done; r = await reader.read()) rest += new TextDecoder().decode(r.value);
-    // The client learns why its completion stopped short: a last event in the seed's error envelope.
-    const lastEvent = rest.trimEnd().split('\n\n').at(-1);
-    expect(JSON.parse(lastEvent!.replace(/^data: /, ''))).toEqual({
-      error: { message: expect.any(String), type: 'server_error', code: 'shutting_down' },
-    });
+    await expect.poll(() => node.logLines().some((l) => l.msg.startsWith(`${signal}: draining`))).toBe(true);
+    const refused = await fetch(`${node.url}/v1/models`);
+    expect(refused.status).toBe(503);
+    expect(await rest()).toBe('data: [DONE]');
     expect(await node.exited).toBe(0);
     const messages = node.logLines().map((l) => l.msg);
     expect(messages).toEqual(expect.arrayContaining(['model unloaded', 'engine shut down', 'stopped']));
+  });
+
+  it('ends the streams still open with a shutting_down event when the grace is over, or at a second signal', async () => {
+    for (const [extra, signals] of [[['--shutdown-grace', '1'], 1], [[], 2]] as const) {
+      const node = await startNode(...extra);
+      const rest = await openStream(node.url, 1000); // 20 s
+      node.child.kill('SIGTERM');
+      if (signals === 2) {
+        await expect.poll(() => node.logLines().some((l) => l.msg.startsWith('SIGTERM: draining'))).toBe(true);
+        node.child.kill('SIGTERM');
+      }
+      // The client learns why its completion stopped short: a last event in the error envelope.
+      expect(JSON.parse((await rest()).replace(/^data: /, ''))).toEqual({
+        error: { message: expect.any(String), type: 'server_error', code: 'shutting_down' },
+      });
+      expect(await node.exited).toBe(0);
+    }
   });
 });

@@ -3,7 +3,8 @@ import { createLogger } from './logger.js';
 import { parseCommandLine, UsageError } from './options.js';
 import { startNode, StartupError } from './start.js';
 
-// Exit codes: 0 clean stop (also after SIGINT/SIGTERM), 1 cannot start or crashed, 2 bad usage.
+// Exit codes: 0 clean stop (also after SIGINT/SIGTERM), 1 cannot start, crashed, or forced by a third signal,
+// 2 bad usage.
 async function main(): Promise<number> {
   let parsed;
   try {
@@ -30,9 +31,22 @@ async function main(): Promise<number> {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
-  logger.info(`${signal}: stopping (again to force)`);
-  process.once(signal, () => process.exit(1));
-  await node.close();
+  const grace = parsed.options.shutdownGraceSeconds;
+  logger.info(`${signal}: draining: new requests are refused, those in flight have ${grace} s to finish (${signal} again to end them now)`);
+  const signals = ['SIGINT', 'SIGTERM'] as const;
+  for (const name of signals) process.removeAllListeners(name);
+  let more = 0;
+  const again = () => {
+    more += 1;
+    if (more === 1) {
+      logger.info('ending the requests in flight now (once more to exit at once)');
+      void node.close({ graceMs: 0 });
+    } else {
+      process.exit(1);
+    }
+  };
+  for (const name of signals) process.on(name, again);
+  await node.close({ graceMs: grace * 1000 });
   logger.info('stopped');
   logger.flush();
   return 0;

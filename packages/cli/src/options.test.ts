@@ -45,6 +45,8 @@ describe('llm-node command line', () => {
       apiKey: undefined,
       allowedHosts: [],
       maxConnections: undefined,
+      shutdownGraceSeconds: 30,
+      agentPort: undefined,
       logLevel: 'info',
       contextLength: undefined,
       parallel: 4,
@@ -59,6 +61,10 @@ describe('llm-node command line', () => {
       engineStallTimeoutSeconds: 30,
       modelLoadTimeoutSeconds: 1200,
     });
+  });
+
+  it('reads the shutdown grace and the agent check port', () => {
+    expect(parse('--shutdown-grace', '0', '--agent-port', '3101')).toMatchObject({ shutdownGraceSeconds: 0, agentPort: 3101 });
   });
 
   it('reads the Host names allowed, "all" included, and the connection cap', () => {

@@ -27,6 +27,10 @@ export interface NodeOptions {
   allowedHosts: string[] | 'all';
   /** Most connections kept open; undefined = from the open-file limit. */
   maxConnections: number | undefined;
+  /** On SIGTERM or SIGINT: how long requests in flight may finish before they are ended. */
+  shutdownGraceSeconds: number;
+  /** HAProxy's agent check on this port of `host`; undefined = none. */
+  agentPort: number | undefined;
   logLevel: LogLevel;
   /** Defaults for models loaded without their own: tokens of context per request, requests at once. */
   contextLength: number | undefined;
@@ -66,6 +70,8 @@ export function parseCommandLine(argv: readonly string[], print: (text: string) 
     .addOption(new Option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1 and /api').env('LLM_NODE_API_KEY'))
     .addOption(new Option('--allowed-hosts <names>', 'Host names served besides IP addresses and localhost, comma-separated (.example.com: a domain and its subdomains; all: any)').env('LLM_NODE_ALLOWED_HOSTS').argParser(hostList).default([]))
     .addOption(new Option('--max-connections <n>', 'connections kept open at most; the longest idle one makes room for a new one (default: half the open-file limit)').env('LLM_NODE_MAX_CONNECTIONS').argParser(integerArgument(16, 1_000_000)))
+    .addOption(new Option('--shutdown-grace <seconds>', 'on SIGTERM or SIGINT, refuse new requests and let those in flight finish for this long before ending them').env('LLM_NODE_SHUTDOWN_GRACE').argParser(integerArgument(0, 86_400)).default(30))
+    .addOption(new Option('--agent-port <port>', 'answer HAProxy\'s agent check on this port: the node\'s weight from its load, or drain').env('LLM_NODE_AGENT_PORT').argParser(integerArgument(0, 65_535)))
     .addOption(new Option('--log-level <level>', 'log verbosity').env('LLM_NODE_LOG_LEVEL').choices(LOG_LEVELS).default('info'))
     .addOption(new Option('--context-length <tokens>', 'context per request for models loaded without one (default: min(trained, 4096))').env('LLM_NODE_CONTEXT_LENGTH').argParser(integerArgument(1, 10_000_000)))
     .addOption(new Option('--parallel <n>', 'requests generated at once per model, each with its own KV cache (as llama.cpp\'s server)').env('LLM_NODE_PARALLEL').argParser(integerArgument(1, 1024)).default(4))
@@ -103,6 +109,8 @@ export function parseCommandLine(argv: readonly string[], print: (text: string) 
       apiKey: o.apiKey,
       allowedHosts: o.allowedHosts,
       maxConnections: o.maxConnections,
+      shutdownGraceSeconds: o.shutdownGrace,
+      agentPort: o.agentPort,
       logLevel: o.logLevel,
       contextLength: o.contextLength,
       parallel: o.parallel,

@@ -8,6 +8,7 @@ import type { GpuBackend, GpuDetection } from '@llm-node/gpu-detect';
 import { Registry } from '@llm-node/registry';
 import type { EngineRecord } from '@llm-node/registry';
 import { createServer } from '@llm-node/server';
+import type { CloseOptions } from '@llm-node/server';
 import type { NodeOptions } from './options.js';
 
 /** Start-up failed for a reason the operator must fix (no GPU, engines dir missing, port taken): exit 1. */
@@ -15,8 +16,13 @@ export class StartupError extends Error {}
 
 export interface RunningNode {
   readonly address: AddressInfo;
-  /** Stops accepting, ends open streams, unloads models and shuts every engine down. */
-  close(): Promise<void>;
+  /** Where the agent check listens; null without --agent-port. */
+  readonly agentAddress: AddressInfo | null;
+  /**
+   * Drains (new requests refused, those in flight finish within the grace), ends what is left, unloads models and
+   * shuts every engine down. Called again with no grace, it ends the drain at once.
+   */
+  close(options?: CloseOptions): Promise<void>;
 }
 
 /** Detects the GPU, discovers the plugins, and serves the API; logs each step's outcome. */
@@ -60,6 +66,7 @@ export async function startNode(options: NodeOptions, logger: Logger): Promise<R
     allowedHosts: options.allowedHosts,
     ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
     ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
+    ...(options.agentPort === undefined ? {} : { agentPort: options.agentPort }),
   });
   let address: AddressInfo;
   try {
@@ -69,12 +76,17 @@ export async function startNode(options: NodeOptions, logger: Logger): Promise<R
     throw new StartupError(`Cannot listen on ${options.host}:${options.port}: ${(error as Error).message}`);
   }
   logger.info(`llm-node listening on http://${formatHost(address.address)}:${address.port}`);
+  const { agentAddress } = server;
+  if (agentAddress) logger.info(`HAProxy agent check on ${formatHost(agentAddress.address)}:${agentAddress.port}`);
 
+  let closing: Promise<void> | null = null;
   return {
     address,
-    async close() {
-      await server.close();
-      await registry.close();
+    agentAddress,
+    close(closeOptions) {
+      const serverClosed = server.close(closeOptions);
+      closing ??= serverClosed.then(() => registry.close());
+      return closing;
     },
   };
 }

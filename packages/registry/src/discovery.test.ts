@@ -294,7 +294,7 @@ describe('plugin discovery', () => {
         error: null,
         warnings: [],
       });
-      expect([...echo!.capabilities].sort()).toEqual(['generate_stream', 'last_error', 'model_estimate_vram', 'model_load', 'thread_safe', 'vram_used']);
+      expect([...echo!.capabilities].sort()).toEqual(['generate_stream', 'last_error', 'model_estimate_vram', 'model_load', 'model_stats', 'thread_safe', 'vram_used']);
       expect(legacy).toMatchObject({ id: 'legacy', status: 'loaded', capabilities: [] });
     } finally {
       await registry.close();

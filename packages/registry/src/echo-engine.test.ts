@@ -108,6 +108,51 @@ describe('the registry over the echo test engine', () => {
   });
 });
 
+describe('what models are doing, as load balancers read it', () => {
+  it("takes running generations and KV use from an engine's stats", async () => {
+    const slow = await buildTestPlugin('echo', { defines: { ENGINE_ID: 'echo_slow', ECHO_TOKEN_DELAY_US: 20_000 } });
+    await installTestPlugin({ enginesDir, plugin: slow, manifest: { architectures: ['slow'] } });
+    await writeGgufModel(join(modelsDir, 'slow.gguf'), { architecture: 'slow' });
+    const reg = await start();
+    await reg.loadModel('slow', { parallel: 2, contextLength: 100 });
+    expect(await reg.modelActivity()).toEqual([{ id: 'slow', running: 0, waiting: 0, parallel: 2, kvCells: 200, kvCacheUsage: 0 }]);
+    const lease = await reg.acquireModel('slow');
+    const generations = [0, 1].map(() => lease.generate({ prompt: 'a b c d', ignoreEos: true, maxTokens: 90 }));
+    const received = [0, 0];
+    for (const [i, generation] of generations.entries()) {
+      while (received[i]! < 6) received[i] += (await generation.next()).value!.tokenCount;
+    }
+    const [activity] = await reg.modelActivity();
+    expect(activity).toMatchObject({ running: 2, waiting: 0 });
+    // Each holds its 4 prompt cells and one per token emitted (a few may not have reached this process yet).
+    const atLeast = (4 + received[0]! + 4 + received[1]!) / 200;
+    expect(activity!.kvCacheUsage).toBeGreaterThanOrEqual(atLeast);
+    expect(activity!.kvCacheUsage).toBeLessThan(atLeast + 0.1);
+    await Promise.all(generations.map((generation) => generation.return!()));
+    lease.release();
+    await expect.poll(async () => (await reg.modelActivity())[0]).toMatchObject({ running: 0, kvCacheUsage: 0 });
+  });
+
+  it('counts generations against `parallel` itself for an engine without stats', async () => {
+    await installTestPlugin({ enginesDir, plugin: await buildTestPlugin('faulty'), manifest: { architectures: ['faulty'] } });
+    await writeGgufModel(join(modelsDir, 'f.gguf'), { architecture: 'faulty' });
+    registry = await Registry.create({
+      enginesDirs: [enginesDir],
+      modelsDir,
+      gpu: cpuGpu(),
+      sampler: fixedSampler(32 * GiB),
+      engineTimeouts: { cancelMs: 200 },
+    });
+    await registry.loadModel('f', { parallel: 1 });
+    const lease = await registry.acquireModel('f');
+    const cancel = new AbortController();
+    const hung = [0, 1, 2].map(() => lease.generate({ prompt: 'hang-polling' }, { signal: cancel.signal }).result.catch(() => undefined));
+    expect(await registry.modelActivity()).toEqual([{ id: 'f', running: 1, waiting: 2, parallel: 1, kvCells: null, kvCacheUsage: null }]);
+    cancel.abort(); // they ignore it, and their host is ended within cancelMs
+    await Promise.all(hung);
+  });
+});
+
 describe("the registry over the seed's minimal plugin", () => {
   it('loads a safetensors model through engine_load_model, one at a time', async () => {
     // The seed's own manifest for it, on the cpu backend.

@@ -7,6 +7,7 @@ export { Registry } from './registry.js';
 export type {
   LoadModelOptions,
   LoadedModel,
+  ModelActivity,
   ModelLease,
   RegistryLogger,
   RegistryOptions,

@@ -327,6 +327,20 @@ describe('Registry leases and unloading', () => {
   });
 });
 
+describe('Registry activity', () => {
+  it('counts the requests waiting for a model to load as waiting, before and after the load', async () => {
+    const { registry, engine } = await setUp({ gateLoads: true });
+    await model('m');
+    const leases = Promise.all([registry.acquireModel('m'), registry.acquireModel('m')]);
+    await expect.poll(() => engine.loads.length).toBe(1);
+    expect(await registry.modelActivity()).toEqual([{ id: 'm', running: 0, waiting: 2, parallel: 0, kvCells: null, kvCacheUsage: null }]);
+    engine.releaseLoads();
+    for (const lease of await leases) lease.release();
+    // Loaded, and an engine without stats: the node counts the generations itself (none).
+    expect(await registry.modelActivity()).toEqual([{ id: 'm', running: 0, waiting: 0, parallel: 1, kvCells: null, kvCacheUsage: null }]);
+  });
+});
+
 describe('Registry under racing and careless requests', () => {
   it('makes a request for a model being unloaded wait for the unload and load it again, never 404', async () => {
     const { registry, engine } = await setUp({ gateUnloads: true });

@@ -94,6 +94,21 @@ export interface ModelLease {
   release(): void;
 }
 
+/** What a model is doing now: the figures load balancers route by (the server's /metrics). */
+export interface ModelActivity {
+  id: string;
+  /** Generations being decoded. */
+  running: number;
+  /** Requests for the model not decoding yet: waiting for its load, or for a free sequence in the engine. */
+  waiting: number;
+  /** Sequences the model decodes at once (its `parallel`). */
+  parallel: number;
+  /** KV cache cells (token positions) of the model, all sequences together; null when its engine does not say. */
+  kvCells: number | null;
+  /** Fraction of those cells the running generations hold, 0–1; null when its engine does not say. */
+  kvCacheUsage: number | null;
+}
+
 /** Device memory as admission sees it, on the one device the engines run on. */
 export interface VramStatus {
   backend: GpuBackend;
@@ -123,10 +138,15 @@ interface ModelState {
   model: Omit<LoadedModel, 'lastUsedAt' | 'activeRequests'>;
   lastUsedAt: number;
   activeRequests: number;
+  /** Generations started on it and not ended. */
+  generating: number;
 }
 
 const DEFAULT_CONTEXT_LENGTH = 4096;
 const DEFAULT_PARALLEL = 1;
+// How long a model's activity waits for its engine's stats before counting for itself: a scrape must not
+// hang on an engine host that is busy or dying.
+const STATS_WAIT_MS = 250;
 
 /**
  * The host's engine and model state: discovered plugins (each in an engine host process, restarted when it
@@ -149,6 +169,8 @@ export class Registry {
   readonly #models = new Map<string, ModelState>();
   readonly #loading = new Map<string, { promise: Promise<LoadedModel>; options: LoadModelOptions }>();
   readonly #readModelInfo = modelInfoReader();
+  /** Requests waiting in acquireModel for a model to load, by id. */
+  readonly #waitingForLoad = new Map<string, number>();
   #queueTail: Promise<unknown> = Promise.resolve();
   #closing: Promise<void> | null = null;
 
@@ -279,8 +301,46 @@ export class Registry {
       const state = this.#models.get(modelId);
       if (state && !state.unloading) return lease(state, this.#toNodeError);
       // Unloading, or unloaded again by the monitor between the load and this turn: load once more.
-      await this.loadModel(modelId, options);
+      this.#waitingForLoad.set(modelId, (this.#waitingForLoad.get(modelId) ?? 0) + 1);
+      try {
+        await this.loadModel(modelId, options);
+      } finally {
+        const left = this.#waitingForLoad.get(modelId)! - 1;
+        if (left === 0) this.#waitingForLoad.delete(modelId);
+        else this.#waitingForLoad.set(modelId, left);
+      }
     }
+  }
+
+  /**
+   * What each loaded model is doing, and each model requests wait to load: as its engine reports it
+   * (engine_model_get_stats), else as the node counts its generations against the model's `parallel`.
+   */
+  async modelActivity(): Promise<ModelActivity[]> {
+    const loaded = await Promise.all(
+      [...this.#models.values()].map(async (state): Promise<ModelActivity> => {
+        const stats = await withinMs(state.engine.modelStats(state.id).catch(() => null), STATS_WAIT_MS);
+        const waitingForLoad = this.#waitingForLoad.get(state.id) ?? 0;
+        const { parallel } = state.model;
+        if (stats === null) {
+          const running = Math.min(state.generating, parallel);
+          return { id: state.id, running, waiting: state.generating - running + waitingForLoad, parallel, kvCells: null, kvCacheUsage: null };
+        }
+        const kvCacheUsage = stats.kvCellsTotal > 0 ? stats.kvCellsUsed / stats.kvCellsTotal : null;
+        return {
+          id: state.id,
+          running: stats.running,
+          waiting: stats.waiting + waitingForLoad,
+          parallel,
+          kvCells: stats.kvCellsTotal > 0 ? stats.kvCellsTotal : null,
+          kvCacheUsage,
+        };
+      }),
+    );
+    const loading = [...this.#waitingForLoad]
+      .filter(([id]) => !this.#models.has(id))
+      .map(([id, waiting]): ModelActivity => ({ id, running: 0, waiting, parallel: 0, kvCells: null, kvCacheUsage: null }));
+    return [...loaded, ...loading];
   }
 
   /**
@@ -445,6 +505,7 @@ export class Registry {
       },
       lastUsedAt: now,
       activeRequests: 0,
+      generating: 0,
     };
     this.#models.set(modelId, state);
     this.#logger?.info({ model: modelId, engine: engineId, bytes: state.model.vramBytes, requiredBytes: required }, 'model loaded');
@@ -494,7 +555,12 @@ function lease(state: ModelState, toPublic: (error: unknown) => NodeError): Mode
   let released = false;
   return {
     model: snapshot(state),
-    generate: (request, options) => new LeasedGeneration(state.engine.generate({ ...request, modelId: state.id }, options), toPublic),
+    generate: (request, options) => {
+      state.generating += 1;
+      const generation = new LeasedGeneration(state.engine.generate({ ...request, modelId: state.id }, options), toPublic);
+      void generation.result.catch(() => undefined).finally(() => (state.generating -= 1));
+      return generation;
+    },
     release() {
       if (released) return;
       released = true;
@@ -502,6 +568,13 @@ function lease(state: ModelState, toPublic: (error: unknown) => NodeError): Mode
       state.lastUsedAt = Date.now();
     },
   };
+}
+
+/** `promise`'s value, or null when it takes longer than `ms`. */
+function withinMs<T>(promise: Promise<T | null>, ms: number): Promise<T | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ms)));
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
 function snapshot(state: ModelState): LoadedModel {

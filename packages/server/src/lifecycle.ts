@@ -3,31 +3,40 @@ import type { NodeError } from '@llm-node/registry';
 import { apiError } from './errors.js';
 
 /**
- * Requests in flight and the server's shutdown. Every generation gets a signal that aborts when its client
- * goes away or the server shuts down; `shutdown()` refuses new requests, aborts those signals with the
- * `shutting_down` error as their reason, and resolves when the last request in flight has ended.
+ * Requests in flight and the server's way out. Every generation gets a signal that aborts when its client goes
+ * away or the server shuts down. `drain()` refuses new requests (503 `shutting_down`, with `Connection: close`
+ * so that clients and load balancers open their next connection elsewhere) and lets those in flight go on;
+ * `shutdown()` also aborts the generations' signals with the `shutting_down` error. `idle()` resolves when the
+ * last request in flight has ended.
  */
 export class Lifecycle {
-  #shuttingDown = false;
+  #draining = false;
   #inFlight = 0;
-  #idle: (() => void) | null = null;
+  readonly #idleWaiters: (() => void)[] = [];
   readonly #generations = new Set<AbortController>();
   readonly #shutdownReason: NodeError = apiError('shutting_down', 'The server is shutting down');
 
-  get shuttingDown(): boolean {
-    return this.#shuttingDown;
+  /** True from drain() or shutdown() on. */
+  get draining(): boolean {
+    return this.#draining;
   }
 
-  /** Counts each request until its response closes; refuses requests once shutdown has begun. */
+  /** Requests whose responses have not closed. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Counts each request until its response closes; refuses requests once draining has begun. */
   readonly track: RequestHandler = (_req, res, next) => {
-    if (this.#shuttingDown) {
+    if (this.#draining) {
+      res.setHeader('Connection', 'close');
       next(this.#shutdownReason);
       return;
     }
     this.#inFlight += 1;
     res.once('close', () => {
       this.#inFlight -= 1;
-      if (this.#inFlight === 0) this.#idle?.();
+      if (this.#inFlight === 0) this.#idleWaiters.splice(0).forEach((resolve) => resolve());
     });
     next();
   };
@@ -48,12 +57,18 @@ export class Lifecycle {
     return signal.reason === this.#shutdownReason ? this.#shutdownReason : null;
   }
 
-  shutdown(): Promise<void> {
-    this.#shuttingDown = true;
-    for (const controller of this.#generations) controller.abort(this.#shutdownReason);
+  drain(): void {
+    this.#draining = true;
+  }
+
+  idle(): Promise<void> {
     if (this.#inFlight === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.#idle = resolve;
-    });
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  shutdown(): Promise<void> {
+    this.#draining = true;
+    for (const controller of this.#generations) controller.abort(this.#shutdownReason);
+    return this.idle();
   }
 }

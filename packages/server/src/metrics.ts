@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
-import type { Registry, VramStatus } from '@llm-node/registry';
+import type { ModelActivity, Registry } from '@llm-node/registry';
 
 export interface GenerationFigures {
   model: string;
@@ -52,6 +52,7 @@ export class Metrics {
     });
     this.activeGenerations = new Gauge({ name: 'llm_node_active_generations', help: 'Generations in progress', registers });
     registerNodeGauges(registers, nodeRegistry);
+    registerModelServerGauges(registers, nodeRegistry);
   }
 
   countRequest(method: string, route: string, status: number): void {
@@ -67,11 +68,15 @@ export class Metrics {
   }
 }
 
+/** `read`, called once for all the gauges of one scrape (prom-client collects them all at once). */
+function oncePerScrape<T>(read: () => Promise<T>): () => Promise<T> {
+  let reading: Promise<T> | null = null;
+  return () => (reading ??= read().finally(() => (reading = null)));
+}
+
 /** Gauges read from the node's registry at scrape time. */
 function registerNodeGauges(registers: MetricsRegistry[], nodeRegistry: Registry): void {
-  // A scrape collects every gauge at once; the three VRAM gauges share one reading.
-  let reading: Promise<VramStatus> | null = null;
-  const readVram = () => (reading ??= nodeRegistry.vramStatus().finally(() => (reading = null)));
+  const readVram = oncePerScrape(() => nodeRegistry.vramStatus());
   new Gauge({
     name: 'llm_node_vram_used_bytes',
     help: 'Device memory in use, per device',
@@ -120,6 +125,47 @@ function registerNodeGauges(registers: MetricsRegistry[], nodeRegistry: Registry
     collect() {
       this.reset();
       for (const model of nodeRegistry.models()) this.set({ model: model.id, engine: model.engineId }, model.vramBytes);
+    },
+  });
+}
+
+/**
+ * The model-server protocol's gauges, per model (`model_name`), under vLLM's names: what Kubernetes' Gateway API
+ * Inference Extension (llm-d's endpoint picker) and other routers that read vLLM scrape to choose a backend.
+ * A model's KV gauges are left out when its engine does not report its KV cache.
+ */
+function registerModelServerGauges(registers: MetricsRegistry[], nodeRegistry: Registry): void {
+  const readActivity = oncePerScrape(() => nodeRegistry.modelActivity());
+  const perModel = (name: string, help: string, value: (model: ModelActivity) => number | null) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['model_name'],
+      registers,
+      async collect() {
+        const activity = await readActivity();
+        this.reset();
+        for (const model of activity) {
+          const figure = value(model);
+          if (figure !== null) this.set({ model_name: model.id }, figure);
+        }
+      },
+    });
+  perModel('vllm:num_requests_running', 'Requests being decoded, per model', (model) => model.running);
+  perModel('vllm:num_requests_waiting', 'Requests waiting for a free sequence or for their model to load, per model', (model) => model.waiting);
+  perModel('vllm:kv_cache_usage_perc', 'Fraction of the model\'s KV cache in use by running requests, 0 to 1', (model) => model.kvCacheUsage);
+  new Gauge({
+    name: 'vllm:cache_config_info',
+    help: 'The KV cache of each model: block_size tokens per block, num_gpu_blocks blocks',
+    labelNames: ['model_name', 'block_size', 'num_gpu_blocks'],
+    registers,
+    async collect() {
+      const activity = await readActivity();
+      this.reset();
+      // The ABI counts KV cells, one per token position: a block of one token.
+      for (const model of activity) {
+        if (model.kvCells !== null) this.set({ model_name: model.id, block_size: '1', num_gpu_blocks: String(model.kvCells) }, 1);
+      }
     },
   });
 }

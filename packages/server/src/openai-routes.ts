@@ -1,4 +1,5 @@
 import { Router } from 'express';
+import { NodeError, type LoadedModel } from '@llm-node/registry';
 import { chatFormat, textFormat } from './completion-format.js';
 import type { ServerContext } from './context.js';
 import { serveCompletion } from './generation.js';
@@ -9,15 +10,15 @@ export function openAiRoutes(context: ServerContext): Router {
   const router = Router();
 
   router.get('/v1/models', (_req, res) => {
-    res.json({
-      object: 'list',
-      data: context.registry.models().map((model) => ({
-        id: model.id,
-        object: 'model',
-        created: Math.floor(model.loadedAt / 1000),
-        owned_by: model.engineId,
-      })),
-    });
+    res.json({ object: 'list', data: context.registry.models().map(modelObject) });
+  });
+
+  router.get('/v1/models/:id', (req, res) => {
+    const model = context.registry.models().find((m) => m.id === req.params.id);
+    if (!model) {
+      throw new NodeError(`Model '${req.params.id}' is not loaded`, { type: 'not_found_error', code: 'model_not_loaded' });
+    }
+    res.json(modelObject(model));
   });
 
   router.post('/v1/chat/completions', async (req, res) => {
@@ -57,4 +58,9 @@ export function openAiRoutes(context: ServerContext): Router {
   });
 
   return router;
+}
+
+/** A model as OpenAI's models API describes one. */
+function modelObject(model: LoadedModel): object {
+  return { id: model.id, object: 'model', created: Math.floor(model.loadedAt / 1000), owned_by: model.engineId };
 }

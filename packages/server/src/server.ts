@@ -4,11 +4,13 @@ import { performance } from 'node:perf_hooks';
 import express, { type Express, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { Registry } from '@llm-node/registry';
+import { startAgentCheck, type AgentCheck } from './agent-check.js';
 import { requireApiKey } from './auth.js';
 import { createChatTemplates } from './chat-template.js';
 import type { ServerContext } from './context.js';
 import { defaultMaxConnections, guardConnections } from './connection-guard.js';
 import { errorHandler, notFound } from './errors.js';
+import { healthRoutes, notReady, trafficWeight } from './health.js';
 import { checkHost } from './host-check.js';
 import { Lifecycle } from './lifecycle.js';
 import { Metrics } from './metrics.js';
@@ -30,18 +32,31 @@ export interface ServerOptions {
   allowedHosts?: readonly string[] | 'all';
   /** Most connections kept open; default from the open-file limit (defaultMaxConnections). */
   maxConnections?: number;
+  /** A port for HAProxy's agent check, on the host `listen` is given (0: any free port); none when unset. */
+  agentPort?: number;
+}
+
+export interface CloseOptions {
+  /**
+   * How long requests in flight may go on to their end before they are ended with `shutting_down`; new requests
+   * are refused meanwhile, and `/health` and the agent check say the node is draining. Default 0.
+   */
+  graceMs?: number;
 }
 
 export interface LlmNodeServer {
   /** The Express app, for embedding; `listen` serves it and starts the resource monitor. */
   readonly app: Express;
   listen(port: number, host?: string): Promise<AddressInfo>;
+  /** Where the agent check listens, once `listen` has started it; null without `agentPort`. */
+  readonly agentAddress: AddressInfo | null;
   /**
-   * Stops accepting connections, ends open streams with a `shutting_down` error event, refuses requests
-   * still arriving with 503, waits for the requests in flight, and stops the monitor. Idempotent. The
+   * Drains, then stops: refuses new requests with 503 (`Connection: close`), lets the requests in flight finish
+   * within `graceMs`, ends the streams still open with a `shutting_down` error event, waits for them, stops
+   * listening and stops the monitor. Idempotent: a second call with no grace ends the drain at once. The
    * registry stays open: its owner closes it afterwards.
    */
-  close(): Promise<void>;
+  close(options?: CloseOptions): Promise<void>;
 }
 
 // Socket writes of token events, all streams together, in one event-loop turn: few enough that a turn stays
@@ -60,11 +75,16 @@ export function createServer(options: ServerOptions): LlmNodeServer {
   };
   const app = createApp(context, options);
   let httpServer: Server | null = null;
+  let agentCheck: AgentCheck | null = null;
   let stopMonitor = () => {};
   let closing: Promise<void> | null = null;
+  let hurry = () => {}; // ends the drain's grace at once
 
   return {
     app,
+    get agentAddress() {
+      return agentCheck?.address ?? null;
+    },
     async listen(port, host = '127.0.0.1') {
       // The parser looks for connections over their headers' time limit every second, not every 30 s.
       const server = createHttpServer({ noDelay: true, connectionsCheckingInterval: 1000 }, app);
@@ -77,11 +97,39 @@ export function createServer(options: ServerOptions): LlmNodeServer {
         });
       });
       httpServer = server;
+      if (options.agentPort !== undefined) {
+        try {
+          agentCheck = await startAgentCheck(options.agentPort, host, async () => {
+            const reason = notReady(context);
+            if (reason === 'draining') return 'drain';
+            if (reason === 'no_engine') return 'down';
+            return `ready up ${trafficWeight(await registry.modelActivity())}%`;
+          });
+        } catch (error) {
+          await new Promise((resolve) => server.close(resolve));
+          throw error;
+        }
+      }
       stopMonitor = startResourceMonitor(registry, options.monitorIntervalMs ?? 1000, logger);
       return server.address() as AddressInfo;
     },
-    close() {
-      closing ??= (async () => {
+    close({ graceMs = 0 } = {}) {
+      if (closing) {
+        if (graceMs === 0) hurry();
+        return closing;
+      }
+      closing = (async () => {
+        context.lifecycle.drain();
+        // Keep-alive connections with nothing in flight are not needed to finish anything.
+        httpServer?.closeIdleConnections();
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, graceMs);
+          hurry = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+          void context.lifecycle.idle().then(hurry);
+        });
         stopMonitor();
         const server = httpServer;
         const closed = server
@@ -91,6 +139,7 @@ export function createServer(options: ServerOptions): LlmNodeServer {
         // Nothing is in flight any more: what is left are idle keep-alive connections.
         server?.closeAllConnections();
         await closed;
+        await agentCheck?.close();
         await context.chatTemplates.close();
       })();
       return closing;
@@ -104,11 +153,8 @@ function createApp(context: ServerContext, options: ServerOptions): Express {
   app.disable('etag');
   app.use(observeRequests(context));
   app.use(checkHost(options.allowedHosts ?? []));
-  // Liveness and readiness: before the key and the body parser, and answered during shutdown too.
-  app.get('/health', (_req, res) => {
-    if (context.lifecycle.shuttingDown) res.status(503).json({ status: 'shutting_down' });
-    else res.json({ status: 'ok' });
-  });
+  // Liveness and readiness: before the key and the body parser, and answered while draining too.
+  app.use(healthRoutes(context));
   if (options.apiKey !== undefined) app.use(['/v1', '/api', '/apply-template', '/metrics'], requireApiKey(options.apiKey));
   app.get('/metrics', async (_req, res) => {
     res.type(context.metrics.registry.contentType).send(await context.metrics.registry.metrics());
@@ -143,7 +189,7 @@ function observeRequests({ logger, metrics }: ServerContext): RequestHandler {
         ...res.locals.generation,
       };
       // Probes come every few seconds: kept out of the default log level.
-      if (route === '/health' || route === '/metrics') logger.debug(summary, 'request');
+      if (route.startsWith('/health') || route === '/metrics') logger.debug(summary, 'request');
       else logger.info(summary, 'request');
     }));
     next();

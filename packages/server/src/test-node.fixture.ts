@@ -32,7 +32,7 @@ export function settableSampler(usedBytes = 0): VramSampler & { usedBytes: numbe
   };
 }
 
-export interface TestNodeOptions extends Pick<ServerOptions, 'apiKey' | 'monitorIntervalMs' | 'bodyLimit' | 'allowedHosts' | 'maxConnections'> {
+export interface TestNodeOptions extends Pick<ServerOptions, 'apiKey' | 'monitorIntervalMs' | 'bodyLimit' | 'allowedHosts' | 'maxConnections' | 'agentPort'> {
   sampler?: VramSampler;
   vramLimitBytes?: number;
   /** How the registry treats engine hosts that hang or keep crashing. */
@@ -97,6 +97,7 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
     ...(options.bodyLimit === undefined ? {} : { bodyLimit: options.bodyLimit }),
     ...(options.allowedHosts === undefined ? {} : { allowedHosts: options.allowedHosts }),
     ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
+    ...(options.agentPort === undefined ? {} : { agentPort: options.agentPort }),
   });
   const address = await server.listen(0, '127.0.0.1');
   const baseUrl = `http://127.0.0.1:${address.port}`;

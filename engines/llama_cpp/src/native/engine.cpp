@@ -455,6 +455,30 @@ uint64_t vram_used() {
     return g_engine.memory_in_use();
 }
 
+int32_t model_get_stats(const char * model_id, EngineModelStats * stats) {
+    if (stats == nullptr) {
+        return report(ERR_INVALID_ARGUMENT, "engine_model_get_stats needs somewhere to write the stats");
+    }
+    const std::shared_ptr<Model> model = model_id != nullptr ? find_model(model_id) : nullptr;
+    if (model == nullptr) {
+        return report(ERR_MODEL_NOT_LOADED, "no model is loaded as '" + string_field(model_id) + "'");
+    }
+    const ModelStats now = model->stats();
+    if (HAS_FIELD(stats, requests_running)) {
+        stats->requests_running = now.running;
+    }
+    if (HAS_FIELD(stats, requests_waiting)) {
+        stats->requests_waiting = now.waiting;
+    }
+    if (HAS_FIELD(stats, kv_cells_used)) {
+        stats->kv_cells_used = now.kv_used;
+    }
+    if (HAS_FIELD(stats, kv_cells_total)) {
+        stats->kv_cells_total = now.kv_total;
+    }
+    return ERR_OK;
+}
+
 int32_t generate_stream(const EngineGenerateParams * params, EngineTokenCallback on_token, void * user_data,
                         EngineGenerateResult * result) {
     if (EngineError error = check_initialized()) {
@@ -624,6 +648,10 @@ ENGINE_API uint64_t engine_get_vram_used(void) {
         return ERR_OK;
     });
     return bytes;
+}
+
+ENGINE_API int32_t engine_model_get_stats(const char * model_id, EngineModelStats * stats) {
+    return guarded([&] { return entry::model_get_stats(model_id, stats); });
 }
 
 ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams * params, EngineTokenCallback on_token,

@@ -420,6 +420,7 @@ void Model::generate(GenerationRequest * request) {
         return;
     }
     queue_.push_back(request);
+    queued_ = static_cast<int32_t>(queue_.size());
     wake_.notify_one();
     request->done_cv.wait(lock, [&] { return request->done; });
 }
@@ -456,6 +457,7 @@ void Model::fail_all(const EngineError & error) {
 void Model::run() {
     try {
         while (step()) {
+            publish_stats();
         }
     } catch (const std::exception & error) {
         {
@@ -486,6 +488,7 @@ bool Model::step() {
             arrived.push_back(queue_.front());
             queue_.pop_front();
         }
+        queued_ = static_cast<int32_t>(queue_.size());
     }
     for (GenerationRequest * request : arrived) {
         // The free slot whose cached tokens share the longest prefix with the prompt, when that prefix is a
@@ -581,6 +584,28 @@ bool Model::step() {
         take_token(*slot, logits);
     }
     return true;
+}
+
+void Model::publish_stats() {
+    int32_t running = 0;
+    uint64_t kv_used = 0;
+    for (const auto & slot : slots_) {
+        if (slot->request != nullptr) {
+            running += 1;
+            kv_used += slot->cached.size();
+        }
+    }
+    running_ = running;
+    kv_used_ = kv_used;
+}
+
+ModelStats Model::stats() const {
+    ModelStats stats;
+    stats.running = running_;
+    stats.waiting = queued_;
+    stats.kv_used = kv_used_;
+    stats.kv_total = static_cast<uint64_t>(n_ctx_request_) * slots_.size();
+    return stats;
 }
 
 void Model::assign(Slot & slot, GenerationRequest * request) {

@@ -1,6 +1,7 @@
 // One loaded model: llama.cpp's model and context, and the decode loop that serves its requests.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -48,6 +49,14 @@ struct GenerationRequest {
     std::condition_variable done_cv;
 };
 
+// What a model is doing, as engine_model_get_stats reports it.
+struct ModelStats {
+    int32_t running = 0;      // requests in a slot
+    int32_t waiting = 0;      // requests queued for a free slot
+    uint64_t kv_used = 0;     // KV cells the requests in slots hold
+    uint64_t kv_total = 0;    // KV cells of all slots
+};
+
 class Model {
 public:
     static constexpr int32_t kDefaultParallel = 4;
@@ -73,6 +82,9 @@ public:
     // Fails what is queued or in flight with ERR_MODEL_NOT_LOADED and ends the decode loop.
     void stop();
 
+    // [any thread, at once] Counters the decode loop publishes after each round; takes no lock decoding holds.
+    ModelStats stats() const;
+
     int32_t context_length() const { return n_ctx_request_; }
     uint64_t memory_bytes() const { return memory_bytes_; }
 
@@ -83,6 +95,7 @@ private:
 
     void run();
     bool step();
+    void publish_stats();
     void assign(Slot & slot, GenerationRequest * request);
     void take_token(Slot & slot, const float * logits_row);
     void finish(Slot & slot, int32_t reason);
@@ -107,5 +120,8 @@ private:
     std::condition_variable wake_;
     std::deque<GenerationRequest *> queue_;
     bool stopping_ = false;
+    std::atomic<int32_t> queued_{0};     // queue_.size(), readable without mutex_
+    std::atomic<int32_t> running_{0};    // published by the decode loop
+    std::atomic<uint64_t> kv_used_{0};   // published by the decode loop
     std::thread loop_;
 };

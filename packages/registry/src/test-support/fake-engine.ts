@@ -64,6 +64,7 @@ export function fakeEngine(path: string, id: string, behaviour: FakeEngineBehavi
       return behaviour.estimate ?? null;
     },
     vramUsed: async () => null,
+    modelStats: async () => null,
     generate() {
       throw new Error('the fake engine does not generate');
     },
