@@ -72,7 +72,7 @@ describeWithPlugin('the llama_cpp plugin', () => {
   it('reports itself as thread-safe with every optional entry point', () => {
     expect(engine.info).toMatchObject({ id: 'llama_cpp', abiVersion: 1, threadSafe: true });
     expect([...engine.capabilities].sort()).toEqual(
-      ['generate_stream', 'last_error', 'model_estimate_vram', 'model_load', 'thread_safe', 'vram_used'].sort(),
+      ['generate_stream', 'last_error', 'model_estimate_vram', 'model_load', 'model_stats', 'thread_safe', 'vram_used'].sort(),
     );
   });
 

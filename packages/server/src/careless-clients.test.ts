@@ -166,6 +166,17 @@ describe('the Host header', () => {
     expect(await withHost('attacker.example:3000')).toBe(403);
   });
 
+  it('serves a request without a Host header, as a load balancer\'s HTTP/1.0 health check sends it', async () => {
+    const status = await new Promise<string>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () => socket.write('GET /health HTTP/1.0\r\n\r\n'));
+      let answer = '';
+      socket.on('data', (data) => (answer += data.toString()));
+      socket.on('end', () => resolve(answer.split('\r\n')[0]!));
+      socket.on('error', reject);
+    });
+    expect(status).toBe('HTTP/1.1 200 OK');
+  });
+
   it('serves IP addresses, localhost and the names allowed', async () => {
     for (const host of [`127.0.0.1:${port}`, '[::1]:3000', 'localhost:3000', 'app.localhost', 'llm.internal', 'gpu1.corp.example', 'corp.example']) {
       expect(await withHost(host), host).toBe(200);

@@ -7,13 +7,14 @@ import { apiError } from './errors.js';
  * otherwise drive a node bound to loopback through DNS rebinding (its name resolving to 127.0.0.1). As dev
  * servers do, IP addresses (which cannot be rebound), `localhost` and `*.localhost` are always allowed, and
  * `allowed` adds names; an entry starting with a dot allows a domain and its subdomains. `'all'` turns the
- * check off.
+ * check off. A request without a Host header (an HTTP/1.0 health probe, as load balancers send) is served:
+ * browsers always send one.
  */
 export function checkHost(allowed: readonly string[] | 'all'): RequestHandler {
   const names = allowed === 'all' ? [] : allowed.map((name) => name.toLowerCase());
   return (req, _res, next) => {
-    if (allowed === 'all') return next();
-    const host = hostname(req.headers.host ?? '');
+    if (allowed === 'all' || req.headers.host === undefined) return next();
+    const host = hostname(req.headers.host);
     if (isIP(host) !== 0 || host === 'localhost' || host.endsWith('.localhost') || names.some((name) => matches(host, name))) {
       return next();
     }
