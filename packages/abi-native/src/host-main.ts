@@ -92,3 +92,8 @@ process.on('message', (message: HostCommand) => {
 
 // The node is gone (or closed the channel): so is the reason to run.
 process.on('disconnect', () => process.exit(0));
+
+// Ctrl-C in a terminal and a service manager's stop signal the whole process group, this process with the node.
+// The node answers them by draining, and the generations running here are what it waits for: their end is the
+// node's to decide (it closes the channel, or kills this process).
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => {});

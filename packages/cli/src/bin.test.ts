@@ -37,8 +37,9 @@ interface Run {
   exited: Promise<number | null>;
 }
 
+/** Runs the command in a process group of its own, as a shell runs a job: a signal to the group reaches its engine hosts too. */
 function run(args: string[], env: NodeJS.ProcessEnv = process.env): Run {
-  const child = spawn(process.execPath, [bin, ...args], { env });
+  const child = spawn(process.execPath, [bin, ...args], { env, detached: true });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
@@ -128,10 +129,12 @@ describe('the llm-node command', () => {
     };
   }
 
-  it.each(['SIGINT', 'SIGTERM'] as const)('on %s drains: refuses new requests, lets the open stream finish, unloads, shuts engines down and exits 0', async (signal) => {
+  // Sent to the whole process group, as Ctrl-C in a terminal and a service manager's stop do: the engine hosts get
+  // the signal too, and must leave the ending to the node.
+  it.each(['SIGINT', 'SIGTERM'] as const)('on %s to its process group drains: refuses new requests, lets the open stream finish, unloads, shuts engines down and exits 0', async (signal) => {
     const node = await startNode();
     const rest = await openStream(node.url, 50); // about a second
-    node.child.kill(signal);
+    process.kill(-node.child.pid!, signal);
     await expect.poll(() => node.logLines().some((l) => l.msg.startsWith(`${signal}: draining`))).toBe(true);
     const refused = await fetch(`${node.url}/v1/models`);
     expect(refused.status).toBe(503);
@@ -139,6 +142,7 @@ describe('the llm-node command', () => {
     expect(await node.exited).toBe(0);
     const messages = node.logLines().map((l) => l.msg);
     expect(messages).toEqual(expect.arrayContaining(['model unloaded', 'engine shut down', 'stopped']));
+    expect(messages.filter((m) => /^engine \S+ stopped/.test(m))).toEqual([]);
   });
 
   it('ends the streams still open with a shutting_down event when the grace is over, or at a second signal', async () => {
