@@ -1,4 +1,4 @@
-// Issue 8's comparison on this machine's CPU, in one run: llama-bench, llama.cpp's llama-server and llm-node
+// The CPU comparison on this machine, in one run: llama-bench, llama.cpp's llama-server and llm-node
 // (--gpu-backend cpu, the cpu llama_cpp plugin), same model, same threads, context and slots, same client.
 //   pnpm bench:cpu [--rounds 3] [--tokens 256]
 // Prints the figures and the ratios, and appends them to docs/performance.md.
@@ -28,7 +28,7 @@ if (!existsSync(cli) || !existsSync(join(repo, 'engines/llama_cpp/cpu/manifest.j
 }
 const bin = buildLlamaTools('llama-cpu', ['-DGGML_NATIVE=ON']);
 
-// The model of issue 8: dim 64, 2 layers, the Llama 3 vocabulary (128,256 tokens), F16. So small that what
+// The benchmark's model: dim 64, 2 layers, the Llama 3 vocabulary (128,256 tokens), F16. So small that what
 // a server does per token outside the forward pass shows.
 const modelsDir = join(cacheDir, 'models');
 const model = join(modelsDir, 'bench-cpu.gguf');

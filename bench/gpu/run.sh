@@ -2,11 +2,11 @@
 # Runs on the GPU machine (CUDA 13, H100/H200, 16 cores, no Node, no network), from the repository root,
 # with .gpu/ made by bench/gpu/pack.sh carried along. In one call (about 8 of its 10 minutes):
 #   1. builds llama.cpp for CUDA (sm_90a) once, with the llama_cpp plugin, llama-server and llama-bench;
-#   2. checks issue 5 on the GPU: llm-node detects the GPU through the real nvidia-smi, loads the cuda plugin,
-#      loads a model and streams a chat completion;
-#   3. measures issue 6: a random-weight GGUF with Llama-3.2-1B's shapes (F16), llama-bench tg128/pp512,
-#      llama-server and llm-node over HTTP with the shared client (single stream, TTFT, 4/16/64 streams),
-#      model load time each way.
+#   2. checks the cuda plugin through the node: llm-node detects the GPU through the real nvidia-smi, loads
+#      the cuda plugin, loads a model and streams a chat completion;
+#   3. measures GPU performance against llama.cpp: a random-weight GGUF with Llama-3.2-1B's shapes (F16),
+#      llama-bench tg128/pp512, llama-server and llm-node over HTTP with the shared client (single stream,
+#      TTFT, 4/16/64 streams), model load time each way.
 # Everything it prints and the raw figures go to $OUT (gpu-run.log, figures.tsv).
 #   device: run  command="bash bench/gpu/run.sh"  carry=[".gpu"]  timeout_s=600
 set -uo pipefail
@@ -55,7 +55,7 @@ ls -la "$model"
 node_cli() { node "$work/cli/dist/bin.js" "$@"; }
 wait_health() { for _ in $(seq 1 600); do curl -sf "$1/health" >/dev/null && return 0; sleep 0.1; done; return 1; }
 
-stamp "issue 5: llm-node on the detected GPU, the cuda plugin, a streamed chat"
+stamp "the cuda plugin through the node: llm-node on the detected GPU, a streamed chat"
 node_cli --engines-dir ./engines --models-dir "$work/models" --port 3000 --log-level info > "$OUT/node-e2e.log" 2>&1 &
 pid=$!
 wait_health http://127.0.0.1:3000 || { cat "$OUT/node-e2e.log"; exit 1; }
@@ -72,10 +72,10 @@ figures="$OUT/figures.tsv"
 : > "$figures"
 record() { sed "s/^/$1\t/" >> "$figures"; }
 
-stamp "issue 6: llama-bench"
+stamp "performance: llama-bench"
 "$bin/llama-bench" -m "$model" -fa on -p 512 -n 128 -r 3 -o csv | tee "$OUT/llama-bench.csv"
 
-stamp "issue 6: llama-server -np 64"
+stamp "performance: llama-server -np 64"
 start=$(date +%s.%N)
 "$bin/llama-server" -m "$model" -fa on -ngl 99 -np 64 -c 65536 --host 127.0.0.1 --port 18081 > "$OUT/llama-server.log" 2>&1 &
 spid=$!
@@ -83,7 +83,7 @@ wait_health http://127.0.0.1:18081 && echo "load_s $(echo "$(date +%s.%N) - $sta
 python3 .gpu/oai_load.py http://127.0.0.1:18081 llama-3.2-1b 256 4 16 64 | tee /dev/stderr | record llama-server
 kill -TERM $spid; wait $spid
 
-stamp "issue 6: llm-node --parallel 64"
+stamp "performance: llm-node --parallel 64"
 start=$(date +%s.%N)
 node_cli --engines-dir ./engines --models-dir "$work/models" --port 18082 --context-length 1024 --parallel 64 \
   --log-level warn > "$OUT/llm-node.log" 2>&1 &

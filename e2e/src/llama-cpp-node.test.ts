@@ -181,7 +181,7 @@ describe.skipIf(!built)('the llama_cpp plugin behind llm-node', () => {
     expect((await generated()) - before).toBeLessThan(240);
   });
 
-  it('refuses a model of another architecture before the engine sees it, with the seed\'s message', async () => {
+  it('refuses a model of another architecture before the engine sees it, with the documented message', async () => {
     const response = await post('/api/models/load', { model_id: 'nemotron-mini', format: 'gguf' });
     expect(response.status).toBe(400);
     expect(await response.json()).toEqual({

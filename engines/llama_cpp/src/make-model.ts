@@ -27,7 +27,7 @@ export interface ModelShape {
   name?: string;
 }
 
-/** The model of issue 8's CPU benchmark: tiny, so that the 128,256-token vocabulary dominates. */
+/** The model of the CPU benchmark (bench/cpu): tiny, so that the 128,256-token vocabulary dominates. */
 export const DEFAULT_SHAPE: ModelShape = {
   dim: 64,
   layers: 2,

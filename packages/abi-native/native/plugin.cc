@@ -163,7 +163,7 @@ struct ModelLoadParams {
   int32_t parallel;
 };
 
-// EngineInfo.flags, or 0 when struct_size does not cover it (the seed's minimal plugin leaves it 0).
+// EngineInfo.flags, or 0 when struct_size does not cover it (the plugin guide's minimal plugin leaves it 0).
 uint32_t InfoFlags(const EngineInfo& info) {
   return info.struct_size >= offsetof(EngineInfo, flags) + sizeof(info.flags) ? info.flags : 0;
 }

@@ -20,8 +20,8 @@ describe('opening a plugin', () => {
     expect(ENGINE_ABI_VERSION).toBe(1);
   });
 
-  test("opens and initialises the seed's minimal plugin, compiled unchanged", async () => {
-    const engine = openEngine(await buildTestPlugin('seed_minimal'), { expectedId: 'my_engine' });
+  test("opens and initialises the plugin guide's minimal plugin, compiled unchanged", async () => {
+    const engine = openEngine(await buildTestPlugin('minimal'), { expectedId: 'my_engine' });
     expect(engine.info).toEqual({ abiVersion: 1, id: 'my_engine', version: '1.0.0', threadSafe: false });
     expect(engine.capabilities).toEqual([]);
     await engine.init({ gpuBackend: 'cpu', pluginDir: tmpdir() });

@@ -1,5 +1,5 @@
 /*
- * legacy — only the five required entry points, like the seed's minimal plugin, and no
+ * legacy — only the five required entry points, like the plugin guide's minimal plugin, and no
  * engine_get_last_error, so the host explains failures itself. engine_load_model needs an existing
  * file (ERR_MODEL_NOT_FOUND); engine_generate needs a loaded model (ERR_MODEL_NOT_LOADED) and returns
  * the prompt's words (" "-separated, each with its leading space) — except for the prompt "garbage",

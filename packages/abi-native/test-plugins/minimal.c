@@ -12,12 +12,12 @@ ENGINE_API EngineInfo* engine_get_info(void) {
 }
 
 ENGINE_API int engine_init(EngineConfig* config) {
-    // 初期化処理
+    // initialise the engine
     return ERR_OK;
 }
 
 ENGINE_API int engine_load_model(const char* model_path) {
-    // モデルロード処理
+    // load the model
     return ERR_OK;
 }
 
@@ -25,10 +25,10 @@ ENGINE_API int engine_generate(
     const char* prompt,
     TokenResult** results
 ) {
-    // 推論処理
+    // generate the tokens
     return ERR_OK;
 }
 
 ENGINE_API void engine_shutdown(void) {
-    // クリーンアップ処理
+    // free everything
 }

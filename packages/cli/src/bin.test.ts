@@ -18,8 +18,8 @@ beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'llm-node-cli-'));
   enginesDir = join(root, 'engines');
   modelsDir = join(root, 'models');
-  // The seed's minimal plugin as its plugin guide builds it, a streaming engine, and one built for ABI 2.
-  await installTestPlugin({ enginesDir, plugin: await buildTestPlugin('seed_minimal'), manifest: { architectures: ['custom'], formats: ['safetensors'] } });
+  // The plugin guide's minimal plugin with the guide's manifest, a streaming engine, and one built for ABI 2.
+  await installTestPlugin({ enginesDir, plugin: await buildTestPlugin('minimal'), manifest: { architectures: ['custom'], formats: ['safetensors'] } });
   await installTestPlugin({ enginesDir, plugin: await buildTestPlugin('echo', { defines: { ECHO_TOKEN_DELAY_US: '20000' } }), manifest: { architectures: ['echo'] } });
   await installTestPlugin({ enginesDir, plugin: await buildTestPlugin('abi2') });
   await writeGgufModel(join(modelsDir, 'llama-3.2-1b.gguf'), {
@@ -78,7 +78,7 @@ describe('the llm-node command', () => {
     expect(node.stderr()).toContain('Cannot use the engines dir');
   });
 
-  it('logs each plugin\'s outcome at start-up and serves the seed\'s curl commands', async () => {
+  it('logs each plugin\'s outcome at start-up and serves the README\'s curl commands', async () => {
     const node = await startNode();
     try {
       const messages = node.logLines().map((l) => l.msg);

@@ -11,12 +11,12 @@ const parse = (...argv: string[]) => {
 afterEach(() => vi.unstubAllEnvs());
 
 describe('llm-node command line', () => {
-  it('reads the seed\'s flags', () => {
+  it('reads --engines-dir, --vram-limit and --monitor-interval', () => {
     const options = parse('--engines-dir', './engines', '--vram-limit', '8G', '--monitor-interval', '1000');
     expect(options).toMatchObject({ enginesDir: './engines', vramLimitBytes: 8 * 1024 ** 3, monitorIntervalMs: 1000 });
   });
 
-  it('reads the seed\'s environment variables', () => {
+  it('reads LLM_NODE_ENGINES_DIR, LLM_NODE_VRAM_LIMIT and LLM_NODE_MONITOR_INTERVAL_MS', () => {
     vi.stubEnv('LLM_NODE_ENGINES_DIR', '/custom/path/engines');
     vi.stubEnv('LLM_NODE_VRAM_LIMIT', '8589934592');
     vi.stubEnv('LLM_NODE_MONITOR_INTERVAL_MS', '250');

@@ -22,7 +22,7 @@ describe('parseSize', () => {
     expect(parseSize(input)).toBe(bytes);
   });
 
-  it('reads the seed\'s --vram-limit 8G and LLM_NODE_VRAM_LIMIT=8589934592 as the same amount', () => {
+  it('reads --vram-limit 8G and LLM_NODE_VRAM_LIMIT=8589934592 as the same amount', () => {
     expect(parseSize('8G')).toBe(parseSize('8589934592'));
   });
 
@@ -66,7 +66,7 @@ describe('formatSize', () => {
     expect(formatSize(bytes)).toBe(text);
   });
 
-  it('writes the seed\'s error figures', () => {
+  it('writes the figures of the Insufficient VRAM message', () => {
     expect(`Insufficient VRAM: required ${formatSize(parseSize('16G'))}, available ${formatSize(parseSize('8G'))}`).toBe(
       'Insufficient VRAM: required 16GB, available 8GB',
     );

@@ -1,5 +1,5 @@
 // Sizes are binary whether written G, GB or GiB: `--vram-limit 8G` and `LLM_NODE_VRAM_LIMIT=8589934592 # 8GB`
-// name the same amount in the seed, and its error messages print binary amounts as "16GB".
+// name the same amount, and the node's error messages print binary amounts as "16GB".
 const UNITS = ['B', 'KB', 'MB', 'GB', 'TB'] as const;
 const MULTIPLIERS: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
 const SIZE = /^(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:i?b)?)?$/i;
@@ -17,7 +17,7 @@ export function parseSize(input: string | number): number {
   return bytes;
 }
 
-/** Writes a byte count the way the seed's messages do: `16GB`, `1.5GB`, `512MB` (binary units, one decimal at most). */
+/** Writes a byte count the way the node's error messages do: `16GB`, `1.5GB`, `512MB` (binary units, one decimal at most). */
 export function formatSize(bytes: number): string {
   let unit = 0;
   let value = Math.abs(bytes);

@@ -4,7 +4,8 @@ import { parseManifest } from './parse.js';
 // The bad-input corpus: every case is a manifest.json a plugin author (or a broken disk) could produce, and the
 // exact line the node reports for it. None may throw.
 const FILE = 'engines/x/cpu/manifest.json';
-const SEED = {
+// A valid manifest, the one in this package's README, that json() and without() build cases from.
+const VALID = {
   id: 'llama_cpp',
   version: '1.0.0',
   abi_version: '1',
@@ -13,8 +14,8 @@ const SEED = {
   formats: ['gguf'],
   binary: 'libllama_engine.dylib',
 };
-const json = (changes: Record<string, unknown>) => JSON.stringify({ ...SEED, ...changes });
-const without = (field: keyof typeof SEED) => JSON.stringify({ ...SEED, [field]: undefined });
+const json = (changes: Record<string, unknown>) => JSON.stringify({ ...VALID, ...changes });
+const without = (field: keyof typeof VALID) => JSON.stringify({ ...VALID, [field]: undefined });
 const utf8 = (text: string) => new TextEncoder().encode(text);
 
 const cases: Array<[name: string, content: string | Uint8Array, error: string]> = [
@@ -34,7 +35,7 @@ const cases: Array<[name: string, content: string | Uint8Array, error: string]> 
   ['content after the object', '{"id": "x"} {}', 'is not valid JSON: unexpected content after the end of the object at line 1, column 13'],
   ['a raw control character in a string', '{"id": "a\u0000b"}', 'is not valid JSON: control character in a string (escape it) at line 1, column 8'],
   // Not an object
-  ['a list', JSON.stringify([SEED]), 'must be a JSON object of manifest fields such as {"id": "my_engine", …} (got the list [{…}])'],
+  ['a list', JSON.stringify([VALID]), 'must be a JSON object of manifest fields such as {"id": "my_engine", …} (got the list [{…}])'],
   ['null', 'null', 'must be a JSON object of manifest fields such as {"id": "my_engine", …} (got null)'],
   ['a string', '"manifest"', 'must be a JSON object of manifest fields such as {"id": "my_engine", …} (got "manifest")'],
   ['a number', '42', 'must be a JSON object of manifest fields such as {"id": "my_engine", …} (got the number 42)'],

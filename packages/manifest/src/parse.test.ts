@@ -6,8 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseManifest, readManifest } from './parse.js';
 
 const FILE = 'engines/llama_cpp/metal/manifest.json';
-// The seed's manifest, as written in its README.
-const SEED = `{
+// The manifest of this package's README (without its $schema).
+const README_MANIFEST = `{
   "id": "llama_cpp",
   "version": "1.0.0",
   "abi_version": "1",
@@ -18,8 +18,8 @@ const SEED = `{
 }`;
 
 describe('parseManifest', () => {
-  it('accepts the seed\'s manifest', () => {
-    expect(parseManifest(SEED, FILE)).toEqual({
+  it('accepts the manifest of the README', () => {
+    expect(parseManifest(README_MANIFEST, FILE)).toEqual({
       ok: true,
       manifest: {
         id: 'llama_cpp',
@@ -34,13 +34,13 @@ describe('parseManifest', () => {
     });
   });
 
-  it('accepts the seed\'s minimal C plugin manifest, from bytes', () => {
+  it('accepts the plugin guide\'s manifest for its minimal C plugin, from bytes', () => {
     const myEngine = { id: 'my_engine', version: '1.0.0', abi_version: '1', gpu_backend: 'metal', architectures: ['custom'], formats: ['safetensors'], binary: 'libmy_engine.dylib' };
     expect(parseManifest(new TextEncoder().encode(JSON.stringify(myEngine)), FILE)).toMatchObject({ ok: true, manifest: myEngine });
   });
 
   it('keeps the optional fields', () => {
-    const full = { ...JSON.parse(SEED), modalities: ['completion', 'embedding'], supports_vision: true, license: 'MIT', $schema: '../schema.json' };
+    const full = { ...JSON.parse(README_MANIFEST), modalities: ['completion', 'embedding'], supports_vision: true, license: 'MIT', $schema: '../schema.json' };
     const result = parseManifest(JSON.stringify(full), FILE);
     expect(result.ok && result.manifest).toMatchObject({ modalities: ['completion', 'embedding'], supports_vision: true, license: 'MIT' });
     expect(result.ok && '$schema' in result.manifest).toBe(false);
@@ -48,13 +48,13 @@ describe('parseManifest', () => {
 
   it('accepts every backend, semver pre-releases and build metadata, and file names with dots', () => {
     for (const gpu_backend of ['cuda', 'metal', 'directml', 'cpu']) {
-      const manifest = { ...JSON.parse(SEED), gpu_backend, version: '2.1.0-rc.1+build.5', binary: 'llama_engine.v2.dll', id: 'llama.cpp-2' };
+      const manifest = { ...JSON.parse(README_MANIFEST), gpu_backend, version: '2.1.0-rc.1+build.5', binary: 'llama_engine.v2.dll', id: 'llama.cpp-2' };
       expect(parseManifest(JSON.stringify(manifest), FILE).ok).toBe(true);
     }
   });
 
   it('warns about unknown fields instead of refusing them', () => {
-    const result = parseManifest(JSON.stringify({ ...JSON.parse(SEED), quantizations: ['Q4_K_M'] }), FILE);
+    const result = parseManifest(JSON.stringify({ ...JSON.parse(README_MANIFEST), quantizations: ['Q4_K_M'] }), FILE);
     expect(result.ok).toBe(true);
     expect(result.warnings).toEqual([
       `${FILE}: unknown field "quantizations" ignored (known fields: $schema, id, version, abi_version, gpu_backend, architectures, formats, binary, modalities, supports_vision, license)`,
@@ -64,23 +64,23 @@ describe('parseManifest', () => {
 
   it('names at most ten unknown fields', () => {
     const extra = Object.fromEntries(Array.from({ length: 25 }, (_, i) => [`extra_${i}`, i]));
-    const [warning] = parseManifest(JSON.stringify({ ...JSON.parse(SEED), ...extra }), FILE).warnings;
+    const [warning] = parseManifest(JSON.stringify({ ...JSON.parse(README_MANIFEST), ...extra }), FILE).warnings;
     expect(warning).toMatch(/unknown fields "extra_0", .*"extra_9" and 15 more ignored/);
   });
 
   it('treats a __proto__ field as an unknown field, not as the object\'s prototype', () => {
-    const result = parseManifest(SEED.replace('{', '{"__proto__": {"id": "x"},'), FILE);
+    const result = parseManifest(README_MANIFEST.replace('{', '{"__proto__": {"id": "x"},'), FILE);
     expect(result.ok && result.manifest.id).toBe('llama_cpp');
     expect(result.warnings[0]).toMatch(/unknown field "__proto__" ignored/);
   });
 
   it('accepts a UTF-8 byte order mark with a warning', () => {
-    const bytes = new Uint8Array([0xef, 0xbb, 0xbf, ...new TextEncoder().encode(SEED)]);
+    const bytes = new Uint8Array([0xef, 0xbb, 0xbf, ...new TextEncoder().encode(README_MANIFEST)]);
     expect(parseManifest(bytes, FILE)).toMatchObject({
       ok: true,
       warnings: [`${FILE}: starts with a UTF-8 byte order mark (BOM), which was ignored; save it as UTF-8 without BOM`],
     });
-    expect(parseManifest(`\uFEFF${SEED}`, FILE).ok).toBe(true);
+    expect(parseManifest(`\uFEFF${README_MANIFEST}`, FILE).ok).toBe(true);
   });
 
   it('reports every wrong field at once, in the schema\'s order', () => {
@@ -108,7 +108,7 @@ describe('readManifest', () => {
 
   it('reads and validates a manifest file', async () => {
     const file = path.join(dir, 'manifest.json');
-    await writeFile(file, SEED);
+    await writeFile(file, README_MANIFEST);
     expect(await readManifest(file)).toMatchObject({ ok: true, manifest: { id: 'llama_cpp' } });
   });
 
@@ -141,7 +141,7 @@ describe('readManifest', () => {
 
   it.skipIf(process.platform === 'win32' || process.getuid?.() === 0)('says a file it may not read cannot be read', async () => {
     const file = path.join(dir, 'locked.json');
-    await writeFile(file, SEED);
+    await writeFile(file, README_MANIFEST);
     await chmod(file, 0o000);
     expect(await readManifest(file)).toEqual({ ok: false, errors: [`${file}: cannot be read (permission denied)`], warnings: [] });
   });

@@ -16,7 +16,7 @@ import { cpuGpu, fixedSampler } from './test-support/fake-engine.js';
 
 const plugins = {} as Record<TestPluginName, string>;
 beforeAll(async () => {
-  for (const name of ['seed_minimal', 'echo', 'abi2', 'missing_symbol', 'failing', 'legacy'] as const) {
+  for (const name of ['minimal', 'echo', 'abi2', 'missing_symbol', 'failing', 'legacy'] as const) {
     plugins[name] = await buildTestPlugin(name);
   }
 }, 120_000);
@@ -55,22 +55,22 @@ interface Outcome {
   warning?: string | RegExp;
 }
 
-const seedLibrary = libraryFileName('seed_minimal');
+const minimalLibrary = libraryFileName('minimal');
 
 const corpus: Array<{ name: string; arrange: () => Promise<unknown>; outcomes: Outcome[]; openEngine?: OpenEngine }> = [
   {
-    name: "the seed's minimal plugin",
-    arrange: () => install('seed_minimal'),
+    name: "the plugin guide's minimal plugin",
+    arrange: () => install('minimal'),
     outcomes: [{ path: 'my_engine/cpu', status: 'loaded' }],
   },
   {
     name: 'a plugin built for another backend',
-    arrange: () => install('seed_minimal', { backend: 'metal' }),
+    arrange: () => install('minimal', { backend: 'metal' }),
     outcomes: [{ path: 'my_engine/metal', status: 'skipped', code: 'backend_not_active', message: 'Built for metal; the active backend is cpu' }],
   },
   {
     name: 'a manifest declaring ABI 2',
-    arrange: () => install('seed_minimal', { manifest: { abi_version: '2' } }),
+    arrange: () => install('minimal', { manifest: { abi_version: '2' } }),
     outcomes: [{ path: 'my_engine/cpu', status: 'rejected', code: 'abi_mismatch', message: 'ABI version mismatch: expected 1, got 2' }],
   },
   {
@@ -85,7 +85,7 @@ const corpus: Array<{ name: string; arrange: () => Promise<unknown>; outcomes: O
   },
   {
     name: 'a binary whose engine id differs from its manifest',
-    arrange: () => install('seed_minimal', { id: 'other_engine' }),
+    arrange: () => install('minimal', { id: 'other_engine' }),
     outcomes: [{ path: 'other_engine/cpu', status: 'rejected', code: 'id_mismatch', message: /manifest says 'other_engine'.*reports 'my_engine'/ }],
   },
   {
@@ -103,29 +103,29 @@ const corpus: Array<{ name: string; arrange: () => Promise<unknown>; outcomes: O
   },
   {
     name: 'a binary that is not a shared library',
-    arrange: async () => writeFile(join(await install('seed_minimal'), seedLibrary), 'MZ? no, just text'),
+    arrange: async () => writeFile(join(await install('minimal'), minimalLibrary), 'MZ? no, just text'),
     outcomes: [{ path: 'my_engine/cpu', status: 'rejected', code: 'open_failed' }],
   },
   {
     name: 'a binary that is missing',
-    arrange: () => install('seed_minimal', { manifest: { binary: 'libabsent.so' } }),
+    arrange: () => install('minimal', { manifest: { binary: 'libabsent.so' } }),
     outcomes: [{ path: 'my_engine/cpu', status: 'rejected', code: 'binary_not_found', message: /^Binary 'libabsent.so' not found in .*my_engine\/cpu \(ENOENT/ }],
   },
   {
     name: 'a binary that is a folder',
-    arrange: async () => mkdir(join(await install('seed_minimal', { manifest: { binary: 'libdir.so' } }), 'libdir.so')),
+    arrange: async () => mkdir(join(await install('minimal', { manifest: { binary: 'libdir.so' } }), 'libdir.so')),
     outcomes: [{ path: 'my_engine/cpu', status: 'rejected', code: 'binary_not_a_file', message: /is not a regular file$/ }],
   },
   {
     name: 'a binary symlinked from outside its folder',
-    arrange: async () => symlink(plugins.seed_minimal, join(await install('seed_minimal', { manifest: { binary: 'liblinked.so' } }), 'liblinked.so')),
+    arrange: async () => symlink(plugins.minimal, join(await install('minimal', { manifest: { binary: 'liblinked.so' } }), 'liblinked.so')),
     outcomes: [{ path: 'my_engine/cpu', status: 'rejected', code: 'binary_outside_folder', message: /outside the plugin folder$/ }],
   },
   {
     name: 'two plugins with one id (the first in sorted order wins)',
     arrange: async () => {
-      await install('seed_minimal', { id: 'a_first', manifest: { id: 'my_engine' } });
-      await install('seed_minimal', { id: 'b_second', manifest: { id: 'my_engine' } });
+      await install('minimal', { id: 'a_first', manifest: { id: 'my_engine' } });
+      await install('minimal', { id: 'b_second', manifest: { id: 'my_engine' } });
     },
     outcomes: [
       { path: 'a_first/cpu', status: 'loaded', warning: "Engine folder 'a_first' holds engine 'my_engine'; name the folder after the id" },
@@ -134,7 +134,7 @@ const corpus: Array<{ name: string; arrange: () => Promise<unknown>; outcomes: O
   },
   {
     name: 'a backend folder named unlike its manifest',
-    arrange: () => install('seed_minimal', { backend: 'cuda', manifest: { gpu_backend: 'cpu' } }),
+    arrange: () => install('minimal', { backend: 'cuda', manifest: { gpu_backend: 'cpu' } }),
     outcomes: [
       {
         path: 'my_engine/cuda',
@@ -146,7 +146,7 @@ const corpus: Array<{ name: string; arrange: () => Promise<unknown>; outcomes: O
   },
   {
     name: 'a manifest in a folder that is no backend',
-    arrange: () => install('seed_minimal', { backend: 'gpu', manifest: { gpu_backend: 'cpu' } }),
+    arrange: () => install('minimal', { backend: 'gpu', manifest: { gpu_backend: 'cpu' } }),
     outcomes: [{ path: 'my_engine/gpu', status: 'rejected', code: 'backend_folder_mismatch' }],
   },
   {
@@ -156,17 +156,17 @@ const corpus: Array<{ name: string; arrange: () => Promise<unknown>; outcomes: O
   },
   {
     name: 'a manifest that is not JSON',
-    arrange: async () => writeFile(join(await install('seed_minimal'), 'manifest.json'), '{"id": "my_engine",'),
+    arrange: async () => writeFile(join(await install('minimal'), 'manifest.json'), '{"id": "my_engine",'),
     outcomes: [{ path: 'my_engine/cpu', status: 'rejected', code: 'invalid_manifest', message: /is not valid JSON/ }],
   },
   {
     name: 'a manifest with an invalid field',
-    arrange: async () => editManifest(await install('seed_minimal'), { architectures: [] }),
+    arrange: async () => editManifest(await install('minimal'), { architectures: [] }),
     outcomes: [{ path: 'my_engine/cpu', status: 'rejected', code: 'invalid_manifest', message: /architectures/ }],
   },
   {
     name: 'a manifest whose binary escapes the folder',
-    arrange: async () => editManifest(await install('seed_minimal'), { binary: `../../${seedLibrary}` }),
+    arrange: async () => editManifest(await install('minimal'), { binary: `../../${minimalLibrary}` }),
     outcomes: [{ path: 'my_engine/cpu', status: 'rejected', code: 'invalid_manifest', message: /binary/ }],
   },
   {
@@ -199,7 +199,7 @@ const corpus: Array<{ name: string; arrange: () => Promise<unknown>; outcomes: O
   {
     name: 'sources beside a built plugin (not reported)',
     arrange: async () => {
-      await install('seed_minimal');
+      await install('minimal');
       await mkdir(join(engines, 'my_engine', 'src'));
       await writeFile(join(engines, 'my_engine', 'CMakeLists.txt'), '');
     },
@@ -235,7 +235,7 @@ const corpus: Array<{ name: string; arrange: () => Promise<unknown>; outcomes: O
     name: 'a plugin folder reached through a symbolic link',
     arrange: async () => {
       const elsewhere = join(root, 'elsewhere');
-      await installTestPlugin({ enginesDir: elsewhere, plugin: plugins.seed_minimal });
+      await installTestPlugin({ enginesDir: elsewhere, plugin: plugins.minimal });
       await mkdir(join(engines, 'my_engine'));
       await symlink(join(elsewhere, 'my_engine', 'cpu'), join(engines, 'my_engine', 'cpu'));
     },
@@ -302,7 +302,7 @@ describe('plugin discovery', () => {
   });
 
   it('reports a manifest\'s unknown fields as warnings, not errors', async () => {
-    await install('seed_minimal', { manifest: { homepage: 'https://example.com' } });
+    await install('minimal', { manifest: { homepage: 'https://example.com' } });
     const registry = await Registry.create({ enginesDirs: [engines], modelsDir: root, gpu: cpuGpu(), sampler: fixedSampler(null) });
     try {
       expect(registry.engines[0]).toMatchObject({ status: 'loaded', warnings: [expect.stringContaining('homepage')] });

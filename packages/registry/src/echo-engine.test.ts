@@ -10,10 +10,10 @@ import { writeGgufModel } from './testing/index.js';
 // The product path end to end: the real binding, real compiled plugins, models written to disk.
 
 let echo: string;
-let seedMinimal: string;
+let minimal: string;
 beforeAll(async () => {
   echo = await buildTestPlugin('echo');
-  seedMinimal = await buildTestPlugin('seed_minimal');
+  minimal = await buildTestPlugin('minimal');
 }, 120_000);
 
 let root: string;
@@ -153,10 +153,10 @@ describe('what models are doing, as load balancers read it', () => {
   });
 });
 
-describe("the registry over the seed's minimal plugin", () => {
+describe("the registry over the plugin guide's minimal plugin", () => {
   it('loads a safetensors model through engine_load_model, one at a time', async () => {
-    // The seed's own manifest for it, on the cpu backend.
-    await installTestPlugin({ enginesDir, plugin: seedMinimal, manifest: { architectures: ['custom'], formats: ['safetensors'] } });
+    // The plugin guide's manifest for it, on the cpu backend.
+    await installTestPlugin({ enginesDir, plugin: minimal, manifest: { architectures: ['custom'], formats: ['safetensors'] } });
     for (const name of ['custom-a', 'custom-b']) {
       await mkdir(join(modelsDir, name));
       await writeFile(join(modelsDir, name, 'config.json'), JSON.stringify({ model_type: 'custom' }));

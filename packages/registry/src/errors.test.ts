@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { NodeError, toNodeError } from './errors.js';
 
 describe('NodeError', () => {
-  it('serialises to the seed\'s envelope and takes its HTTP status from its type', () => {
+  it('serialises to {"error":{"message","type","code"}} and takes its HTTP status from its type', () => {
     const error = new NodeError('Insufficient VRAM: required 16GB, available 8GB', { type: 'resource_error', code: 'oom_vram' });
     expect(JSON.stringify(error)).toBe(
       '{"error":{"message":"Insufficient VRAM: required 16GB, available 8GB","type":"resource_error","code":"oom_vram"}}',

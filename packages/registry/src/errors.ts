@@ -1,7 +1,7 @@
 import { EngineError } from '@llm-node/abi-native';
 import type { EngineErrorCode } from '@llm-node/abi-native';
 
-/** The `type` of the seed's error envelope: what kind of failure, for clients to branch on. */
+/** The `type` of the API's error body: what kind of failure, for clients to branch on. */
 export type NodeErrorType =
   | 'invalid_request_error'
   | 'authentication_error'
@@ -35,7 +35,7 @@ export interface NodeErrorInit {
 
 /**
  * The one error class of the host. Everything the registry refuses, and everything the server adds, is
- * a NodeError; `toJSON()` is the seed's envelope `{"error":{"message","type","code"}}`.
+ * a NodeError; `toJSON()` is the API's error body `{"error":{"message","type","code"}}`.
  */
 export class NodeError extends Error {
   readonly type: NodeErrorType;
@@ -79,7 +79,7 @@ const ENGINE_ERROR_MAP: Record<EngineErrorCode, Omit<NodeErrorInit, 'cause'>> = 
 
 /**
  * Turns whatever an engine call threw into a NodeError, keeping the plugin's message: the one place where
- * EngineError codes meet the seed's envelope. Anything that is not an EngineError is a server_error.
+ * EngineError codes meet the API's error types. Anything that is not an EngineError is a server_error.
  */
 export function toNodeError(error: unknown): NodeError {
   if (error instanceof NodeError) return error;

@@ -98,7 +98,7 @@ describe('Registry model loading', () => {
     expect(engine.loads).toHaveLength(1);
   });
 
-  it('refuses an architecture no loaded plugin supports, in the seed\'s words', async () => {
+  it('refuses an architecture no loaded plugin supports with the documented message', async () => {
     const { registry, engine } = await setUp();
     await model('nemo', 'nemotron');
     const error = await registry.loadModel('nemo').catch((e: unknown) => e);
@@ -153,7 +153,7 @@ describe('Registry model loading', () => {
     await expect(registry.loadModel('m', options)).rejects.toMatchObject({ code: 'invalid_parameter', message: expect.stringContaining(field) });
   });
 
-  it('maps an engine\'s load failure to the seed\'s envelope with the plugin\'s message', async () => {
+  it('maps an engine\'s load failure to an error body with the plugin\'s message', async () => {
     const { registry } = await setUp({ failLoad: { code: 'out_of_memory', message: 'cudaMalloc failed: out of memory' } });
     await model('m');
     await expect(registry.loadModel('m')).rejects.toMatchObject({ type: 'resource_error', code: 'oom_vram', status: 507, message: expect.stringContaining('cudaMalloc failed') });
@@ -163,7 +163,7 @@ describe('Registry model loading', () => {
 });
 
 describe('Registry VRAM admission', () => {
-  it('refuses a model larger than the limit in the seed\'s words', async () => {
+  it('refuses a model larger than the limit with the documented message', async () => {
     const { registry, engine } = await setUp({ estimate: 16 * GiB }, { vramLimitBytes: 8 * GiB });
     await model('big');
     const error = await registry.loadModel('big').catch((e: unknown) => e);

@@ -25,7 +25,7 @@ afterAll(async () => {
   await node.close();
 });
 
-/** The seed's envelope, as JSON, with the status and code expected; returns the error object. */
+/** The error body `{"error":{"message","type","code"}}`, as JSON, with the status and code expected; returns the error object. */
 async function expectError(response: Response, status: number, code: string) {
   expect(response.headers.get('content-type')).toMatch(/^application\/json/);
   const body = (await response.json()) as { error: { message: string; type: string; code: string } };

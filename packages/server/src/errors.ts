@@ -57,7 +57,7 @@ export const notFound: RequestHandler = (req, _res, next) => {
   next(apiError('not_found', `No route for ${req.method} ${req.path}`));
 };
 
-/** The last middleware: every error becomes the seed's envelope with its status; 5xx are logged with their cause. */
+/** The last middleware: every error becomes the error body `{"error":{"message","type","code"}}` with its status; 5xx are logged with their cause. */
 export function errorHandler(logger: Logger): ErrorRequestHandler {
   return (error, req, res, _next) => {
     const apiErr = toApiError(error);

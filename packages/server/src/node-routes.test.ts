@@ -9,7 +9,7 @@ let node: TestNode;
 beforeAll(async () => {
   node = await startTestNode({
     async prepare({ enginesDir, modelsDir }) {
-      // The seed's model id, served by the echo engine.
+      // The model id of the README's curl commands, served by the echo engine.
       await writeGgufModel(join(modelsDir, 'llama-3.2-1b.gguf'), { architecture: 'echo' });
       await installTestPlugin({
         enginesDir,
@@ -25,7 +25,7 @@ afterAll(async () => {
   await node.close();
 });
 
-describe("the seed's curl commands, sent as written", () => {
+describe("the README's curl commands, with the same bodies", () => {
   test('curl http://localhost:3000/api/engines', async () => {
     const response = await fetch(`${node.baseUrl}/api/engines`);
     expect(response.status).toBe(200);

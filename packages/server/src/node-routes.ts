@@ -3,7 +3,7 @@ import type { EngineRecord, LoadedModel } from '@llm-node/registry';
 import type { ServerContext } from './context.js';
 import { loadModelBody, parseBody, unloadModelBody } from './schemas.js';
 
-/** The seed's node API: engines and models. */
+/** The node API: engines and models. */
 export function nodeRoutes(context: ServerContext): Router {
   const { registry } = context;
   const router = Router();

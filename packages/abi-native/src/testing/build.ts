@@ -15,7 +15,7 @@ const sourceDir = join(packageRoot, 'test-plugins');
 
 /** The C test plugins in test-plugins/; each file's opening comment says what it does and its -D options. */
 export type TestPluginName =
-  | 'seed_minimal'
+  | 'minimal'
   | 'echo'
   | 'abi2'
   | 'missing_symbol'
