@@ -2,7 +2,6 @@
 export { startNode, StartupError } from './start.js';
 export type { RunningNode } from './start.js';
 
-// The command line: flags, environment, defaults.
-export { parseCommandLine, UsageError, LOG_LEVELS } from './options.js';
+// The command line: flags, environment, defaults (a UsageError for a bad one).
+export { parseCommandLine, UsageError } from './options.js';
 export type { NodeOptions, ParsedCommandLine, LogLevel } from './options.js';
-export { versionLine } from './version.js';

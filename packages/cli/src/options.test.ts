@@ -49,7 +49,7 @@ describe('llm-node command line', () => {
       agentPort: undefined,
       logLevel: 'info',
       contextLength: undefined,
-      parallel: 4,
+      parallel: undefined,
     });
   });
 

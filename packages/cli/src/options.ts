@@ -34,7 +34,7 @@ export interface NodeOptions {
   logLevel: LogLevel;
   /** Defaults for models loaded without their own: tokens of context per request, requests at once. */
   contextLength: number | undefined;
-  parallel: number;
+  parallel: number | undefined;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -74,7 +74,7 @@ export function parseCommandLine(argv: readonly string[], print: (text: string) 
     .addOption(new Option('--agent-port <port>', 'answer HAProxy\'s agent check on this port: the node\'s weight from its load, or drain').env('LLM_NODE_AGENT_PORT').argParser(integerArgument(0, 65_535)))
     .addOption(new Option('--log-level <level>', 'log verbosity').env('LLM_NODE_LOG_LEVEL').choices(LOG_LEVELS).default('info'))
     .addOption(new Option('--context-length <tokens>', 'context per request for models loaded without one (default: min(trained, 4096))').env('LLM_NODE_CONTEXT_LENGTH').argParser(integerArgument(1, 10_000_000)))
-    .addOption(new Option('--parallel <n>', 'requests generated at once per model, each with its own KV cache (as llama.cpp\'s server)').env('LLM_NODE_PARALLEL').argParser(integerArgument(1, 1024)).default(4))
+    .addOption(new Option('--parallel <n>', 'requests generated at once per model, each with its own KV cache (default 4, as llama.cpp\'s server)').env('LLM_NODE_PARALLEL').argParser(integerArgument(1, 1024)))
     .allowExcessArguments(false)
     .exitOverride()
     .configureOutput({ writeOut: print, writeErr: () => {} });

@@ -48,7 +48,7 @@ export async function startNode(options: NodeOptions, logger: Logger): Promise<R
       logger,
       ...(options.vramLimitBytes === undefined ? {} : { vramLimitBytes: options.vramLimitBytes }),
       ...(options.contextLength === undefined ? {} : { defaultContextLength: options.contextLength }),
-      defaultParallel: options.parallel,
+      ...(options.parallel === undefined ? {} : { defaultParallel: options.parallel }),
     });
   } catch (error) {
     const code = (error as { code?: string }).code ?? '';

@@ -19,9 +19,5 @@ export type { RestartPolicy } from './engine-supervisor.js';
 // What a model lease generates, as the engines produce it.
 export type { GenerateRequest, GenerateResult, Generation, TokenChunk, TokenDetail } from '@llm-node/abi-native';
 
-// Models: ids, what a model's files say, and the VRAM formula.
-export { parseModelRef } from './model-ref.js';
-export type { ModelRef } from './model-ref.js';
+// Models: what a model's files say.
 export type { ModelInfo } from './model-info.js';
-export { COMPUTE_MARGIN_BYTES, estimateModelVram } from './vram.js';
-export type { VramEstimate, VramEstimateParams } from './vram.js';

@@ -50,7 +50,7 @@ describe('Registry model loading', () => {
       architecture: 'llama',
       quantization: 'Q4_K_M',
       contextLength: 4096,
-      parallel: 1,
+      parallel: 4,
       vramBytes: 2 * GiB,
       activeRequests: 0,
     });
@@ -61,7 +61,7 @@ describe('Registry model loading', () => {
           path: join(modelsDir, 'llama-3.2-1b-Q4_K_M.gguf'),
           format: 'gguf',
           contextLength: 4096,
-          parallel: 1,
+          parallel: 4,
           quantization: 'Q4_K_M',
           vramBudgetBytes: 64 * GiB,
         },
@@ -70,13 +70,13 @@ describe('Registry model loading', () => {
     expect(registry.models().map((m) => m.id)).toEqual(['llama-3.2-1b-Q4_K_M']);
   });
 
-  it('passes the requested context length and parallel sequences, and defaults to the trained length below 4096', async () => {
+  it('passes the requested context length and parallel sequences, and defaults to the trained length below 4096 and 4 sequences', async () => {
     const { registry, engine } = await setUp();
     await model('small', 'llama', { contextLength: 2048 });
     await model('big');
     await registry.loadModel('small');
-    await registry.loadModel('big', { contextLength: 16384, parallel: 4 });
-    expect(engine.loads.map((l) => [l.params.contextLength, l.params.parallel])).toEqual([[2048, 1], [16384, 4]]);
+    await registry.loadModel('big', { contextLength: 16384, parallel: 2 });
+    expect(engine.loads.map((l) => [l.params.contextLength, l.params.parallel])).toEqual([[2048, 4], [16384, 2]]);
   });
 
   it('gives loads that name no context length or parallel sequences the defaults it was created with', async () => {
@@ -337,7 +337,7 @@ describe('Registry activity', () => {
     engine.releaseLoads();
     for (const lease of await leases) lease.release();
     // Loaded, and an engine without stats: the node counts the generations itself (none).
-    expect(await registry.modelActivity()).toEqual([{ id: 'm', running: 0, waiting: 0, parallel: 1, kvCells: null, kvCacheUsage: null }]);
+    expect(await registry.modelActivity()).toEqual([{ id: 'm', running: 0, waiting: 0, parallel: 4, kvCells: null, kvCacheUsage: null }]);
   });
 });
 
@@ -378,7 +378,7 @@ describe('Registry under racing and careless requests', () => {
     await expect(first).resolves.toMatchObject({ contextLength: 512 });
     await expect(second).rejects.toMatchObject({ code: 'model_loaded_differently', status: 409, message: expect.stringContaining('context_length 512, not 2048') });
     await expect(same).resolves.toMatchObject({ contextLength: 512 });
-    await expect(registry.loadModel('m', { parallel: 4 })).rejects.toMatchObject({ code: 'model_loaded_differently' });
+    await expect(registry.loadModel('m', { parallel: 2 })).rejects.toMatchObject({ code: 'model_loaded_differently' });
     await expect(registry.loadModel('m')).resolves.toMatchObject({ id: 'm' }); // naming nothing is no clash
     expect(engine.loads).toHaveLength(1);
   });

@@ -50,7 +50,7 @@ export interface RegistryOptions {
   logger?: RegistryLogger;
   /** Context length for loads that name none; default min(the model's trained length, 4096). */
   defaultContextLength?: number;
-  /** Parallel sequences for loads that name none; default 1. */
+  /** Parallel sequences for loads that name none; default 4, as llama.cpp's server. */
   defaultParallel?: number;
 }
 
@@ -59,7 +59,7 @@ export interface LoadModelOptions {
   format?: ModelFormat;
   /** Tokens of context per request; default min(the model's trained length, 4096). */
   contextLength?: number;
-  /** Requests generated at once on the model, each with its own KV cache; default 1. */
+  /** Requests generated at once on the model, each with its own KV cache; default the registry's defaultParallel. */
   parallel?: number;
 }
 
@@ -143,7 +143,7 @@ interface ModelState {
 }
 
 const DEFAULT_CONTEXT_LENGTH = 4096;
-const DEFAULT_PARALLEL = 1;
+const DEFAULT_PARALLEL = 4;
 // How long a model's activity waits for its engine's stats before counting for itself: a scrape must not
 // hang on an engine host that is busy or dying.
 const STATS_WAIT_MS = 250;
