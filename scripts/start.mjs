@@ -56,7 +56,7 @@ async function main() {
   for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => node.kill(signal));
   node.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
 
-  const port = valueOf(extra, '--port') ?? process.env.LLM_NODE_PORT ?? '3000';
+  const port = flagValue(extra, '--port') ?? process.env.LLM_NODE_PORT ?? '3000';
   const base = `http://localhost:${port}`;
   if (await ready(node, `${base}/health`)) {
     console.log(`
@@ -76,7 +76,7 @@ Stop with Ctrl+C.
   }
 }
 
-function valueOf(extra, flag) {
+function flagValue(extra, flag) {
   const i = extra.indexOf(flag);
   return i >= 0 ? extra[i + 1] : extra.find((a) => a.startsWith(`${flag}=`))?.slice(flag.length + 1);
 }

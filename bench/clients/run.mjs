@@ -118,9 +118,12 @@ const scenarios = [
 ];
 const weights = [30, 20, 3, 20, 8, 8, 3, 2];
 function pick(items, itemWeights) {
-  const total = (itemWeights ?? items.map(() => 1)).reduce((a, b) => a + b, 0);
-  let r = Math.random() * total;
-  for (let i = 0; i < items.length; i++) if ((r -= (itemWeights ?? items.map(() => 1))[i]) < 0) return items[i];
+  const weights = itemWeights ?? items.map(() => 1);
+  let r = Math.random() * weights.reduce((a, b) => a + b, 0);
+  for (let i = 0; i < items.length; i++) {
+    r -= weights[i];
+    if (r < 0) return items[i];
+  }
   return items.at(-1);
 }
 

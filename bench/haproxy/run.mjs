@@ -42,7 +42,10 @@ function track(child) {
   const exited = once(child, 'exit');
   running.add(child);
   exited.then(() => running.delete(child));
-  return () => (child.kill('SIGTERM'), exited);
+  return () => {
+    child.kill('SIGTERM');
+    return exited;
+  };
 }
 
 async function waitFor(url) {
@@ -136,7 +139,8 @@ try {
     await Promise.all(nodes.map((node) => node.stop()));
   }
 } finally {
-  await Promise.all([...running].map((child) => (child.kill('SIGTERM'), once(child, 'exit'))));
+  for (const child of running) child.kill('SIGTERM');
+  await Promise.all([...running].map((child) => once(child, 'exit')));
   await rm(root, { recursive: true, force: true });
 }
 

@@ -98,7 +98,10 @@ function stream(firstToken: () => void) {
     let tokens: number | undefined;
     let finish: string | null = null;
     for await (const chunk of data as unknown as AsyncIterable<OpenAI.ChatCompletionChunk>) {
-      if (chunk.choices[0]?.delta.content && !begun) (begun = true), firstToken();
+      if (chunk.choices[0]?.delta.content && !begun) {
+        begun = true;
+        firstToken();
+      }
       finish = chunk.choices[0]?.finish_reason ?? finish;
       tokens = chunk.usage?.completion_tokens ?? tokens;
     }
@@ -132,7 +135,14 @@ beforeAll(async () => {
   client = new OpenAI({ baseURL: `http://127.0.0.1:${lb}/v1`, apiKey: 'unused', maxRetries: 0 });
   // Until HAProxy has checked both nodes and sends requests to each.
   const seen = new Set<string | null>();
-  await until(async () => (seen.add((await complete()).servedBy), seen.has('node1') && seen.has('node2')), 30_000, 'both nodes to get requests');
+  await until(
+    async () => {
+      seen.add((await complete()).servedBy);
+      return seen.has('node1') && seen.has('node2');
+    },
+    30_000,
+    'both nodes to get requests',
+  );
 }, 300_000);
 
 afterAll(async () => {
@@ -158,7 +168,10 @@ describe.skipIf(!haproxyInstalled || !built)('two nodes behind HAProxy', () => {
     // New requests while node1 drains and after it has gone: HAProxy must place every one of them.
     const during: { status: number; servedBy: string | null }[] = [];
     let stopped = false;
-    const exit = node1.exited.then((code) => ((stopped = true), code));
+    const exit = node1.exited.then((code) => {
+      stopped = true;
+      return code;
+    });
     while (!stopped) during.push(await complete());
     expect(await exit).toBe(0);
 
@@ -174,7 +187,14 @@ describe.skipIf(!haproxyInstalled || !built)('two nodes behind HAProxy', () => {
     nodes[0] = await startNode('node1', node1.port, node1.agentPort);
     await load(nodes[0], 'tiny');
     const servedBy = new Set<string | null>();
-    await until(async () => (servedBy.add((await complete()).servedBy), servedBy.has('node1')), 30_000, 'the restarted node to get requests');
+    await until(
+      async () => {
+        servedBy.add((await complete()).servedBy);
+        return servedBy.has('node1');
+      },
+      30_000,
+      'the restarted node to get requests',
+    );
     expect(node2.process.exitCode).toBeNull();
   }, 180_000);
 });

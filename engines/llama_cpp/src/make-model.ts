@@ -148,16 +148,13 @@ function readVocabulary(): Promise<Record<string, GGUFTypedMetadata[string]>> {
 }
 
 async function parseVocabulary(): Promise<Record<string, GGUFTypedMetadata[string]>> {
-  let parsed;
-  try {
-    parsed = await gguf(fileURLToPath(VOCABULARY), { allowLocalFile: true, typedMetadata: true });
-  } catch (error) {
+  const parsed = await gguf(fileURLToPath(VOCABULARY), { allowLocalFile: true, typedMetadata: true }).catch((error: unknown) => {
     throw new Error(
       `cannot read the Llama 3 vocabulary at ${fileURLToPath(VOCABULARY)}; ` +
         'build @llm-node/engine-llama-cpp first (pnpm --filter @llm-node/engine-llama-cpp build)',
       { cause: error },
     );
-  }
+  });
   return Object.fromEntries(
     Object.entries(parsed.typedMetadata).filter(([key]) => key.startsWith('tokenizer.')),
   ) as Record<string, GGUFTypedMetadata[string]>;

@@ -35,7 +35,7 @@ describe('generations at once', () => {
     );
     const texts = await Promise.all(generations.map(text));
     const counters = Array.from({ length: 497 }, (_, i) => ` ${i + 4}`).join('');
-    texts.forEach((all, i) => expect(all).toBe(`g${i} a b${counters}`));
+    expect(texts).toEqual(texts.map((_, i) => `g${i} a b${counters}`));
     for (const generation of generations) expect((await generation.result).finishReason).toBe('length');
     await engine.close();
   });

@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 import { createLogger } from './logger.js';
-import { parseCommandLine, UsageError } from './options.js';
-import { startNode, StartupError } from './start.js';
+import { type ParsedCommandLine, parseCommandLine, UsageError } from './options.js';
+import { type RunningNode, StartupError, startNode } from './start.js';
 
 // Exit codes: 0 clean stop (also after SIGINT/SIGTERM), 1 cannot start, crashed, or forced by a third signal,
 // 2 bad usage.
 async function main(): Promise<number> {
-  let parsed;
+  let parsed: ParsedCommandLine;
   try {
     parsed = parseCommandLine(process.argv.slice(2), (text) => process.stdout.write(text));
   } catch (error) {
@@ -17,7 +17,7 @@ async function main(): Promise<number> {
   if (!parsed.run) return 0;
 
   const logger = createLogger(parsed.options.logLevel);
-  let node;
+  let node: RunningNode;
   try {
     node = await startNode(parsed.options, logger);
   } catch (error) {

@@ -1,3 +1,4 @@
+import type { Stats } from 'node:fs';
 import { readdir, realpath, stat } from 'node:fs/promises';
 import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { ENGINE_ABI_VERSION } from '@llm-node/abi-native';
@@ -213,7 +214,7 @@ async function openCandidate(options: DiscoverOptions, taken: Map<string, string
 /** The manifest already refuses separators and '..'; here the file itself must exist inside the folder. */
 async function checkBinary(pluginDir: string, binary: string): Promise<NodeError | null> {
   const path = join(pluginDir, binary);
-  let info;
+  let info: Stats;
   try {
     info = await stat(path);
   } catch (error) {

@@ -8,6 +8,7 @@ export interface ModelRef {
 
 // A name is looked up as <models>/<name>.gguf or <models>/<name>/, so anything that could make it a path
 // (separators, a leading dot as in "..", a drive letter's colon, NUL and other controls) is refused.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses
 const FORBIDDEN_NAME_CHARS = /[/\\:\u0000-\u001f\u007f]/;
 const QUANTIZATION = /^[A-Za-z0-9_]+$/;
 const MAX_NAME_LENGTH = 200;

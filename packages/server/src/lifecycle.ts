@@ -36,7 +36,7 @@ export class Lifecycle {
     this.#inFlight += 1;
     res.once('close', () => {
       this.#inFlight -= 1;
-      if (this.#inFlight === 0) this.#idleWaiters.splice(0).forEach((resolve) => resolve());
+      if (this.#inFlight === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
     });
     next();
   };

@@ -45,8 +45,12 @@ export function fakeEngine(path: string, id: string, behaviour: FakeEngineBehavi
     loads: [],
     unloads: [],
     closed: false,
-    releaseLoads: () => gates.splice(0).forEach((open) => open()),
-    releaseUnloads: () => unloadGates.splice(0).forEach((open) => open()),
+    releaseLoads: () => {
+      for (const open of gates.splice(0)) open();
+    },
+    releaseUnloads: () => {
+      for (const open of unloadGates.splice(0)) open();
+    },
     async init(config) {
       engine.initConfig = config;
     },
