@@ -29,7 +29,9 @@ export async function prepareStart({ root, platform, gpu, say }) {
     backend = 'cpu';
     args.push('--gpu-backend', 'cpu');
     say(
-      'Notice: no GPU found (' + gpu.tried.join('; ') + ').\n' +
+      'Notice: no GPU found (' +
+        gpu.tried.join('; ') +
+        ').\n' +
         'llm-node itself never falls back to the CPU on its own; this demo starts it on the development cpu build instead\n' +
         '(--gpu-backend cpu). On a machine with a GPU it uses the GPU.\n',
     );
@@ -43,8 +45,10 @@ function missingEngine(platform, backend) {
   const fix = runtime
     ? `\`pnpm build\` makes it from ${runtime.packageName}; if the build said that package is missing, run \`pnpm install\` and then \`pnpm build\`.`
     : `there is no prebuilt llama.cpp with a ${backend} backend for ${platform}; build one from source (engines/llama_cpp/README.md) or place another engine in engines/<engine_id>/${backend}/.`;
-  return `Notice: the llama_cpp engine is not built for ${backend} (engines/llama_cpp/${backend}/ is missing): ${fix}\n` +
-    'The node starts anyway and lists every engine folder it found at /api/engines.\n';
+  return (
+    `Notice: the llama_cpp engine is not built for ${backend} (engines/llama_cpp/${backend}/ is missing): ${fix}\n` +
+    'The node starts anyway and lists every engine folder it found at /api/engines.\n'
+  );
 }
 
 async function main() {

@@ -56,9 +56,11 @@ async function timed(work) {
 // rate (heapTotal 13 → 37 MiB; with --max-semi-space-size=1 RSS stays within 1 MiB); a leak would grow every round.
 async function calls(n) {
   let next = 0;
-  await Promise.all(Array.from({ length: 16 }, async () => {
-    while (next++ < n) await stream(3, 'a b c');
-  }));
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (next++ < n) await stream(3, 'a b c');
+    }),
+  );
 }
 async function rss() {
   // Native buffers go with their Generation objects, whose finalizers run after a GC: collect twice.
@@ -101,12 +103,23 @@ const concurrentRate = median(concurrent.map((r) => (CONCURRENT * CONCURRENT_TOK
 await engine.close();
 
 const f = (value, digits = 2) => value.toFixed(digits);
-console.log(`machine: ${os.cpus()[0]?.model} × ${os.cpus().length}, ${os.platform()} ${os.arch()}, Node ${process.version}, load ${os.loadavg().map((l) => f(l)).join(' ')}`);
-console.log(`single stream:        ${f(singleRate / 1e6)} M tokens/s delivered to JS (median of 5 × ${SINGLE_TOKENS / 1e6} M), ${f(tokensPerChunk, 0)} tokens per chunk`);
-console.log(`${CONCURRENT} streams at once:   ${f(concurrentRate / 1e6)} M tokens/s in all (median of 3 × ${CONCURRENT} × ${CONCURRENT_TOKENS / 1e3}k)`);
+console.log(
+  `machine: ${os.cpus()[0]?.model} × ${os.cpus().length}, ${os.platform()} ${os.arch()}, Node ${process.version}, load ${os
+    .loadavg()
+    .map((l) => f(l))
+    .join(' ')}`,
+);
+console.log(
+  `single stream:        ${f(singleRate / 1e6)} M tokens/s delivered to JS (median of 5 × ${SINGLE_TOKENS / 1e6} M), ${f(tokensPerChunk, 0)} tokens per chunk`,
+);
+console.log(
+  `${CONCURRENT} streams at once:   ${f(concurrentRate / 1e6)} M tokens/s in all (median of 3 × ${CONCURRENT} × ${CONCURRENT_TOKENS / 1e3}k)`,
+);
 console.log(`engine alone (C):     ${f(engineWallNs, 1)} ns wall, ${f(engineCpuNs, 1)} ns CPU per token`);
 console.log(`through the host:     ${f(1e9 / singleRate, 1)} ns wall, ${f(singleCpuNs, 1)} ns CPU per token (both threads)`);
 console.log(`host overhead:        ${f((singleCpuNs - engineCpuNs) / 1000, 3)} µs CPU per token`);
 const callMicros = median(callRounds.map((r) => (r.wall / CALLS) * 1e6));
 console.log(`generate calls:       ${f(callMicros, 0)} µs each (3-token generations, 16 at a time)`);
-console.log(`RSS:                  ${rssAfterRounds.map((m) => f(m, 1)).join(' → ')} MiB (after 1,000 calls, then after each ${CALLS})${globalThis.gc ? '' : ' — run with --expose-gc for steadier figures'}`);
+console.log(
+  `RSS:                  ${rssAfterRounds.map((m) => f(m, 1)).join(' → ')} MiB (after 1,000 calls, then after each ${CALLS})${globalThis.gc ? '' : ' — run with --expose-gc for steadier figures'}`,
+);

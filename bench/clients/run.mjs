@@ -48,32 +48,35 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
 /** One request; `behave` decides what the client does with the answer. Resolves with what happened. */
 function exchange(path, body, behave = 'read') {
   return new Promise((resolve) => {
-    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path, agent, headers: { 'Content-Type': 'application/json' } }, (res) => {
-      if (behave === 'stall') {
-        // Reads the first bytes, then nothing for 40 s: by then the node must have ended the stream (a paused
-        // socket cannot see that until it reads again).
+    const req = http.request(
+      { host: '127.0.0.1', port, method: 'POST', path, agent, headers: { 'Content-Type': 'application/json' } },
+      (res) => {
+        if (behave === 'stall') {
+          // Reads the first bytes, then nothing for 40 s: by then the node must have ended the stream (a paused
+          // socket cannot see that until it reads again).
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (part) => (text += part));
+          res.once('data', () => {
+            res.pause();
+            setTimeout(() => res.resume(), 40_000);
+          });
+          res.on('close', () => resolve({ status: res.statusCode, text, cutShort: !text.endsWith('data: [DONE]\n\n') }));
+          return;
+        }
+        if (behave === 'abort') {
+          setTimeout(() => {
+            req.destroy();
+            resolve({ status: res.statusCode, ended: 'by the client' });
+          }, Math.random() * 200);
+        }
         let text = '';
         res.setEncoding('utf8');
         res.on('data', (part) => (text += part));
-        res.once('data', () => {
-          res.pause();
-          setTimeout(() => res.resume(), 40_000);
-        });
-        res.on('close', () => resolve({ status: res.statusCode, text, cutShort: !text.endsWith('data: [DONE]\n\n') }));
-        return;
-      }
-      if (behave === 'abort') {
-        setTimeout(() => {
-          req.destroy();
-          resolve({ status: res.statusCode, ended: 'by the client' });
-        }, Math.random() * 200);
-      }
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (part) => (text += part));
-      res.on('end', () => resolve({ status: res.statusCode, text }));
-      res.on('error', () => resolve({ status: res.statusCode, broken: behave !== 'abort' }));
-    });
+        res.on('end', () => resolve({ status: res.statusCode, text }));
+        res.on('error', () => resolve({ status: res.statusCode, broken: behave !== 'abort' }));
+      },
+    );
     req.on('error', () => resolve({ status: 0, broken: behave !== 'abort' }));
     req.end(JSON.stringify(body));
   });
@@ -86,35 +89,74 @@ const fail = (kind, outcome) => failures.push(`${kind}: ${outcome.status} ${(out
 
 const messages = (content) => [{ role: 'user', content }];
 const scenarios = [
-  ['stream read to the end', async () => {
-    const outcome = await exchange('/v1/chat/completions', { model: pick(['fast', 'slow', 'racy']), messages: messages('hello there'), stream: true, max_tokens: 64, ignore_eos: true });
-    if (outcome.status !== 200 || !outcome.text.endsWith('data: [DONE]\n\n')) fail('stream', outcome);
-  }],
-  ['stream aborted at a random moment', () => exchange('/v1/chat/completions', { model: pick(['fast', 'slow']), messages: messages('go'), stream: true, max_tokens: 100_000, ignore_eos: true }, 'abort')],
-  ['stream not read for 40 s', async () => {
-    const outcome = await exchange('/v1/completions', { model: 'fast', prompt: 'flood', stream: true, max_tokens: 100_000_000, ignore_eos: true }, 'stall');
-    if (!outcome.cutShort) fail('stalled stream not ended by the node', outcome);
-  }],
-  ['whole completion', async () => {
-    const outcome = await exchange('/v1/completions', { model: pick(['fast', 'racy']), prompt: 'one two three', max_tokens: 16 });
-    if (outcome.status !== 200) fail('completion', outcome);
-  }],
-  ['load racing the generations', async () => {
-    const outcome = await exchange('/api/models/load', { model_id: 'racy' });
-    if (outcome.status !== 200) fail('load', outcome);
-  }],
-  ['unload racing the generations', async () => {
-    const outcome = await exchange('/api/models/unload', { model_id: 'racy' });
-    if (![200, 404, 409].includes(outcome.status)) fail('unload', outcome);
-  }],
-  ['chat whose template never ends', async () => {
-    const outcome = await exchange('/v1/chat/completions', { model: 'endless', messages: messages('hi') });
-    if (outcome.status !== 422) fail('runaway template', outcome);
-  }],
-  ['oversized prompt', async () => {
-    const outcome = await exchange('/v1/completions', { model: 'slow', prompt: 'word '.repeat(400_000), max_tokens: 1 });
-    if (outcome.status !== 400) fail('oversized prompt', outcome);
-  }],
+  [
+    'stream read to the end',
+    async () => {
+      const outcome = await exchange('/v1/chat/completions', {
+        model: pick(['fast', 'slow', 'racy']),
+        messages: messages('hello there'),
+        stream: true,
+        max_tokens: 64,
+        ignore_eos: true,
+      });
+      if (outcome.status !== 200 || !outcome.text.endsWith('data: [DONE]\n\n')) fail('stream', outcome);
+    },
+  ],
+  [
+    'stream aborted at a random moment',
+    () =>
+      exchange(
+        '/v1/chat/completions',
+        { model: pick(['fast', 'slow']), messages: messages('go'), stream: true, max_tokens: 100_000, ignore_eos: true },
+        'abort',
+      ),
+  ],
+  [
+    'stream not read for 40 s',
+    async () => {
+      const outcome = await exchange(
+        '/v1/completions',
+        { model: 'fast', prompt: 'flood', stream: true, max_tokens: 100_000_000, ignore_eos: true },
+        'stall',
+      );
+      if (!outcome.cutShort) fail('stalled stream not ended by the node', outcome);
+    },
+  ],
+  [
+    'whole completion',
+    async () => {
+      const outcome = await exchange('/v1/completions', { model: pick(['fast', 'racy']), prompt: 'one two three', max_tokens: 16 });
+      if (outcome.status !== 200) fail('completion', outcome);
+    },
+  ],
+  [
+    'load racing the generations',
+    async () => {
+      const outcome = await exchange('/api/models/load', { model_id: 'racy' });
+      if (outcome.status !== 200) fail('load', outcome);
+    },
+  ],
+  [
+    'unload racing the generations',
+    async () => {
+      const outcome = await exchange('/api/models/unload', { model_id: 'racy' });
+      if (![200, 404, 409].includes(outcome.status)) fail('unload', outcome);
+    },
+  ],
+  [
+    'chat whose template never ends',
+    async () => {
+      const outcome = await exchange('/v1/chat/completions', { model: 'endless', messages: messages('hi') });
+      if (outcome.status !== 422) fail('runaway template', outcome);
+    },
+  ],
+  [
+    'oversized prompt',
+    async () => {
+      const outcome = await exchange('/v1/completions', { model: 'slow', prompt: 'word '.repeat(400_000), max_tokens: 1 });
+      if (outcome.status !== 400) fail('oversized prompt', outcome);
+    },
+  ],
 ];
 const weights = [30, 20, 3, 20, 8, 8, 3, 2];
 function pick(items, itemWeights) {
@@ -202,13 +244,23 @@ try {
 
   const sorted = Float64Array.from(health.latencies).sort();
   const at = (p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))].toFixed(1);
-  console.log(`llm-node careless-clients bench — ${new Date().toISOString().slice(0, 10)}, ${os.cpus()[0]?.model} × ${os.cpus().length}, node ${process.version}`);
+  console.log(
+    `llm-node careless-clients bench — ${new Date().toISOString().slice(0, 10)}, ${os.cpus()[0]?.model} × ${os.cpus().length}, node ${process.version}`,
+  );
   console.log(`${CLIENTS} clients for ${SECONDS} s: ${Object.values(counts).reduce((a, b) => a + b, 0)} requests`);
   for (const [name] of scenarios) console.log(`  ${String(counts[name] ?? 0).padStart(7)}  ${name}`);
-  console.log(`failed for no reason of their own: ${failures.length}${failures.length ? `\n    ${[...new Set(failures)].slice(0, 10).join('\n    ')}` : ''}`);
-  console.log(`/health: ${sorted.length} polls, p50 ${at(50)} ms, p99 ${at(99)} ms, max ${sorted.at(-1).toFixed(1)} ms, not 200: ${health.failed}`);
-  console.log(`node event loop delay over its life: p50 ${lag('p50').toFixed(1)} ms, p99 ${lag('p99').toFixed(1)} ms, max ${lag('max').toFixed(1)} ms`);
-  console.log(`node RSS: ${rssFresh.toFixed(0)} MiB fresh, ${rssBefore.toFixed(0)} MiB after a ${WARM_UP_SECONDS} s first round, ${rssAfter.toFixed(0)} MiB after the ${SECONDS} s run (${(((rssAfter - rssBefore) / rssBefore) * 100).toFixed(1)}%)`);
+  console.log(
+    `failed for no reason of their own: ${failures.length}${failures.length ? `\n    ${[...new Set(failures)].slice(0, 10).join('\n    ')}` : ''}`,
+  );
+  console.log(
+    `/health: ${sorted.length} polls, p50 ${at(50)} ms, p99 ${at(99)} ms, max ${sorted.at(-1).toFixed(1)} ms, not 200: ${health.failed}`,
+  );
+  console.log(
+    `node event loop delay over its life: p50 ${lag('p50').toFixed(1)} ms, p99 ${lag('p99').toFixed(1)} ms, max ${lag('max').toFixed(1)} ms`,
+  );
+  console.log(
+    `node RSS: ${rssFresh.toFixed(0)} MiB fresh, ${rssBefore.toFixed(0)} MiB after a ${WARM_UP_SECONDS} s first round, ${rssAfter.toFixed(0)} MiB after the ${SECONDS} s run (${(((rssAfter - rssBefore) / rssBefore) * 100).toFixed(1)}%)`,
+  );
 } finally {
   agent.destroy();
   await node.stop();

@@ -42,7 +42,20 @@ for (let round = 1; round <= rounds; round++) {
   log(`round ${round}/${rounds}: llama-server`);
   const server = await startServer(
     bin('llama-server'),
-    ['-m', model, '-t', String(threads), '-c', String(contextPerSlot * slots), '-np', String(slots), '--host', '127.0.0.1', '--port', '18081'],
+    [
+      '-m',
+      model,
+      '-t',
+      String(threads),
+      '-c',
+      String(contextPerSlot * slots),
+      '-np',
+      String(slots),
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '18081',
+    ],
     'http://127.0.0.1:18081/health',
   );
   results.server.push({ loadMs: server.ms, ...measure('http://127.0.0.1:18081', 'bench-cpu') });
@@ -51,8 +64,23 @@ for (let round = 1; round <= rounds; round++) {
   log(`round ${round}/${rounds}: llm-node`);
   const node = await startServer(
     process.execPath,
-    [cli, '--gpu-backend', 'cpu', '--engines-dir', join(repo, 'engines'), '--models-dir', modelsDir, '--port', '18082',
-      '--context-length', String(contextPerSlot), '--parallel', String(slots), '--log-level', 'warn'],
+    [
+      cli,
+      '--gpu-backend',
+      'cpu',
+      '--engines-dir',
+      join(repo, 'engines'),
+      '--models-dir',
+      modelsDir,
+      '--port',
+      '18082',
+      '--context-length',
+      String(contextPerSlot),
+      '--parallel',
+      String(slots),
+      '--log-level',
+      'warn',
+    ],
     'http://127.0.0.1:18082/health',
   );
   const loadStarted = performance.now();

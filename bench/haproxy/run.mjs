@@ -50,7 +50,13 @@ function track(child) {
 
 async function waitFor(url) {
   for (;;) {
-    if (await fetch(url).then((r) => r.ok, () => false)) return;
+    if (
+      await fetch(url).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
@@ -58,14 +64,35 @@ async function waitFor(url) {
 /** The llm-node command on a free port, with the test model loaded. */
 async function startNode() {
   const [port, agentPort] = [await freePort(), await freePort()];
-  const child = spawn(process.execPath, [
-    cli, '--gpu-backend', 'cpu', '--models-dir', root, '--port', String(port), '--agent-port', String(agentPort),
-    '--parallel', String(CONCURRENCY), '--context-length', '1024', '--log-level', 'error',
-  ], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(
+    process.execPath,
+    [
+      cli,
+      '--gpu-backend',
+      'cpu',
+      '--models-dir',
+      root,
+      '--port',
+      String(port),
+      '--agent-port',
+      String(agentPort),
+      '--parallel',
+      String(CONCURRENCY),
+      '--context-length',
+      '1024',
+      '--log-level',
+      'error',
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
   const url = `http://127.0.0.1:${port}`;
   const stop = track(child);
   await waitFor(`${url}/health`);
-  const loaded = await fetch(`${url}/api/models/load`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ model_id: 'tiny' }) });
+  const loaded = await fetch(`${url}/api/models/load`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ model_id: 'tiny' }),
+  });
   if (!loaded.ok) throw new Error(`load: ${loaded.status} ${await loaded.text()}`);
   return { url, port, agentPort, stop };
 }
@@ -102,10 +129,13 @@ async function latencies(urls, count, path, body) {
     const { hostname, port, agent } = targets[i % targets.length];
     const start = performance.now();
     await new Promise((resolve, reject) => {
-      const req = http.request({ hostname, port, path, agent, method: body ? 'POST' : 'GET', headers: { 'Content-Type': 'application/json' } }, (res) => {
-        if (res.statusCode !== 200) reject(new Error(`${path}: ${res.statusCode}`));
-        res.resume().on('end', resolve);
-      });
+      const req = http.request(
+        { hostname, port, path, agent, method: body ? 'POST' : 'GET', headers: { 'Content-Type': 'application/json' } },
+        (res) => {
+          if (res.statusCode !== 200) reject(new Error(`${path}: ${res.statusCode}`));
+          res.resume().on('end', resolve);
+        },
+      );
       req.on('error', reject);
       req.end(body && JSON.stringify(body));
     });
@@ -123,13 +153,17 @@ try {
   for (let round = 1; round <= ROUNDS; round++) {
     log(`round ${round}/${ROUNDS}: one node`);
     const alone = await startNode();
-    figures.one.push(oaiLoad(alone.url, 'tiny', { tokens: 128, concurrency: [CONCURRENCY], temperature: 0.8 })[`aggregate_c${CONCURRENCY}_tok_s`]);
+    figures.one.push(
+      oaiLoad(alone.url, 'tiny', { tokens: 128, concurrency: [CONCURRENCY], temperature: 0.8 })[`aggregate_c${CONCURRENCY}_tok_s`],
+    );
     await alone.stop();
 
     log(`round ${round}/${ROUNDS}: two nodes behind HAProxy`);
     const nodes = [await startNode(), await startNode()];
     const haproxy = await startHaproxy(nodes);
-    figures.two.push(oaiLoad(haproxy.url, 'tiny', { tokens: 128, concurrency: [CONCURRENCY], temperature: 0.8 })[`aggregate_c${CONCURRENCY}_tok_s`]);
+    figures.two.push(
+      oaiLoad(haproxy.url, 'tiny', { tokens: 128, concurrency: [CONCURRENCY], temperature: 0.8 })[`aggregate_c${CONCURRENCY}_tok_s`],
+    );
     const direct = nodes.map((node) => node.url);
     figures.modelsDirect.push(await latencies(direct, 2000, '/v1/models'));
     figures.modelsLb.push(await latencies([haproxy.url], 2000, '/v1/models'));
@@ -148,10 +182,14 @@ const one = median(figures.one);
 const two = median(figures.two);
 const ms = (rounds, p) => median(rounds.map((sorted) => percentile(sorted, p))).toFixed(3);
 console.log(`# ${os.cpus().length} CPUs (${os.cpus()[0]?.model}), ${ROUNDS} rounds, medians; llama_cpp cpu plugin, test model`);
-console.log(`aggregate tok/s, ${CONCURRENCY} streams\tone node ${one.toFixed(1)}\ttwo nodes behind HAProxy ${two.toFixed(1)}\tratio ${(two / one).toFixed(3)}`);
+console.log(
+  `aggregate tok/s, ${CONCURRENCY} streams\tone node ${one.toFixed(1)}\ttwo nodes behind HAProxy ${two.toFixed(1)}\tratio ${(two / one).toFixed(3)}`,
+);
 for (const [what, direct, lb] of [
   ['GET /v1/models', figures.modelsDirect, figures.modelsLb],
   ['1-token completion', figures.completionDirect, figures.completionLb],
 ]) {
-  console.log(`${what} ms\tdirect p50 ${ms(direct, 50)} p99 ${ms(direct, 99)}\tthrough HAProxy p50 ${ms(lb, 50)} p99 ${ms(lb, 99)}\tadded p50 ${(ms(lb, 50) - ms(direct, 50)).toFixed(3)}`);
+  console.log(
+    `${what} ms\tdirect p50 ${ms(direct, 50)} p99 ${ms(direct, 99)}\tthrough HAProxy p50 ${ms(lb, 50)} p99 ${ms(lb, 99)}\tadded p50 ${(ms(lb, 50) - ms(direct, 50)).toFixed(3)}`,
+  );
 }

@@ -111,14 +111,26 @@ try {
   const ratios = (key, field) => isolated[key].map((r, i) => r[field] / inProcess[key][i][field]);
   const spread = (values) => `${median(values).toFixed(3)} (${Math.min(...values).toFixed(3)}–${Math.max(...values).toFixed(3)})`;
   const m = (runs, field) => median(runs.map((r) => r[field]));
-  console.log(`llm-node isolation bench — ${new Date().toISOString().slice(0, 10)}, ${os.cpus()[0]?.model} × ${os.cpus().length}, node ${process.version}, ${ROUNDS} rounds`);
+  console.log(
+    `llm-node isolation bench — ${new Date().toISOString().slice(0, 10)}, ${os.cpus()[0]?.model} × ${os.cpus().length}, node ${process.version}, ${ROUNDS} rounds`,
+  );
   console.log(`| figure | in-process | engine host | engine host / in-process, median per round (range) |`);
   console.log(`|---|---|---|---|`);
-  console.log(`| echo, ${STREAMS} streams over HTTP (tokens/s) | ${Math.round(m(inProcess.echo, 'tokensPerSecond')).toLocaleString('en')} | ${Math.round(m(isolated.echo, 'tokensPerSecond')).toLocaleString('en')} | ${spread(ratios('echo', 'tokensPerSecond'))} |`);
-  console.log(`| echo, CPU per token, node and hosts together (µs) | ${m(inProcess.echo, 'cpuMicrosPerToken').toFixed(2)} | ${m(isolated.echo, 'cpuMicrosPerToken').toFixed(2)} | +${(m(isolated.echo, 'cpuMicrosPerToken') - m(inProcess.echo, 'cpuMicrosPerToken')).toFixed(2)} µs |`);
-  console.log(`| llama_cpp cpu, one stream (tokens/s) | ${m(inProcess.llama, 'tokensPerSecond').toFixed(1)} | ${m(isolated.llama, 'tokensPerSecond').toFixed(1)} | ${spread(ratios('llama', 'tokensPerSecond'))} |`);
-  console.log(`crash to serving again (llama_cpp, test model reloaded), after the 1st, 2nd, 3rd crash (restart backoff 0.1, 0.2, 0.4 s): ${crashes.map((ms) => `${Math.round(ms)} ms`).join(', ')}`);
-  console.log(`engine host RSS: echo with a model ${m(isolated.echo, 'rss').toFixed(0)} MiB; llama_cpp with the test model ${m(isolated.llama, 'rss').toFixed(0)} MiB`);
+  console.log(
+    `| echo, ${STREAMS} streams over HTTP (tokens/s) | ${Math.round(m(inProcess.echo, 'tokensPerSecond')).toLocaleString('en')} | ${Math.round(m(isolated.echo, 'tokensPerSecond')).toLocaleString('en')} | ${spread(ratios('echo', 'tokensPerSecond'))} |`,
+  );
+  console.log(
+    `| echo, CPU per token, node and hosts together (µs) | ${m(inProcess.echo, 'cpuMicrosPerToken').toFixed(2)} | ${m(isolated.echo, 'cpuMicrosPerToken').toFixed(2)} | +${(m(isolated.echo, 'cpuMicrosPerToken') - m(inProcess.echo, 'cpuMicrosPerToken')).toFixed(2)} µs |`,
+  );
+  console.log(
+    `| llama_cpp cpu, one stream (tokens/s) | ${m(inProcess.llama, 'tokensPerSecond').toFixed(1)} | ${m(isolated.llama, 'tokensPerSecond').toFixed(1)} | ${spread(ratios('llama', 'tokensPerSecond'))} |`,
+  );
+  console.log(
+    `crash to serving again (llama_cpp, test model reloaded), after the 1st, 2nd, 3rd crash (restart backoff 0.1, 0.2, 0.4 s): ${crashes.map((ms) => `${Math.round(ms)} ms`).join(', ')}`,
+  );
+  console.log(
+    `engine host RSS: echo with a model ${m(isolated.echo, 'rss').toFixed(0)} MiB; llama_cpp with the test model ${m(isolated.llama, 'rss').toFixed(0)} MiB`,
+  );
 } finally {
   await rm(root, { recursive: true, force: true });
 }

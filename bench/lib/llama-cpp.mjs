@@ -13,7 +13,10 @@ export const cacheDir = join(repo, '.cache', 'bench');
 export function llamaSource() {
   // A devDependency of engines/llama_cpp; its package.json is not in its `exports`, so look for the folder.
   const require = createRequire(join(repo, 'engines/llama_cpp/package.json'));
-  const packageDir = require.resolve.paths('node-llama-cpp').map((dir) => join(dir, 'node-llama-cpp')).find(existsSync);
+  const packageDir = require.resolve
+    .paths('node-llama-cpp')
+    .map((dir) => join(dir, 'node-llama-cpp'))
+    .find(existsSync);
   const llamaDir = join(packageDir, 'llama');
   const { release } = JSON.parse(readFileSync(join(llamaDir, 'binariesGithubRelease.json'), 'utf8'));
   const target = join(cacheDir, 'llama.cpp');
@@ -40,13 +43,26 @@ export function buildLlamaTools(name, cmakeFlags) {
   mkdirSync(buildDir, { recursive: true });
   const started = Date.now();
   log(`building llama-bench and llama-server (${name}) from llama.cpp ${source.release}…`);
-  execFileSync('cmake', [
-    '-S', source.dir, '-B', buildDir, '-G', 'Ninja', '-DCMAKE_BUILD_TYPE=Release',
-    // Nothing may be downloaded: no web UI from the network, no TLS client, no tests.
-    '-DLLAMA_OPENSSL=OFF', '-DLLAMA_USE_PREBUILT_UI=OFF', '-DLLAMA_BUILD_UI=OFF',
-    '-DLLAMA_BUILD_TESTS=OFF', '-DLLAMA_BUILD_EXAMPLES=OFF',
-    ...cmakeFlags,
-  ], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync(
+    'cmake',
+    [
+      '-S',
+      source.dir,
+      '-B',
+      buildDir,
+      '-G',
+      'Ninja',
+      '-DCMAKE_BUILD_TYPE=Release',
+      // Nothing may be downloaded: no web UI from the network, no TLS client, no tests.
+      '-DLLAMA_OPENSSL=OFF',
+      '-DLLAMA_USE_PREBUILT_UI=OFF',
+      '-DLLAMA_BUILD_UI=OFF',
+      '-DLLAMA_BUILD_TESTS=OFF',
+      '-DLLAMA_BUILD_EXAMPLES=OFF',
+      ...cmakeFlags,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
   execFileSync('cmake', ['--build', buildDir, '--target', 'llama-server', 'llama-bench'], { stdio: ['ignore', 'ignore', 'inherit'] });
   writeFileSync(stamp, wanted);
   log(`built in ${((Date.now() - started) / 60000).toFixed(1)} min`);
@@ -106,7 +122,13 @@ export function oaiLoad(baseUrl, model, { tokens, concurrency, temperature }) {
     encoding: 'utf8',
     env: { ...process.env, TEMPERATURE: String(temperature) },
   });
-  return Object.fromEntries(out.trim().split('\n').map((line) => line.split('\t')).map(([k, v]) => [k, Number(v)]));
+  return Object.fromEntries(
+    out
+      .trim()
+      .split('\n')
+      .map((line) => line.split('\t'))
+      .map(([k, v]) => [k, Number(v)]),
+  );
 }
 
 export function median(values) {

@@ -12,7 +12,9 @@ const serve = fileURLToPath(new URL('../server/serve.mjs', import.meta.url));
 
 /** Starts serve.mjs over `enginesDir` and `modelsDir`; its engines in host processes unless `inProcess`. */
 export async function startNode(enginesDir, modelsDir, { inProcess = false } = {}) {
-  const child = spawn(process.execPath, [serve, enginesDir, modelsDir, ...(inProcess ? ['--in-process'] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [serve, enginesDir, modelsDir, ...(inProcess ? ['--in-process'] : [])], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const [line] = await once(createInterface({ input: child.stdout }), 'line');
   const { port } = JSON.parse(line);
   const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
@@ -48,22 +50,25 @@ function streamChat(port, agent, model, content, maxTokens) {
   const body = { model, messages: [{ role: 'user', content }], stream: true, max_tokens: maxTokens, ignore_eos: true };
   return new Promise((resolve, reject) => {
     const times = [];
-    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions', agent, headers: { 'Content-Type': 'application/json' } }, (res) => {
-      if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode}`));
-      res.setEncoding('utf8');
-      let buffer = '';
-      res.on('data', (text) => {
-        const now = performance.now();
-        buffer += text;
-        for (let end = buffer.indexOf('\n\n'); end !== -1; end = buffer.indexOf('\n\n')) {
-          const event = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          if (event === 'data: [DONE]') continue;
-          if (JSON.parse(event.slice('data: '.length)).choices[0]?.delta?.content) times.push(now);
-        }
-      });
-      res.on('end', () => resolve(times));
-    });
+    const req = http.request(
+      { host: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions', agent, headers: { 'Content-Type': 'application/json' } },
+      (res) => {
+        if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode}`));
+        res.setEncoding('utf8');
+        let buffer = '';
+        res.on('data', (text) => {
+          const now = performance.now();
+          buffer += text;
+          for (let end = buffer.indexOf('\n\n'); end !== -1; end = buffer.indexOf('\n\n')) {
+            const event = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            if (event === 'data: [DONE]') continue;
+            if (JSON.parse(event.slice('data: '.length)).choices[0]?.delta?.content) times.push(now);
+          }
+        });
+        res.on('end', () => resolve(times));
+      },
+    );
     req.on('error', reject);
     req.end(JSON.stringify(body));
   });

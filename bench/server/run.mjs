@@ -70,22 +70,25 @@ function streamChat(model, content, maxTokens) {
   const body = { model, messages: [{ role: 'user', content }], stream: true, max_tokens: maxTokens, ignore_eos: true };
   return new Promise((resolve, reject) => {
     const times = [];
-    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions', agent, headers: { 'Content-Type': 'application/json' } }, (res) => {
-      if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode}`));
-      res.setEncoding('utf8');
-      let buffer = '';
-      res.on('data', (text) => {
-        const now = performance.now();
-        buffer += text;
-        for (let end = buffer.indexOf('\n\n'); end !== -1; end = buffer.indexOf('\n\n')) {
-          const event = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          if (event === 'data: [DONE]') continue;
-          if (JSON.parse(event.slice('data: '.length)).choices[0]?.delta?.content) times.push(now);
-        }
-      });
-      res.on('end', () => resolve(times));
-    });
+    const req = http.request(
+      { host: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions', agent, headers: { 'Content-Type': 'application/json' } },
+      (res) => {
+        if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode}`));
+        res.setEncoding('utf8');
+        let buffer = '';
+        res.on('data', (text) => {
+          const now = performance.now();
+          buffer += text;
+          for (let end = buffer.indexOf('\n\n'); end !== -1; end = buffer.indexOf('\n\n')) {
+            const event = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            if (event === 'data: [DONE]') continue;
+            if (JSON.parse(event.slice('data: '.length)).choices[0]?.delta?.content) times.push(now);
+          }
+        });
+        res.on('end', () => resolve(times));
+      },
+    );
     req.on('error', reject);
     req.end(JSON.stringify(body));
   });
@@ -166,13 +169,23 @@ try {
 
   const healthLine = (health) =>
     `/health p50 ${ms(percentile(health, 50))}, p99 ${ms(percentile(health, 99))}, max ${ms(health.at(-1))} (${health.length} requests)`;
-  console.log(`llm-node server bench — ${new Date().toISOString().slice(0, 10)}, ${os.cpus()[0]?.model} × ${os.cpus().length}, node ${process.version}, load average ${os.loadavg()[0].toFixed(1)}`);
-  console.log(`${STREAMS} concurrent streamed chats on the echo engine (ignore_eos); the client counts one token per SSE event with content`);
+  console.log(
+    `llm-node server bench — ${new Date().toISOString().slice(0, 10)}, ${os.cpus()[0]?.model} × ${os.cpus().length}, node ${process.version}, load average ${os.loadavg()[0].toFixed(1)}`,
+  );
+  console.log(
+    `${STREAMS} concurrent streamed chats on the echo engine (ignore_eos); the client counts one token per SSE event with content`,
+  );
   console.log(`idle    ${healthLine(idleHealth)}`);
-  console.log(`flood   engine as fast as it can, ${TOKENS} tokens each: ${Math.round(tokens / seconds).toLocaleString('en')} tokens/s aggregate (${tokens} in ${seconds.toFixed(2)} s)`);
+  console.log(
+    `flood   engine as fast as it can, ${TOKENS} tokens each: ${Math.round(tokens / seconds).toLocaleString('en')} tokens/s aggregate (${tokens} in ${seconds.toFixed(2)} s)`,
+  );
   console.log(`        ${healthLine(flood.health)}`);
-  console.log(`paced   engine sleeps ${DELAY_MS} ms per token, ${DELAYED_TOKENS} tokens each: ${Math.round(pacedRate).toLocaleString('en')} tokens/s aggregate`);
-  console.log(`        added inter-token latency p50 ${ms(percentile(added, 50))}, p99 ${ms(percentile(added, 99))} (${added.length} gaps)`);
+  console.log(
+    `paced   engine sleeps ${DELAY_MS} ms per token, ${DELAYED_TOKENS} tokens each: ${Math.round(pacedRate).toLocaleString('en')} tokens/s aggregate`,
+  );
+  console.log(
+    `        added inter-token latency p50 ${ms(percentile(added, 50))}, p99 ${ms(percentile(added, 99))} (${added.length} gaps)`,
+  );
   console.log(`        ${healthLine(paced.health)}`);
 } finally {
   child.kill('SIGTERM');

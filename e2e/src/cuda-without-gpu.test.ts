@@ -24,11 +24,15 @@ beforeAll(async () => {
 afterAll(() => rm(tools, { recursive: true, force: true }));
 
 function llmNode(args: string[], path: string) {
-  const child = spawn(process.execPath, [bin, '--engines-dir', enginesDir, '--port', '0', ...args], { env: { ...process.env, PATH: path } });
+  const child = spawn(process.execPath, [bin, '--engines-dir', enginesDir, '--port', '0', ...args], {
+    env: { ...process.env, PATH: path },
+  });
   let output = '';
   child.stdout.on('data', (data) => (output += data));
   child.stderr.on('data', (data) => (output += data));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal })),
+  );
   return { child, output: () => output, exited };
 }
 
@@ -49,7 +53,9 @@ describe.skipIf(!cudaBuilt || process.platform === 'win32')('--gpu-backend cuda 
     try {
       await expect.poll(() => /llm-node listening on (http:\/\/[^\s"]+)/.exec(node.output())?.[1], { timeout: 60_000 }).toBeDefined();
       const base = /llm-node listening on (http:\/\/[^\s"]+)/.exec(node.output())![1]!;
-      const { engines } = (await (await fetch(`${base}/api/engines`)).json()) as { engines: { id: string; gpu_backend: string; status: string; error?: { message: string } }[] };
+      const { engines } = (await (await fetch(`${base}/api/engines`)).json()) as {
+        engines: { id: string; gpu_backend: string; status: string; error?: { message: string } }[];
+      };
       const llama = engines.find((e) => e.id === 'llama_cpp' && e.gpu_backend === 'cuda');
       expect(llama).toMatchObject({ status: 'rejected', error: { message: expect.stringContaining('no CUDA device found') } });
       expect(llama!.error!.message).toMatch(/libggml-cuda\.so\) does not load: .*lib(cuda|cudart|cublas)\.so/);

@@ -37,9 +37,12 @@ const lbUrl = () => client.baseURL.replace(/\/v1$/, '');
 
 /** Waits until `done` says yes (at most `timeout` ms). */
 function until(done: () => Promise<boolean>, timeout: number, what: string): Promise<void> {
-  return vi.waitFor(async () => {
-    if (!(await done())) throw new Error(`still waiting: ${what}`);
-  }, { timeout, interval: 100 });
+  return vi.waitFor(
+    async () => {
+      if (!(await done())) throw new Error(`still waiting: ${what}`);
+    },
+    { timeout, interval: 100 },
+  );
 }
 
 async function freePort(): Promise<number> {
@@ -52,12 +55,39 @@ async function freePort(): Promise<number> {
 
 /** Starts the llm-node command and waits until it listens. */
 async function startNode(name: string, port: number, agentPort: number): Promise<Node> {
-  const child = spawn(process.execPath, [
-    cli, '--gpu-backend', 'cpu', '--engines-dir', enginesDir, '--models-dir', join(root, name),
-    '--port', String(port), '--agent-port', String(agentPort), '--context-length', '256', '--parallel', '4', '--log-level', 'warn',
-  ], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const child = spawn(
+    process.execPath,
+    [
+      cli,
+      '--gpu-backend',
+      'cpu',
+      '--engines-dir',
+      enginesDir,
+      '--models-dir',
+      join(root, name),
+      '--port',
+      String(port),
+      '--agent-port',
+      String(agentPort),
+      '--context-length',
+      '256',
+      '--parallel',
+      '4',
+      '--log-level',
+      'warn',
+    ],
+    { stdio: ['ignore', 'inherit', 'inherit'] },
+  );
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  await until(() => fetch(`http://127.0.0.1:${port}/health`).then((r) => r.ok, () => false), 60_000, `${name} to listen`);
+  await until(
+    () =>
+      fetch(`http://127.0.0.1:${port}/health`).then(
+        (r) => r.ok,
+        () => false,
+      ),
+    60_000,
+    `${name} to listen`,
+  );
   return { name, port, agentPort, process: child, exited };
 }
 

@@ -90,7 +90,7 @@ async function chat(content: string, options: Partial<OpenAI.ChatCompletionCreat
 }
 
 describe.skipIf(!built)('the llama_cpp plugin behind llm-node', () => {
-  it('is loaded from engines/llama_cpp and loads a model with the quickstart\'s request', async () => {
+  it("is loaded from engines/llama_cpp and loads a model with the quickstart's request", async () => {
     const engines = (await (await fetch(`${base}/api/engines`)).json()) as { engines: { id: string; status: string }[] };
     expect(engines.engines).toContainEqual(expect.objectContaining({ id: 'llama_cpp', status: 'loaded' }));
 
@@ -148,13 +148,21 @@ describe.skipIf(!built)('the llama_cpp plugin behind llm-node', () => {
       'vllm:cache_config_info,block_size="1",num_gpu_blocks="1024"': 1, // two sequences of 512 cells
     });
     const streams = Array.from({ length: 4 }, () =>
-      client.completions.create({ model: 'two-at-once', prompt: 'Once upon a time', max_tokens: 200, stream: true, ignore_eos: true } as never),
+      client.completions.create({
+        model: 'two-at-once',
+        prompt: 'Once upon a time',
+        max_tokens: 200,
+        stream: true,
+        ignore_eos: true,
+      } as never),
     );
     // Two sequences decode; the other two requests wait in the engine for one to free up.
-    await expect.poll(gauges, { timeout: 20_000, interval: 20 }).toMatchObject({ 'vllm:num_requests_running': 2, 'vllm:num_requests_waiting': 2 });
+    await expect
+      .poll(gauges, { timeout: 20_000, interval: 20 })
+      .toMatchObject({ 'vllm:num_requests_running': 2, 'vllm:num_requests_waiting': 2 });
     const busy = await gauges();
     expect(busy['vllm:kv_cache_usage_perc']).toBeGreaterThan(0);
-    expect(busy['vllm:kv_cache_usage_perc']).toBeLessThanOrEqual(2 * (4 + 200) / 1024);
+    expect(busy['vllm:kv_cache_usage_perc']).toBeLessThanOrEqual((2 * (4 + 200)) / 1024);
     for (const stream of await Promise.all(streams)) for await (const _ of stream as unknown as AsyncIterable<unknown>);
     expect(await gauges()).toMatchObject({ 'vllm:num_requests_running': 0, 'vllm:num_requests_waiting': 0, 'vllm:kv_cache_usage_perc': 0 });
     expect((await post('/api/models/unload', { model_id: 'two-at-once' })).status).toBe(200);
@@ -185,7 +193,11 @@ describe.skipIf(!built)('the llama_cpp plugin behind llm-node', () => {
     const response = await post('/api/models/load', { model_id: 'nemotron-mini', format: 'gguf' });
     expect(response.status).toBe(400);
     expect(await response.json()).toEqual({
-      error: { message: "Architecture 'nemotron' not supported by plugin 'llama_cpp'", type: 'unsupported_error', code: 'architecture_mismatch' },
+      error: {
+        message: "Architecture 'nemotron' not supported by plugin 'llama_cpp'",
+        type: 'unsupported_error',
+        code: 'architecture_mismatch',
+      },
     });
   });
 
@@ -196,17 +208,24 @@ describe.skipIf(!built)('the llama_cpp plugin behind llm-node', () => {
     expect((await chat('Still there?')).length).toBeGreaterThan(0);
   });
 
-  it.each(['no-layers', 'too-many-layers', 'experts-used'])('refuses %s.gguf with 422 model_corrupt naming the key, and serves on', async (model) => {
-    const response = await post('/api/models/load', { model_id: model, format: 'gguf' });
-    expect(response.status).toBe(422);
-    expect(await response.json()).toMatchObject({ error: { code: 'model_corrupt', message: expect.stringMatching(/llama\.(block_count|expert_used_count)/) } });
-    expect((await chat('Still there?')).length).toBeGreaterThan(0);
-  });
+  it.each(['no-layers', 'too-many-layers', 'experts-used'])(
+    'refuses %s.gguf with 422 model_corrupt naming the key, and serves on',
+    async (model) => {
+      const response = await post('/api/models/load', { model_id: model, format: 'gguf' });
+      expect(response.status).toBe(422);
+      expect(await response.json()).toMatchObject({
+        error: { code: 'model_corrupt', message: expect.stringMatching(/llama\.(block_count|expert_used_count)/) },
+      });
+      expect((await chat('Still there?')).length).toBeGreaterThan(0);
+    },
+  );
 
-  it('costs one engine restart for a model that aborts llama.cpp\'s loader, and serves on', async () => {
+  it("costs one engine restart for a model that aborts llama.cpp's loader, and serves on", async () => {
     const response = await post('/api/models/load', { model_id: 'bad-rope', format: 'gguf' });
     expect(response.status).toBe(502);
-    expect(await response.json()).toMatchObject({ error: { code: 'engine_crashed', message: expect.stringMatching(process.platform === 'win32' ? /exited with status/ : /SIGABRT/) } });
+    expect(await response.json()).toMatchObject({
+      error: { code: 'engine_crashed', message: expect.stringMatching(process.platform === 'win32' ? /exited with status/ : /SIGABRT/) },
+    });
     expect((await chat('Still there?')).length).toBeGreaterThan(0); // the engine restarted and loaded tiny again
   });
 
@@ -216,11 +235,13 @@ describe.skipIf(!built)('the llama_cpp plugin behind llm-node', () => {
     expect((await fetch(`${base}/health`)).status).toBe(200);
     for (const response of await Promise.all(requests)) {
       expect(response.status).toBe(400);
-      expect(await response.json()).toMatchObject({ error: { code: 'context_length_exceeded', message: expect.stringContaining('60001 tokens') } });
+      expect(await response.json()).toMatchObject({
+        error: { code: 'context_length_exceeded', message: expect.stringContaining('60001 tokens') },
+      });
     }
   });
 
-  it('frees the model\'s memory on unload', async () => {
+  it("frees the model's memory on unload", async () => {
     const response = await post('/api/models/unload', { model_id: 'tiny' });
     expect(response.status).toBe(200);
     expect(await (await fetch(`${base}/api/models`)).json()).toEqual({ models: [] });

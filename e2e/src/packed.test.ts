@@ -14,7 +14,15 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
 const repo = fileURLToPath(new URL('../../', import.meta.url));
-const packed = ['packages/gpu-detect', 'packages/manifest', 'packages/abi-native', 'packages/registry', 'packages/server', 'packages/cli', 'engines/llama_cpp/npm/linux-x64'];
+const packed = [
+  'packages/gpu-detect',
+  'packages/manifest',
+  'packages/abi-native',
+  'packages/registry',
+  'packages/server',
+  'packages/cli',
+  'engines/llama_cpp/npm/linux-x64',
+];
 
 let root: string | undefined;
 afterAll(() => root && rm(root, { recursive: true, force: true }));
@@ -47,7 +55,11 @@ describe.skipIf(process.platform !== 'linux' || process.arch !== 'x64')('the pub
     const models = join(root, 'models');
     await makeModel(join(models, 'tiny.gguf'));
     // In a process group of its own: npx runs the command as its child, and the stop below must reach it.
-    const node = spawn('npx', ['--no-install', '@llm-node/cli', '--gpu-backend', 'cpu', '--models-dir', models, '--port', '0'], { cwd: prefix, env, detached: true });
+    const node = spawn('npx', ['--no-install', '@llm-node/cli', '--gpu-backend', 'cpu', '--models-dir', models, '--port', '0'], {
+      cwd: prefix,
+      env,
+      detached: true,
+    });
     try {
       let output = '';
       node.stdout.on('data', (data) => (output += data));
@@ -55,10 +67,17 @@ describe.skipIf(process.platform !== 'linux' || process.arch !== 'x64')('the pub
       await expect.poll(() => /llm-node listening on (http:\/\/[^\s"]+)/.exec(output)?.[1], { timeout: 60_000 }).toBeDefined();
       const base = /llm-node listening on (http:\/\/[^\s"]+)/.exec(output)![1]!;
 
-      const { engines } = (await (await fetch(`${base}/api/engines`)).json()) as { engines: { id: string; status: string; path: string }[] };
+      const { engines } = (await (await fetch(`${base}/api/engines`)).json()) as {
+        engines: { id: string; status: string; path: string }[];
+      };
       expect(engines).toContainEqual(expect.objectContaining({ id: 'llama_cpp', status: 'loaded' }));
       const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused' });
-      const stream = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'Hello!' }], max_tokens: 8, stream: true });
+      const stream = await client.chat.completions.create({
+        model: 'tiny',
+        messages: [{ role: 'user', content: 'Hello!' }],
+        max_tokens: 8,
+        stream: true,
+      });
       let tokens = 0;
       for await (const chunk of stream) if (chunk.choices[0]?.delta.content) tokens++;
       expect(tokens).toBeGreaterThan(0);

@@ -70,21 +70,29 @@ function buildPlugin(runtime, packagePath, sourceDir) {
   mkdirSync(outputDir, { recursive: true });
   const buildDir = join(packageDir, 'build', `cmake-${runtime.backend}`);
   const ninja = spawnSync('ninja', ['--version']).status === 0;
-  run('cmake', [
-    '-S', packageDir,
-    '-B', buildDir,
-    ...(ninja && !existsSync(join(buildDir, 'CMakeCache.txt')) ? ['-G', 'Ninja'] : []),
-    '-DCMAKE_BUILD_TYPE=Release',
-    `-DENGINE_VERSION=${version}`,
-    `-DENGINE_GPU_BACKEND=${runtime.backend}`,
-    `-DENGINE_OUTPUT_DIR=${outputDir}`,
-    `-DENGINE_API_INCLUDE_DIR=${dirname(require.resolve('@llm-node/abi-native/engine_api.h'))}`,
-    `-DLLAMA_INCLUDE_DIR=${sourceDir}`,
-    `-DLLAMA_RUNTIME_LIBRARIES=${selection.libraries.join(';')}`,
-  ], { stdio: ['ignore', 'ignore', 'inherit'] });
+  run(
+    'cmake',
+    [
+      '-S',
+      packageDir,
+      '-B',
+      buildDir,
+      ...(ninja && !existsSync(join(buildDir, 'CMakeCache.txt')) ? ['-G', 'Ninja'] : []),
+      '-DCMAKE_BUILD_TYPE=Release',
+      `-DENGINE_VERSION=${version}`,
+      `-DENGINE_GPU_BACKEND=${runtime.backend}`,
+      `-DENGINE_OUTPUT_DIR=${outputDir}`,
+      `-DENGINE_API_INCLUDE_DIR=${dirname(require.resolve('@llm-node/abi-native/engine_api.h'))}`,
+      `-DLLAMA_INCLUDE_DIR=${sourceDir}`,
+      `-DLLAMA_RUNTIME_LIBRARIES=${selection.libraries.join(';')}`,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
   run('cmake', ['--build', buildDir, '--config', 'Release', '--parallel', '--target', 'llama_engine', 'engine_native_tests']);
   return copyRuntime(selection, packagePath, outputDir).then(() => {
-    console.log(`llama_cpp: built engines/llama_cpp/${runtime.backend}/ from ${runtime.packageName} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    console.log(
+      `llama_cpp: built engines/llama_cpp/${runtime.backend}/ from ${runtime.packageName} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
   });
 }
 
@@ -92,7 +100,9 @@ const platform = `${process.platform}-${process.arch}`;
 const sourceDir = extractSource();
 const runtimes = PLATFORM_RUNTIMES[platform];
 if (runtimes === undefined) {
-  console.warn(`llama_cpp: there is no prebuilt llama.cpp for ${platform}; no plugin is built. Build one from source (engines/llama_cpp/README.md).`);
+  console.warn(
+    `llama_cpp: there is no prebuilt llama.cpp for ${platform}; no plugin is built. Build one from source (engines/llama_cpp/README.md).`,
+  );
   process.exit(0);
 }
 // On CI a plugin the platform should have must build: a skipped one would let its tests pass by skipping.
@@ -101,7 +111,8 @@ let failed = 0;
 for (const runtime of runtimes) {
   const packagePath = packageFolder(runtime.packageName);
   if (!packagePath) {
-    const message = `llama_cpp: ${runtime.packageName} is not installed, so engines/llama_cpp/${runtime.backend}/ is not built. ` +
+    const message =
+      `llama_cpp: ${runtime.packageName} is not installed, so engines/llama_cpp/${runtime.backend}/ is not built. ` +
       'Run pnpm install (the package is an optional dependency for this platform).';
     if (strict) {
       console.error(message);

@@ -14,8 +14,10 @@ if (command === 'copy') {
   const engineDir = dirname(dirname(fileURLToPath(import.meta.url)));
   const { name, os, cpu } = JSON.parse(readFileSync('package.json', 'utf8'));
   const platform = `${os[0]}-${cpu[0]}`;
-  const built = [join(engineDir, 'platforms', platform, backend), ...(platform === `${process.platform}-${process.arch}` ? [join(engineDir, backend)] : [])]
-    .find((dir) => existsSync(join(dir, 'manifest.json')));
+  const built = [
+    join(engineDir, 'platforms', platform, backend),
+    ...(platform === `${process.platform}-${process.arch}` ? [join(engineDir, backend)] : []),
+  ].find((dir) => existsSync(join(dir, 'manifest.json')));
   if (built === undefined) {
     console.error(`${name}: no ${backend} plugin folder built for ${platform}; run pnpm build there first`);
     process.exit(1);

@@ -21,8 +21,7 @@ if (pluginDir === undefined && backend !== undefined && process.env.CI) throw ne
 const describeWithPlugin = describe.skipIf(pluginDir === undefined);
 
 const CHAT_PROMPT =
-  '<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHello!<|eot_id|>' +
-  '<|start_header_id|>assistant<|end_header_id|>\n\n';
+  '<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHello!<|eot_id|>' + '<|start_header_id|>assistant<|end_header_id|>\n\n';
 
 let engine: Engine;
 let workDir: string;
@@ -214,9 +213,9 @@ describeWithPlugin('loading and unloading', () => {
   });
 
   it('reports a missing file as not found', async () => {
-    await expect(
-      engine.loadModel('missing', { path: join(workDir, 'missing.gguf'), format: 'gguf' }),
-    ).rejects.toMatchObject({ code: 'model_not_found' });
+    await expect(engine.loadModel('missing', { path: join(workDir, 'missing.gguf'), format: 'gguf' })).rejects.toMatchObject({
+      code: 'model_not_found',
+    });
   });
 
   it('refuses safetensors', async () => {

@@ -26,11 +26,7 @@ const GGML_TYPE: Record<TensorType, GGMLQuantizationType> = {
  * Writes a GGUF file: @huggingface/gguf serialises the header and key-value metadata; the tensor infos and
  * the aligned tensor data follow, written here. `metadata` holds the key-value pairs only.
  */
-export async function writeGguf(
-  path: string,
-  metadata: Record<string, GGUFTypedMetadata[string]>,
-  tensors: GgufTensor[],
-): Promise<void> {
+export async function writeGguf(path: string, metadata: Record<string, GGUFTypedMetadata[string]>, tensors: GgufTensor[]): Promise<void> {
   const encoded = tensors.map(encodeTensor);
   const offsets: bigint[] = [];
   let dataSize = 0;

@@ -155,9 +155,10 @@ async function parseVocabulary(): Promise<Record<string, GGUFTypedMetadata[strin
       { cause: error },
     );
   });
-  return Object.fromEntries(
-    Object.entries(parsed.typedMetadata).filter(([key]) => key.startsWith('tokenizer.')),
-  ) as Record<string, GGUFTypedMetadata[string]>;
+  return Object.fromEntries(Object.entries(parsed.typedMetadata).filter(([key]) => key.startsWith('tokenizer.'))) as Record<
+    string,
+    GGUFTypedMetadata[string]
+  >;
 }
 
 // A small seeded generator: the same seed gives the same weights on every machine.

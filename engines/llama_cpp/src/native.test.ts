@@ -11,12 +11,17 @@ import { PLATFORM_RUNTIMES } from './prebuilt.js';
 // own sources against llama.cpp and simple references.
 const backend = PLATFORM_RUNTIMES[`${process.platform}-${process.arch}`]?.[0]?.backend;
 const packageDir = fileURLToPath(new URL('..', import.meta.url));
-const binary = join(packageDir, 'build', `cmake-${backend}`, process.platform === 'win32' ? 'engine_native_tests.exe' : 'engine_native_tests');
+const binary = join(
+  packageDir,
+  'build',
+  `cmake-${backend}`,
+  process.platform === 'win32' ? 'engine_native_tests.exe' : 'engine_native_tests',
+);
 const built = backend !== undefined && existsSync(binary);
 if (!built && backend !== undefined && process.env.CI) throw new Error(`${binary} was not built`);
 
-describe.skipIf(!built)('the plugin\'s native tests', () => {
-  it('pass: prompt tokenization equal to llama.cpp\'s, in linear time, cancellable', async () => {
+describe.skipIf(!built)("the plugin's native tests", () => {
+  it("pass: prompt tokenization equal to llama.cpp's, in linear time, cancellable", async () => {
     const { stdout } = await promisify(execFile)(binary, [join(packageDir, backend!), join(packageDir, 'build', 'llama.cpp')]);
     expect(stdout).toMatch(/\d+ checks, 0 failed/);
   });

@@ -29,7 +29,9 @@ async function pluginFolderFrom(name: string, backend: string): Promise<string[]
 
 describe('the prebuilt llama.cpp runtime of each platform', () => {
   it('builds cpu and cuda on linux-x64, metal on darwin-arm64, cpu and cuda on win32-x64', () => {
-    const backends = Object.fromEntries(Object.entries(PLATFORM_RUNTIMES).map(([platform, runtimes]) => [platform, runtimes.map((r) => r.backend)]));
+    const backends = Object.fromEntries(
+      Object.entries(PLATFORM_RUNTIMES).map(([platform, runtimes]) => [platform, runtimes.map((r) => r.backend)]),
+    );
     expect(backends).toEqual({ 'linux-x64': ['cpu', 'cuda'], 'darwin-arm64': ['metal'], 'win32-x64': ['cpu', 'cuda'] });
   });
 

@@ -53,7 +53,9 @@ export function selectRuntime(backend: string, packageName: string, files: reado
     const found = byStem.get(stem) ?? [];
     if (found.length !== 1) {
       const what = found.length === 0 ? 'none' : found.join(', ');
-      throw new Error(`${packageName} does not hold exactly one ${stem} library in ${libraryDir}/ (found ${what}); reinstall it (pnpm install)`);
+      throw new Error(
+        `${packageName} does not hold exactly one ${stem} library in ${libraryDir}/ (found ${what}); reinstall it (pnpm install)`,
+      );
     }
     return found[0]!;
   };

@@ -112,7 +112,12 @@ export interface NativeBinding {
   openTokenPipe(fd: number): void;
   Plugin: new (absolutePath: string) => NativePlugin;
   /** With `pipeGeneration`, tokens and the end go to the token pipe, and onEvent receives only the end. */
-  Generation: new (plugin: NativePlugin, request: NativeGenerateRequest, onEvent: NativeEventHandler, pipeGeneration?: number) => NativeGeneration;
+  Generation: new (
+    plugin: NativePlugin,
+    request: NativeGenerateRequest,
+    onEvent: NativeEventHandler,
+    pipeGeneration?: number,
+  ) => NativeGeneration;
 }
 
 // A prebuild from prebuilds/<platform>-<arch>/ when one matches, else build/Release (node-gyp-build).

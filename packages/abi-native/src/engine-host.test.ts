@@ -82,9 +82,12 @@ describe('an engine in a host process', () => {
     const host = await start(faulty, { timeouts: { stallMs: 300, cancelMs: 300 } });
     const generation = host.generate({ modelId: 'm', prompt: 'hang-polling' });
     await new Promise((resolve) => setTimeout(resolve, 800)); // polling is progress: no stall
-    expect((await Promise.race([host.exited, new Promise((resolve) => setTimeout(() => resolve('running'), 10))]))).toBe('running');
+    expect(await Promise.race([host.exited, new Promise((resolve) => setTimeout(() => resolve('running'), 10))])).toBe('running');
     await generation.return!();
-    await expect(generation.result).rejects.toMatchObject({ code: 'engine_timeout', message: expect.stringContaining('cancelled generation') });
+    await expect(generation.result).rejects.toMatchObject({
+      code: 'engine_timeout',
+      message: expect.stringContaining('cancelled generation'),
+    });
   });
 
   it('survives a callback after return by losing only its host', async () => {
@@ -99,7 +102,10 @@ describe('an engine in a host process', () => {
   it('kills a host whose engine_init hangs, and one whose engine_shutdown hangs on close', async () => {
     const hangsInInit = await buildTestPlugin('faulty', { defines: { INIT_FAULT: 1 } });
     const host = await EngineHost.start(hangsInInit, { timeouts: { initMs: 300 } });
-    await expect(host.init({ gpuBackend: 'cpu', pluginDir: '/' })).rejects.toMatchObject({ code: 'engine_timeout', message: expect.stringContaining('engine_init') });
+    await expect(host.init({ gpuBackend: 'cpu', pluginDir: '/' })).rejects.toMatchObject({
+      code: 'engine_timeout',
+      message: expect.stringContaining('engine_init'),
+    });
 
     const hangsInShutdown = await buildTestPlugin('faulty', { defines: { SHUTDOWN_FAULT: 1 } });
     const other = await EngineHost.start(hangsInShutdown, { timeouts: { callMs: 300 } });
@@ -111,10 +117,13 @@ describe('an engine in a host process', () => {
   it('reports a plugin that calls exit(0) in engine_init as a crash, not a clean exit', async () => {
     const exits = await buildTestPlugin('faulty', { defines: { INIT_FAULT: 2 } });
     const host = await EngineHost.start(exits);
-    await expect(host.init({ gpuBackend: 'cpu', pluginDir: '/' })).rejects.toMatchObject({ code: 'engine_crashed', message: expect.stringContaining('exited with status 0') });
+    await expect(host.init({ gpuBackend: 'cpu', pluginDir: '/' })).rejects.toMatchObject({
+      code: 'engine_crashed',
+      message: expect.stringContaining('exited with status 0'),
+    });
   });
 
-  it('hands the plugin\'s output lines to the owner, a flood included', async () => {
+  it("hands the plugin's output lines to the owner, a flood included", async () => {
     const lines: string[] = [];
     const host = await start(faulty, { onOutput: (line, stream) => stream === 'stdout' && lines.push(line) });
     expect(await text(host.generate({ modelId: 'm', prompt: 'spam' }))).toBe('ok');
@@ -147,7 +156,7 @@ describe.skipIf(process.platform !== 'linux')('the network, denied to plugins', 
     return new Promise<void>((resolve) => listener.close(() => resolve()));
   });
 
-  it('refuses a plugin\'s socket with EPERM, in engine_init and in generation, and reports each attempt', async () => {
+  it("refuses a plugin's socket with EPERM, in engine_init and in generation, and reports each attempt", async () => {
     const denied: number[] = [];
     const output: string[] = [];
     const connectsInInit = await buildTestPlugin('faulty', { defines: { INIT_FAULT: 3 } });

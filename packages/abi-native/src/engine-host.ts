@@ -214,7 +214,9 @@ export class EngineHost implements Engine {
   }
 
   estimateVram(params: ModelLoadParams): Promise<number | null> {
-    return this.#call({ call: 'estimateVram', id: 0, params }, this.#timeouts.callMs, 'engine_model_estimate_vram') as Promise<number | null>;
+    return this.#call({ call: 'estimateVram', id: 0, params }, this.#timeouts.callMs, 'engine_model_estimate_vram') as Promise<
+      number | null
+    >;
   }
 
   vramUsed(): Promise<number | null> {
@@ -222,7 +224,11 @@ export class EngineHost implements Engine {
   }
 
   modelStats(modelId: string): Promise<ModelStats | null> {
-    return this.#call({ call: 'modelStats', id: 0, modelId }, this.#timeouts.callMs, 'engine_model_get_stats') as Promise<ModelStats | null>;
+    return this.#call(
+      { call: 'modelStats', id: 0, modelId },
+      this.#timeouts.callMs,
+      'engine_model_get_stats',
+    ) as Promise<ModelStats | null>;
   }
 
   generate(request: GenerateRequest, options: { signal?: AbortSignal } = {}): Generation {
@@ -355,7 +361,9 @@ export class EngineHost implements Engine {
 
   #exitError(): EngineError {
     const exit = this.#exit!;
-    return exit.code === 'closed' ? new EngineError('closed', `engine '${this.info.id}' is closed`) : new EngineError(exit.code, exit.message);
+    return exit.code === 'closed'
+      ? new EngineError('closed', `engine '${this.info.id}' is closed`)
+      : new EngineError(exit.code, exit.message);
   }
 }
 

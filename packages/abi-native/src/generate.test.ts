@@ -62,9 +62,7 @@ describe('streaming generation', () => {
   });
 
   test('ends at a stop string, with only the text before it', async () => {
-    const { text, pieces, result } = await collect(
-      echo.generate({ modelId: 'big', prompt: 'one two three four', stop: ['xyz', 'ee f'] }),
-    );
+    const { text, pieces, result } = await collect(echo.generate({ modelId: 'big', prompt: 'one two three four', stop: ['xyz', 'ee f'] }));
     expect(text).toBe('one two thr');
     expect(pieces).toEqual(['one', ' two', ' thr']);
     expect(result.finishReason).toBe('stop');

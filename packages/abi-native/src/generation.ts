@@ -43,7 +43,9 @@ export function startPluginGeneration(
 }
 
 function chunk(text: string, pieceEnds: Uint32Array, tokens: NativeTokenDetail[] | undefined): TokenChunk {
-  return tokens === undefined ? { text, tokenCount: pieceEnds.length, pieceEnds } : { text, tokenCount: pieceEnds.length, pieceEnds, tokens };
+  return tokens === undefined
+    ? { text, tokenCount: pieceEnds.length, pieceEnds }
+    : { text, tokenCount: pieceEnds.length, pieceEnds, tokens };
 }
 
 /** How a generation ended, from the native end event (or the token pipe's end frame, which carries the same). */
@@ -61,12 +63,18 @@ export function outcomeOf(end: NativeEnd): GenerationOutcome {
 function toResult(end: NativeEnd): GenerateResult {
   const finishReason = end.stopped ? 'cancelled' : FINISH_REASONS[end.finishReason!];
   if (finishReason === undefined) {
-    throw new EngineError('plugin_error', `engine_generate_stream reported finish_reason ${end.finishReason}, which engine_api.h does not define`);
+    throw new EngineError(
+      'plugin_error',
+      `engine_generate_stream reported finish_reason ${end.finishReason}, which engine_api.h does not define`,
+    );
   }
   const promptTokens = end.promptTokens!;
   const completionTokens = end.completionTokens!;
   if (promptTokens < 0 || completionTokens < 0) {
-    throw new EngineError('plugin_error', `engine_generate_stream reported negative token counts (prompt ${promptTokens}, completion ${completionTokens})`);
+    throw new EngineError(
+      'plugin_error',
+      `engine_generate_stream reported negative token counts (prompt ${promptTokens}, completion ${completionTokens})`,
+    );
   }
   return { finishReason, promptTokens, completionTokens };
 }

@@ -1,7 +1,15 @@
 // The messages between the node and an engine host process (engine-host.ts, host-main.ts). They travel over
 // Node's IPC channel with the structured-clone ("advanced") serialization. Tokens do not: the plugin's threads
 // write them to the token pipe (the host's fd 4) as frames the node reads directly (token-frames.ts).
-import type { EngineCapability, EngineErrorCode, EngineInfo, EngineInitConfig, GenerateRequest, GenerateResult, ModelLoadParams } from './types.js';
+import type {
+  EngineCapability,
+  EngineErrorCode,
+  EngineInfo,
+  EngineInitConfig,
+  GenerateRequest,
+  GenerateResult,
+  ModelLoadParams,
+} from './types.js';
 
 /** The engine host's file descriptor of the token pipe. */
 export const TOKEN_PIPE_FD = 4;

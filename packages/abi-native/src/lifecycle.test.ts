@@ -62,7 +62,10 @@ describe('engine lifecycle and errors', () => {
   test('loads, estimates, reports and unloads models by id', async () => {
     const engine = await openEcho();
     expect(await engine.estimateVram({ path: modelPath, format: 'gguf' })).toBe(1000);
-    expect(await engine.loadModel('a', { path: modelPath, format: 'gguf', contextLength: 512 })).toEqual({ contextLength: 512, vramBytes: 1000 });
+    expect(await engine.loadModel('a', { path: modelPath, format: 'gguf', contextLength: 512 })).toEqual({
+      contextLength: 512,
+      vramBytes: 1000,
+    });
     expect(await engine.loadModel('b', { path: modelPath, format: 'gguf' })).toEqual({ contextLength: 4096, vramBytes: 1000 });
     await expect(engine.vramUsed()).resolves.toBe(2000);
     expect((await rejection(engine.loadModel('a', { path: modelPath, format: 'gguf' }))).message).toBe("model 'a' is already loaded");
@@ -107,7 +110,10 @@ describe('engine lifecycle and errors', () => {
   test('maps loadModel to engine_load_model for a plugin without engine_model_load, one model at a time', async () => {
     const engine = openEngine(await buildTestPlugin('legacy'));
     await engine.init({ gpuBackend: 'cpu', pluginDir: tmpdir() });
-    expect(await engine.loadModel('first', { path: modelPath, format: 'gguf', contextLength: 256 })).toEqual({ contextLength: 256, vramBytes: 0 });
+    expect(await engine.loadModel('first', { path: modelPath, format: 'gguf', contextLength: 256 })).toEqual({
+      contextLength: 256,
+      vramBytes: 0,
+    });
     const error = await rejection(engine.loadModel('second', { path: modelPath, format: 'gguf' }));
     expect(error.code).toBe('unsupported');
     expect(error.message).toMatch(/unload 'first' first/);
@@ -154,7 +160,9 @@ describe('engine lifecycle and errors', () => {
       expect(error.message).toMatch(message);
     }
     const init = openEngine(await buildTestPlugin('echo'));
-    expect((await rejection(init.init({ gpuBackend: 'cpu', pluginDir: 'relative/dir' }))).message).toMatch(/^pluginDir must be an absolute path/);
+    expect((await rejection(init.init({ gpuBackend: 'cpu', pluginDir: 'relative/dir' }))).message).toMatch(
+      /^pluginDir must be an absolute path/,
+    );
     await init.close();
     await engine.close();
   });

@@ -126,7 +126,12 @@ class GenerationText {
     if (!this.#logprobs) return;
     for (let i = 0, start = textStart; i < count; start = byteEnd(i), i++) {
       const piece = bytes.subarray(start, byteEnd(i));
-      this.#details.push({ id: bytes.readInt32LE(from + 4 + 4 * i), text: piece.toString('utf8'), bytes: [...piece], logprob: bytes.readFloatLE(from + 4 + 4 * count + 4 * i) });
+      this.#details.push({
+        id: bytes.readInt32LE(from + 4 + 4 * i),
+        text: piece.toString('utf8'),
+        bytes: [...piece],
+        logprob: bytes.readFloatLE(from + 4 + 4 * count + 4 * i),
+      });
     }
   }
 
@@ -140,7 +145,11 @@ class GenerationText {
     if (this.#complete === 0) return null;
     const count = this.#complete;
     const length = this.#pieceEnds[count - 1]!;
-    const chunk: TokenChunk = { text: this.#text.slice(0, length), tokenCount: count, pieceEnds: Uint32Array.from(this.#pieceEnds.slice(0, count)) };
+    const chunk: TokenChunk = {
+      text: this.#text.slice(0, length),
+      tokenCount: count,
+      pieceEnds: Uint32Array.from(this.#pieceEnds.slice(0, count)),
+    };
     if (this.#logprobs) chunk.tokens = this.#details.splice(0, count);
     this.#text = this.#text.slice(length);
     this.#pieceEnds = this.#pieceEnds.slice(count).map((end) => end - length);

@@ -19,8 +19,16 @@ beforeAll(async () => {
   enginesDir = join(root, 'engines');
   modelsDir = join(root, 'models');
   // The plugin guide's minimal plugin with the guide's manifest, a streaming engine, and one built for ABI 2.
-  await installTestPlugin({ enginesDir, plugin: await buildTestPlugin('minimal'), manifest: { architectures: ['custom'], formats: ['safetensors'] } });
-  await installTestPlugin({ enginesDir, plugin: await buildTestPlugin('echo', { defines: { ECHO_TOKEN_DELAY_US: '20000' } }), manifest: { architectures: ['echo'] } });
+  await installTestPlugin({
+    enginesDir,
+    plugin: await buildTestPlugin('minimal'),
+    manifest: { architectures: ['custom'], formats: ['safetensors'] },
+  });
+  await installTestPlugin({
+    enginesDir,
+    plugin: await buildTestPlugin('echo', { defines: { ECHO_TOKEN_DELAY_US: '20000' } }),
+    manifest: { architectures: ['echo'] },
+  });
   await installTestPlugin({ enginesDir, plugin: await buildTestPlugin('abi2') });
   await writeGgufModel(join(modelsDir, 'llama-3.2-1b.gguf'), {
     architecture: 'echo',
@@ -51,9 +59,16 @@ function run(args: string[], env: NodeJS.ProcessEnv = process.env): Run {
 /** Starts a node on a free port and waits for its "listening" log line. */
 async function startNode(...extra: string[]): Promise<Run & { url: string; logLines: () => { msg: string }[] }> {
   const node = run(['--gpu-backend', 'cpu', '--engines-dir', enginesDir, '--models-dir', modelsDir, '--port', '0', ...extra]);
-  const logLines = () => node.stdout().split('\n').filter(Boolean).map((line) => JSON.parse(line) as { msg: string });
+  const logLines = () =>
+    node
+      .stdout()
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { msg: string });
   await expect.poll(() => logLines().some((l) => l.msg.startsWith('llm-node listening on')), { timeout: 20_000 }).toBe(true);
-  const url = logLines().find((l) => l.msg.startsWith('llm-node listening on'))!.msg.replace('llm-node listening on ', '');
+  const url = logLines()
+    .find((l) => l.msg.startsWith('llm-node listening on'))!
+    .msg.replace('llm-node listening on ', '');
   return { ...node, url, logLines };
 }
 
@@ -78,13 +93,15 @@ describe('the llm-node command', () => {
     expect(node.stderr()).toContain('Cannot use the engines dir');
   });
 
-  it('logs each plugin\'s outcome at start-up and serves the README\'s curl commands', async () => {
+  it("logs each plugin's outcome at start-up and serves the README's curl commands", async () => {
     const node = await startNode();
     try {
       const messages = node.logLines().map((l) => l.msg);
       expect(messages).toContainEqual(expect.stringMatching(/^GPU 0 \(cpu via os\): .+ RAM/));
       expect(messages).toContainEqual(expect.stringMatching(/^plugin my_engine 1\.0\.0 \(.+\): loaded$/));
-      expect(messages).toContainEqual(expect.stringMatching(/^plugin abi2 .+: rejected: ABI version mismatch: expected 1, got 2 \(abi_mismatch\)$/));
+      expect(messages).toContainEqual(
+        expect.stringMatching(/^plugin abi2 .+: rejected: ABI version mismatch: expected 1, got 2 \(abi_mismatch\)$/),
+      );
 
       // curl http://localhost:3000/api/engines
       const engines = (await (await fetch(`${node.url}/api/engines`)).json()) as { engines: { id: string; status: string }[] };
@@ -118,7 +135,13 @@ describe('the llm-node command', () => {
     const response = await fetch(`${url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ model: 'llama-3.2-1b', messages: [{ role: 'user', content: 'count' }], stream: true, ignore_eos: true, max_tokens: maxTokens }),
+      body: JSON.stringify({
+        model: 'llama-3.2-1b',
+        messages: [{ role: 'user', content: 'count' }],
+        stream: true,
+        ignore_eos: true,
+        max_tokens: maxTokens,
+      }),
     });
     const reader = response.body!.getReader();
     await reader.read(); // the stream is open and producing
@@ -131,22 +154,28 @@ describe('the llm-node command', () => {
 
   // Sent to the whole process group, as Ctrl-C in a terminal and a service manager's stop do: the engine hosts get
   // the signal too, and must leave the ending to the node.
-  it.each(['SIGINT', 'SIGTERM'] as const)('on %s to its process group drains: refuses new requests, lets the open stream finish, unloads, shuts engines down and exits 0', async (signal) => {
-    const node = await startNode();
-    const rest = await openStream(node.url, 50); // about a second
-    process.kill(-node.child.pid!, signal);
-    await expect.poll(() => node.logLines().some((l) => l.msg.startsWith(`${signal}: draining`))).toBe(true);
-    const refused = await fetch(`${node.url}/v1/models`);
-    expect(refused.status).toBe(503);
-    expect(await rest()).toBe('data: [DONE]');
-    expect(await node.exited).toBe(0);
-    const messages = node.logLines().map((l) => l.msg);
-    expect(messages).toEqual(expect.arrayContaining(['model unloaded', 'engine shut down', 'stopped']));
-    expect(messages.filter((m) => /^engine \S+ stopped/.test(m))).toEqual([]);
-  });
+  it.each(['SIGINT', 'SIGTERM'] as const)(
+    'on %s to its process group drains: refuses new requests, lets the open stream finish, unloads, shuts engines down and exits 0',
+    async (signal) => {
+      const node = await startNode();
+      const rest = await openStream(node.url, 50); // about a second
+      process.kill(-node.child.pid!, signal);
+      await expect.poll(() => node.logLines().some((l) => l.msg.startsWith(`${signal}: draining`))).toBe(true);
+      const refused = await fetch(`${node.url}/v1/models`);
+      expect(refused.status).toBe(503);
+      expect(await rest()).toBe('data: [DONE]');
+      expect(await node.exited).toBe(0);
+      const messages = node.logLines().map((l) => l.msg);
+      expect(messages).toEqual(expect.arrayContaining(['model unloaded', 'engine shut down', 'stopped']));
+      expect(messages.filter((m) => /^engine \S+ stopped/.test(m))).toEqual([]);
+    },
+  );
 
   it('ends the streams still open with a shutting_down event when the grace is over, or at a second signal', async () => {
-    for (const [extra, signals] of [[['--shutdown-grace', '1'], 1], [[], 2]] as const) {
+    for (const [extra, signals] of [
+      [['--shutdown-grace', '1'], 1],
+      [[], 2],
+    ] as const) {
       const node = await startNode(...extra);
       const rest = await openStream(node.url, 1000); // 20 s
       node.child.kill('SIGTERM');

@@ -68,7 +68,10 @@ describe('llm-node command line', () => {
   });
 
   it('reads the Host names allowed, "all" included, and the connection cap', () => {
-    expect(parse('--allowed-hosts', 'llm.lan,.corp.example', '--max-connections', '2048')).toMatchObject({ allowedHosts: ['llm.lan', '.corp.example'], maxConnections: 2048 });
+    expect(parse('--allowed-hosts', 'llm.lan,.corp.example', '--max-connections', '2048')).toMatchObject({
+      allowedHosts: ['llm.lan', '.corp.example'],
+      maxConnections: 2048,
+    });
     expect(parse('--allowed-hosts', 'all')).toMatchObject({ allowedHosts: 'all' });
   });
 
@@ -100,7 +103,23 @@ describe('llm-node command line', () => {
   it('answers --help with every flag', () => {
     let printed = '';
     expect(parseCommandLine(['--help'], (text) => (printed += text))).toEqual({ run: false });
-    for (const flag of ['--engines-dir', '--models-dir', '--vram-limit', '--monitor-interval', '--port', '--host', '--gpu-backend', '--gpu-device', '--allow-network', '--engine-stall-timeout', '--model-load-timeout', '--api-key', '--allowed-hosts', '--max-connections', '--log-level']) {
+    for (const flag of [
+      '--engines-dir',
+      '--models-dir',
+      '--vram-limit',
+      '--monitor-interval',
+      '--port',
+      '--host',
+      '--gpu-backend',
+      '--gpu-device',
+      '--allow-network',
+      '--engine-stall-timeout',
+      '--model-load-timeout',
+      '--api-key',
+      '--allowed-hosts',
+      '--max-connections',
+      '--log-level',
+    ]) {
       expect(printed).toContain(flag);
     }
   });

@@ -52,11 +52,15 @@ export async function startNode(options: NodeOptions, logger: Logger): Promise<R
     });
   } catch (error) {
     const code = (error as { code?: string }).code ?? '';
-    throw new StartupError(code.startsWith('engines_dir') ? `Cannot use the engines dir: ${(error as Error).message}` : (error as Error).message);
+    throw new StartupError(
+      code.startsWith('engines_dir') ? `Cannot use the engines dir: ${(error as Error).message}` : (error as Error).message,
+    );
   }
   for (const record of registry.engines) logPlugin(record, logger);
   if (!registry.engines.some((e) => e.status === 'loaded')) {
-    logger.warn(`No engine plugin loaded for ${gpu.backend}: models cannot be served until one is placed in ${options.enginesDir ?? DEFAULT_ENGINES_DIR}/<engine_id>/${gpu.backend}/`);
+    logger.warn(
+      `No engine plugin loaded for ${gpu.backend}: models cannot be served until one is placed in ${options.enginesDir ?? DEFAULT_ENGINES_DIR}/<engine_id>/${gpu.backend}/`,
+    );
   }
 
   const server = createServer({
@@ -115,7 +119,9 @@ function logGpu(gpu: GpuDetection, options: NodeOptions, logger: Logger): void {
   for (const device of gpu.devices) {
     const free = device.freeBytes === null ? 'free unknown' : `${formatSize(device.freeBytes)} free`;
     const memory = gpu.backend === 'cpu' ? 'RAM' : device.unifiedMemory ? 'unified memory' : 'VRAM';
-    logger.info(`GPU ${device.index} (${gpu.backend} via ${gpu.source}): ${device.name}, ${formatSize(device.totalBytes)} ${memory}, ${free}`);
+    logger.info(
+      `GPU ${device.index} (${gpu.backend} via ${gpu.source}): ${device.name}, ${formatSize(device.totalBytes)} ${memory}, ${free}`,
+    );
   }
   const limit = options.vramLimitBytes === undefined ? 'all device memory' : formatSize(options.vramLimitBytes);
   logger.info(`VRAM limit: ${limit}`);

@@ -72,10 +72,15 @@ describe('probeCuda', () => {
   });
 
   it('passes on why nvidia-smi failed', async () => {
-    const run = fakeRunner({ 'nvidia-smi': { ok: false, reason: 'exited with code 9: NVIDIA-SMI has failed because it couldn\'t communicate with the NVIDIA driver.' } });
+    const run = fakeRunner({
+      'nvidia-smi': {
+        ok: false,
+        reason: "exited with code 9: NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.",
+      },
+    });
     const result = await probeCuda(run, 'linux');
     expect(result.found ? [] : result.tried).toEqual([
-      'nvidia-smi: exited with code 9: NVIDIA-SMI has failed because it couldn\'t communicate with the NVIDIA driver.',
+      "nvidia-smi: exited with code 9: NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.",
     ]);
   });
 

@@ -17,7 +17,10 @@ export interface NvidiaSmiRow {
 }
 
 export function parseNvidiaSmi(stdout: string): Parsed<NvidiaSmiRow[]> {
-  const lines = stdout.split(/\r?\n/).map((line) => line.trim()).filter((line) => line !== '');
+  const lines = stdout
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== '');
   if (lines.length === 0) return { ok: false, reason: 'no NVIDIA GPU reported' };
   const rows: NvidiaSmiRow[] = [];
   for (const line of lines) {

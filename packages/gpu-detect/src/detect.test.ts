@@ -6,7 +6,10 @@ import { GPU_BACKENDS, type GpuBackend } from './types.js';
 
 const nvidia = { 'nvidia-smi': fixture('nvidia-smi-h100.csv') };
 const appleSilicon = { system_profiler: fixture('system-profiler-m2-max.json'), vm_stat: fixture('vm-stat.txt') };
-const windowsAdapters = { Win32_VideoController: fixture('windows-adapters.json'), GPUAdapterMemory: fixture('windows-adapter-memory.json') };
+const windowsAdapters = {
+  Win32_VideoController: fixture('windows-adapters.json'),
+  GPUAdapterMemory: fixture('windows-adapter-memory.json'),
+};
 
 describe('detectGpu', () => {
   it('finds CUDA on Linux', async () => {
@@ -80,19 +83,19 @@ describe('detectGpu', () => {
 });
 
 describe('detectBackend', () => {
-  it('runs the named backend\'s probe whatever the platform would choose', async () => {
+  it("runs the named backend's probe whatever the platform would choose", async () => {
     const result = await detectBackend('cuda', { run: fakeRunner(nvidia), platform: 'win32' });
     expect(result.found && result.detection.source).toBe('nvidia-smi');
   });
 
-  it('reports the named backend\'s failure', async () => {
+  it("reports the named backend's failure", async () => {
     expect(await detectBackend('metal', { run: fakeRunner({}), platform: 'linux' })).toEqual({
       found: false,
       tried: ['metal: needs macOS (this system is linux)'],
     });
   });
 
-  it('gives the cpu backend the system\'s RAM', async () => {
+  it("gives the cpu backend the system's RAM", async () => {
     const result = await detectBackend('cpu', { run: fakeRunner({}) });
     expect(result.found && result.detection).toEqual({
       backend: 'cpu',

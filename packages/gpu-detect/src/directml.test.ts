@@ -8,12 +8,12 @@ const GIB = 2 ** 30;
 const SHARED = Math.floor(os.totalmem() / 2);
 
 describe('parseAdapterList', () => {
-  it('takes the registry\'s qwMemorySize over WMI\'s AdapterRAM, which stops at 4 GiB', () => {
+  it("takes the registry's qwMemorySize over WMI's AdapterRAM, which stops at 4 GiB", () => {
     const parsed = parseAdapterList(fixture('windows-adapters.json'));
     expect(parsed.ok && parsed.value[0]).toEqual({ name: 'NVIDIA GeForce RTX 4070', dedicatedBytes: 12878610432 });
   });
 
-  it('leaves out Microsoft\'s software adapters', () => {
+  it("leaves out Microsoft's software adapters", () => {
     const parsed = parseAdapterList(fixture('windows-adapters.json'));
     expect(parsed.ok && parsed.value.map((adapter) => adapter.name)).toEqual(['NVIDIA GeForce RTX 4070', 'Intel(R) UHD Graphics 770']);
   });
@@ -25,7 +25,7 @@ describe('parseAdapterList', () => {
     });
   });
 
-  it('reads an older driver\'s MemorySize, as a DWORD or as raw little-endian bytes', () => {
+  it("reads an older driver's MemorySize, as a DWORD or as raw little-endian bytes", () => {
     const list = JSON.stringify([
       { Name: 'GPU A', AdapterRAM: 2147483648, MemorySize: 2147483648 },
       { Name: 'GPU B', AdapterRAM: 4293918720, MemorySize: [0, 0, 0, 128, 1, 0, 0, 0] },
@@ -57,8 +57,11 @@ describe('parseAdapterUsage', () => {
 });
 
 describe('probeDirectml', () => {
-  it('finds the hardware adapters with dedicated VRAM, and integrated ones with Windows\' shared half of RAM', async () => {
-    const run = fakeRunner({ Win32_VideoController: fixture('windows-adapters.json'), GPUAdapterMemory: fixture('windows-adapter-memory.json') });
+  it("finds the hardware adapters with dedicated VRAM, and integrated ones with Windows' shared half of RAM", async () => {
+    const run = fakeRunner({
+      Win32_VideoController: fixture('windows-adapters.json'),
+      GPUAdapterMemory: fixture('windows-adapter-memory.json'),
+    });
     expect(await probeDirectml(run, 'win32')).toEqual({
       found: true,
       detection: {
@@ -82,7 +85,10 @@ describe('probeDirectml', () => {
   });
 
   it('says DirectML needs Windows elsewhere', async () => {
-    expect(await probeDirectml(fakeRunner({}), 'darwin')).toEqual({ found: false, tried: ['directml: needs Windows (this system is darwin)'] });
+    expect(await probeDirectml(fakeRunner({}), 'darwin')).toEqual({
+      found: false,
+      tried: ['directml: needs Windows (this system is darwin)'],
+    });
   });
 
   it('passes on why the adapter list could not be read', async () => {
@@ -99,7 +105,7 @@ describe('sampleDirectml', () => {
   const single: GpuDetection = { backend: 'directml', source: 'powershell.exe', devices: [{ ...device, index: 0, totalBytes: 12 * GIB }] };
   const usage = fakeRunner({ GPUAdapterMemory: fixture('windows-adapter-memory.json') });
 
-  it('counts the busiest adapter\'s dedicated usage against a single discrete GPU', async () => {
+  it("counts the busiest adapter's dedicated usage against a single discrete GPU", async () => {
     expect(await sampleDirectml(usage, single)).toEqual([
       { index: 0, totalBytes: 12 * GIB, usedBytes: 1895825408, freeBytes: 12 * GIB - 1895825408 },
     ]);
@@ -112,7 +118,13 @@ describe('sampleDirectml', () => {
   });
 
   it('leaves used and free unknown when several adapters share the counters', async () => {
-    const two: GpuDetection = { ...single, devices: [{ ...device, index: 0, totalBytes: 12 * GIB }, { ...device, index: 1, totalBytes: 8 * GIB }] };
+    const two: GpuDetection = {
+      ...single,
+      devices: [
+        { ...device, index: 0, totalBytes: 12 * GIB },
+        { ...device, index: 1, totalBytes: 8 * GIB },
+      ],
+    };
     expect(await sampleDirectml(usage, two)).toEqual([
       { index: 0, totalBytes: 12 * GIB, usedBytes: null, freeBytes: null },
       { index: 1, totalBytes: 8 * GIB, usedBytes: null, freeBytes: null },

@@ -103,7 +103,10 @@ export async function sampleDirectml(run: CommandRunner, detection: GpuDetection
   }
   // Integrated GPUs work mostly in shared memory; a discrete GPU's budget is its dedicated memory alone.
   const used = (counters: AdapterUsage) => counters.dedicatedBytes + (only.unifiedMemory ? counters.sharedBytes : 0);
-  const usedBytes = Math.min(only.totalBytes, usage.value.reduce((most, counters) => Math.max(most, used(counters)), 0));
+  const usedBytes = Math.min(
+    only.totalBytes,
+    usage.value.reduce((most, counters) => Math.max(most, used(counters)), 0),
+  );
   return [{ index: only.index, totalBytes: only.totalBytes, usedBytes, freeBytes: only.totalBytes - usedBytes }];
 }
 

@@ -16,7 +16,7 @@ describe('parseSystemProfiler', () => {
     });
   });
 
-  it('reads an Intel Mac\'s discrete VRAM and treats its integrated GPU as shared memory', () => {
+  it("reads an Intel Mac's discrete VRAM and treats its integrated GPU as shared memory", () => {
     expect(parseSystemProfiler(fixture('system-profiler-intel-mac.json'))).toEqual({
       ok: true,
       value: [
@@ -27,7 +27,9 @@ describe('parseSystemProfiler', () => {
   });
 
   it('reads the older spdisplays_metal key', () => {
-    const json = JSON.stringify({ SPDisplaysDataType: [{ _name: 'Radeon', spdisplays_metal: 'spdisplays_supported', spdisplays_vram: '2048 MB' }] });
+    const json = JSON.stringify({
+      SPDisplaysDataType: [{ _name: 'Radeon', spdisplays_metal: 'spdisplays_supported', spdisplays_vram: '2048 MB' }],
+    });
     expect(parseSystemProfiler(json)).toEqual({ ok: true, value: [{ name: 'Radeon', vramBytes: 2 * GIB }] });
   });
 
@@ -85,12 +87,14 @@ describe('probeMetal', () => {
       detection: {
         backend: 'metal',
         source: 'system_profiler',
-        devices: [{ index: 0, name: 'Apple M2 Max', totalBytes: budget, freeBytes: Math.min(budget, VM_STAT_AVAILABLE), unifiedMemory: true }],
+        devices: [
+          { index: 0, name: 'Apple M2 Max', totalBytes: budget, freeBytes: Math.min(budget, VM_STAT_AVAILABLE), unifiedMemory: true },
+        ],
       },
     });
   });
 
-  it('budgets the operator\'s iogpu.wired_limit_mb when it is set', async () => {
+  it("budgets the operator's iogpu.wired_limit_mb when it is set", async () => {
     const result = await probeMetal(mac('57344\n'), 'darwin');
     expect(result.found && result.detection.devices[0]?.totalBytes).toBe(56 * GIB);
   });
@@ -98,13 +102,16 @@ describe('probeMetal', () => {
   it('falls back to the default share where sysctl does not know iogpu.wired_limit_mb (before macOS 14)', async () => {
     const run = fakeRunner({
       system_profiler: fixture('system-profiler-m2-max.json'),
-      'iogpu.wired_limit_mb': { ok: false, reason: 'exited with code 1: sysctl: unknown oid \'iogpu.wired_limit_mb\'' },
+      'iogpu.wired_limit_mb': { ok: false, reason: "exited with code 1: sysctl: unknown oid 'iogpu.wired_limit_mb'" },
     });
     const result = await probeMetal(run, 'darwin');
-    expect(result.found && result.detection.devices[0]).toMatchObject({ totalBytes: metalWorkingSetBytes(os.totalmem(), 0), freeBytes: null });
+    expect(result.found && result.detection.devices[0]).toMatchObject({
+      totalBytes: metalWorkingSetBytes(os.totalmem(), 0),
+      freeBytes: null,
+    });
   });
 
-  it('keeps a discrete GPU\'s own VRAM', async () => {
+  it("keeps a discrete GPU's own VRAM", async () => {
     const run = fakeRunner({ system_profiler: fixture('system-profiler-intel-mac.json') });
     const result = await probeMetal(run, 'darwin');
     expect(result.found && result.detection.devices[1]).toEqual({

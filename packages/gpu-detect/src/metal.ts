@@ -21,10 +21,13 @@ export function parseSystemProfiler(stdout: string): Parsed<MetalGpu[]> {
   }
   const items = isRecord(root) ? root.SPDisplaysDataType : undefined;
   if (!Array.isArray(items)) return { ok: false, reason: 'printed no SPDisplaysDataType list' };
-  const gpus = items.filter(isRecord).filter(supportsMetal).map((item) => ({
-    name: text(item.sppci_model) ?? text(item._name) ?? 'GPU',
-    vramBytes: isApple(item) ? null : parseProfilerSize(text(item.spdisplays_vram)),
-  }));
+  const gpus = items
+    .filter(isRecord)
+    .filter(supportsMetal)
+    .map((item) => ({
+      name: text(item.sppci_model) ?? text(item._name) ?? 'GPU',
+      vramBytes: isApple(item) ? null : parseProfilerSize(text(item.spdisplays_vram)),
+    }));
   return gpus.length > 0 ? { ok: true, value: gpus } : { ok: false, reason: 'no Metal GPU reported' };
 }
 

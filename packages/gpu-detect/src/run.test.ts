@@ -21,7 +21,7 @@ describe('runCommand', () => {
     const script = 'console.error("\\nNVIDIA-SMI has failed because it couldn\'t communicate with the NVIDIA driver."); process.exit(9)';
     expect(await runCommand(process.execPath, ['-e', script])).toEqual({
       ok: false,
-      reason: 'exited with code 9: NVIDIA-SMI has failed because it couldn\'t communicate with the NVIDIA driver.',
+      reason: "exited with code 9: NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.",
     });
   });
 });

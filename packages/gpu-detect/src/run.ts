@@ -37,7 +37,10 @@ function failureReason(file: string, error: ExecFileException, output: string): 
   if (error.code === 'ENOENT') return /[\\/]/.test(file) ? 'not found' : 'not found on PATH';
   if (error.code === 'EACCES') return 'not executable (permission denied)';
   if (error.killed) return `gave no answer within ${TIMEOUT_MS / 1000} s`;
-  const said = output.split(/\r?\n/).map((line) => line.trim()).find((line) => line !== '');
+  const said = output
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .find((line) => line !== '');
   const status = typeof error.code === 'number' ? `exited with code ${error.code}` : `failed (${error.message})`;
   return said ? `${status}: ${said}` : status;
 }

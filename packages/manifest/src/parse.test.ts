@@ -34,13 +34,27 @@ describe('parseManifest', () => {
     });
   });
 
-  it('accepts the plugin guide\'s manifest for its minimal C plugin, from bytes', () => {
-    const myEngine = { id: 'my_engine', version: '1.0.0', abi_version: '1', gpu_backend: 'metal', architectures: ['custom'], formats: ['safetensors'], binary: 'libmy_engine.dylib' };
+  it("accepts the plugin guide's manifest for its minimal C plugin, from bytes", () => {
+    const myEngine = {
+      id: 'my_engine',
+      version: '1.0.0',
+      abi_version: '1',
+      gpu_backend: 'metal',
+      architectures: ['custom'],
+      formats: ['safetensors'],
+      binary: 'libmy_engine.dylib',
+    };
     expect(parseManifest(new TextEncoder().encode(JSON.stringify(myEngine)), FILE)).toMatchObject({ ok: true, manifest: myEngine });
   });
 
   it('keeps the optional fields', () => {
-    const full = { ...JSON.parse(README_MANIFEST), modalities: ['completion', 'embedding'], supports_vision: true, license: 'MIT', $schema: '../schema.json' };
+    const full = {
+      ...JSON.parse(README_MANIFEST),
+      modalities: ['completion', 'embedding'],
+      supports_vision: true,
+      license: 'MIT',
+      $schema: '../schema.json',
+    };
     const result = parseManifest(JSON.stringify(full), FILE);
     expect(result.ok && result.manifest).toMatchObject({ modalities: ['completion', 'embedding'], supports_vision: true, license: 'MIT' });
     expect(result.ok && '$schema' in result.manifest).toBe(false);
@@ -48,7 +62,13 @@ describe('parseManifest', () => {
 
   it('accepts every backend, semver pre-releases and build metadata, and file names with dots', () => {
     for (const gpu_backend of ['cuda', 'metal', 'directml', 'cpu']) {
-      const manifest = { ...JSON.parse(README_MANIFEST), gpu_backend, version: '2.1.0-rc.1+build.5', binary: 'llama_engine.v2.dll', id: 'llama.cpp-2' };
+      const manifest = {
+        ...JSON.parse(README_MANIFEST),
+        gpu_backend,
+        version: '2.1.0-rc.1+build.5',
+        binary: 'llama_engine.v2.dll',
+        id: 'llama.cpp-2',
+      };
       expect(parseManifest(JSON.stringify(manifest), FILE).ok).toBe(true);
     }
   });
@@ -68,7 +88,7 @@ describe('parseManifest', () => {
     expect(warning).toMatch(/unknown fields "extra_0", .*"extra_9" and 15 more ignored/);
   });
 
-  it('treats a __proto__ field as an unknown field, not as the object\'s prototype', () => {
+  it("treats a __proto__ field as an unknown field, not as the object's prototype", () => {
     const result = parseManifest(README_MANIFEST.replace('{', '{"__proto__": {"id": "x"},'), FILE);
     expect(result.ok && result.manifest.id).toBe('llama_cpp');
     expect(result.warnings[0]).toMatch(/unknown field "__proto__" ignored/);
@@ -83,7 +103,7 @@ describe('parseManifest', () => {
     expect(parseManifest(`\uFEFF${README_MANIFEST}`, FILE).ok).toBe(true);
   });
 
-  it('reports every wrong field at once, in the schema\'s order', () => {
+  it("reports every wrong field at once, in the schema's order", () => {
     const result = parseManifest(JSON.stringify({ binary: '../x', abi_version: 1, gpu_backend: 'vulkan' }), FILE);
     expect(result.ok ? [] : result.errors.map((error) => /: ("\w+")/.exec(error)?.[1])).toEqual([
       '"id"',

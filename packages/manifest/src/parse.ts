@@ -121,7 +121,10 @@ const SYNTAX_ERRORS: Record<string, string> = {
 };
 
 function unknownFields(fields: string[]): string {
-  const shown = fields.slice(0, UNKNOWN_FIELDS_SHOWN).map((field) => describe(field)).join(', ');
+  const shown = fields
+    .slice(0, UNKNOWN_FIELDS_SHOWN)
+    .map((field) => describe(field))
+    .join(', ');
   const more = fields.length > UNKNOWN_FIELDS_SHOWN ? ` and ${fields.length - UNKNOWN_FIELDS_SHOWN} more` : '';
   return `unknown field${fields.length > 1 ? 's' : ''} ${shown}${more} ignored (known fields: ${[...KNOWN_FIELDS].join(', ')})`;
 }

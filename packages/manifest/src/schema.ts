@@ -7,9 +7,7 @@ interface ManifestSchema {
 }
 
 // The same file plugin authors point "$schema" at; src/ and dist/ both sit one level below the package root.
-export const schema = JSON.parse(
-  readFileSync(new URL('../schema/manifest.schema.json', import.meta.url), 'utf8'),
-) as ManifestSchema;
+export const schema = JSON.parse(readFileSync(new URL('../schema/manifest.schema.json', import.meta.url), 'utf8')) as ManifestSchema;
 
 // allErrors: a plugin author sees every wrong field at once, not one per attempt.
 const validate = new Ajv({ allErrors: true }).compile(schema);
@@ -17,7 +15,10 @@ const validate = new Ajv({ allErrors: true }).compile(schema);
 export const KNOWN_FIELDS = new Set(Object.keys(schema.properties));
 
 const choices = (values: string[] | undefined, last: 'or' | 'and') =>
-  (values ?? []).map((value) => JSON.stringify(value)).join(', ').replace(/, ([^,]*)$/, ` ${last} $1`);
+  (values ?? [])
+    .map((value) => JSON.stringify(value))
+    .join(', ')
+    .replace(/, ([^,]*)$/, ` ${last} $1`);
 
 /** What each field must be, worded to follow `"field" must be …`. */
 export const EXPECTED: Record<string, string> = {

@@ -66,7 +66,9 @@ const corpus: Array<{ name: string; arrange: () => Promise<unknown>; outcomes: O
   {
     name: 'a plugin built for another backend',
     arrange: () => install('minimal', { backend: 'metal' }),
-    outcomes: [{ path: 'my_engine/metal', status: 'skipped', code: 'backend_not_active', message: 'Built for metal; the active backend is cpu' }],
+    outcomes: [
+      { path: 'my_engine/metal', status: 'skipped', code: 'backend_not_active', message: 'Built for metal; the active backend is cpu' },
+    ],
   },
   {
     name: 'a manifest declaring ABI 2',
@@ -86,7 +88,9 @@ const corpus: Array<{ name: string; arrange: () => Promise<unknown>; outcomes: O
   {
     name: 'a binary whose engine id differs from its manifest',
     arrange: () => install('minimal', { id: 'other_engine' }),
-    outcomes: [{ path: 'other_engine/cpu', status: 'rejected', code: 'id_mismatch', message: /manifest says 'other_engine'.*reports 'my_engine'/ }],
+    outcomes: [
+      { path: 'other_engine/cpu', status: 'rejected', code: 'id_mismatch', message: /manifest says 'other_engine'.*reports 'my_engine'/ },
+    ],
   },
   {
     name: 'a plugin whose engine_init fails',
@@ -109,7 +113,14 @@ const corpus: Array<{ name: string; arrange: () => Promise<unknown>; outcomes: O
   {
     name: 'a binary that is missing',
     arrange: () => install('minimal', { manifest: { binary: 'libabsent.so' } }),
-    outcomes: [{ path: 'my_engine/cpu', status: 'rejected', code: 'binary_not_found', message: /^Binary 'libabsent.so' not found in .*my_engine\/cpu \(ENOENT/ }],
+    outcomes: [
+      {
+        path: 'my_engine/cpu',
+        status: 'rejected',
+        code: 'binary_not_found',
+        message: /^Binary 'libabsent.so' not found in .*my_engine\/cpu \(ENOENT/,
+      },
+    ],
   },
   {
     name: 'a binary that is a folder',
@@ -129,7 +140,12 @@ const corpus: Array<{ name: string; arrange: () => Promise<unknown>; outcomes: O
     },
     outcomes: [
       { path: 'a_first/cpu', status: 'loaded', warning: "Engine folder 'a_first' holds engine 'my_engine'; name the folder after the id" },
-      { path: 'b_second/cpu', status: 'rejected', code: 'id_conflict', message: /^Engine id 'my_engine' at .*b_second\/cpu is already taken by .*a_first\/cpu$/ },
+      {
+        path: 'b_second/cpu',
+        status: 'rejected',
+        code: 'id_conflict',
+        message: /^Engine id 'my_engine' at .*b_second\/cpu is already taken by .*a_first\/cpu$/,
+      },
     ],
   },
   {
@@ -185,7 +201,14 @@ const corpus: Array<{ name: string; arrange: () => Promise<unknown>; outcomes: O
   {
     name: 'an empty engine folder',
     arrange: () => mkdir(join(engines, 'my_engine')),
-    outcomes: [{ path: 'my_engine', status: 'rejected', code: 'no_plugin', message: /expected a folder named for a GPU backend \(cuda, metal, directml, cpu\)/ }],
+    outcomes: [
+      {
+        path: 'my_engine',
+        status: 'rejected',
+        code: 'no_plugin',
+        message: /expected a folder named for a GPU backend \(cuda, metal, directml, cpu\)/,
+      },
+    ],
   },
   {
     name: 'an engine folder holding only sources and build trees',
@@ -294,14 +317,22 @@ describe('plugin discovery', () => {
         error: null,
         warnings: [],
       });
-      expect([...echo!.capabilities].sort()).toEqual(['generate_stream', 'last_error', 'model_estimate_vram', 'model_load', 'model_stats', 'thread_safe', 'vram_used']);
+      expect([...echo!.capabilities].sort()).toEqual([
+        'generate_stream',
+        'last_error',
+        'model_estimate_vram',
+        'model_load',
+        'model_stats',
+        'thread_safe',
+        'vram_used',
+      ]);
       expect(legacy).toMatchObject({ id: 'legacy', status: 'loaded', capabilities: [] });
     } finally {
       await registry.close();
     }
   });
 
-  it('reports a manifest\'s unknown fields as warnings, not errors', async () => {
+  it("reports a manifest's unknown fields as warnings, not errors", async () => {
     await install('minimal', { manifest: { homepage: 'https://example.com' } });
     const registry = await Registry.create({ enginesDirs: [engines], modelsDir: root, gpu: cpuGpu(), sampler: fixedSampler(null) });
     try {
@@ -312,7 +343,8 @@ describe('plugin discovery', () => {
   });
 
   it('refuses an engines folder that does not exist, or is a file, with a clear error', async () => {
-    const create = (enginesDir: string) => Registry.create({ enginesDirs: [enginesDir], modelsDir: root, gpu: cpuGpu(), sampler: fixedSampler(null) });
+    const create = (enginesDir: string) =>
+      Registry.create({ enginesDirs: [enginesDir], modelsDir: root, gpu: cpuGpu(), sampler: fixedSampler(null) });
     await expect(create(join(root, 'absent'))).rejects.toMatchObject({
       code: 'engines_dir_not_found',
       message: `Engines directory ${join(root, 'absent')} does not exist`,
@@ -326,7 +358,12 @@ describe('plugin discovery', () => {
     await install('echo');
     await installTestPlugin({ enginesDir: packaged, plugin: plugins.echo });
     await installTestPlugin({ enginesDir: packaged, plugin: plugins.legacy });
-    const registry = await Registry.create({ enginesDirs: [engines, packaged], modelsDir: root, gpu: cpuGpu(), sampler: fixedSampler(null) });
+    const registry = await Registry.create({
+      enginesDirs: [engines, packaged],
+      modelsDir: root,
+      gpu: cpuGpu(),
+      sampler: fixedSampler(null),
+    });
     try {
       expect(registry.engines.map((e) => [e.path, e.status, e.error?.code])).toEqual([
         [join(engines, 'echo', 'cpu'), 'loaded', undefined],

@@ -79,7 +79,9 @@ export async function discoverEngines(options: DiscoverOptions): Promise<Discove
     const names = await listEnginesDir(enginesDir);
     // Folder, manifest and binary checks only read the filesystem, so they overlap; opening and
     // initialising run one by one in sorted order, which is what decides who keeps a contested id.
-    const inspected = (await mapConcurrently(names, INSPECT_CONCURRENCY, (name) => inspectEngineFolder(options, join(enginesDir, name)))).flat();
+    const inspected = (
+      await mapConcurrently(names, INSPECT_CONCURRENCY, (name) => inspectEngineFolder(options, join(enginesDir, name)))
+    ).flat();
     for (const item of inspected) found.push('record' in item ? item : await openCandidate(options, taken, item));
   }
   return found;
@@ -92,8 +94,16 @@ async function inspectEngineFolder(options: DiscoverOptions, engineDir: string):
   const pluginNames = await pluginFolderNames(engineDir, folder.entries);
   if (pluginNames.length === 0) {
     return [
-      outcome(name, engineDir, null, 'rejected', pluginError('no_plugin',
-        `No plugin in ${engineDir}: expected a folder named for a GPU backend (${GPU_BACKENDS.join(', ')}) holding manifest.json`)),
+      outcome(
+        name,
+        engineDir,
+        null,
+        'rejected',
+        pluginError(
+          'no_plugin',
+          `No plugin in ${engineDir}: expected a folder named for a GPU backend (${GPU_BACKENDS.join(', ')}) holding manifest.json`,
+        ),
+      ),
     ];
   }
   return Promise.all(pluginNames.map((backendName) => inspectPlugin(options, name, backendName, join(engineDir, backendName))));
@@ -120,7 +130,9 @@ async function readFolder(path: string): Promise<{ entries: string[] } | { error
   try {
     const info = await stat(path);
     if (!info.isDirectory()) {
-      return { error: pluginError('not_a_directory', `${path} is a file, not a folder; plugins live in <engines>/<engine_id>/<gpu_backend>/`) };
+      return {
+        error: pluginError('not_a_directory', `${path} is a file, not a folder; plugins live in <engines>/<engine_id>/<gpu_backend>/`),
+      };
     }
     const entries = await readdir(path);
     return { entries: entries.filter((entry) => !entry.startsWith('.')).sort() };
@@ -156,15 +168,23 @@ async function inspectPlugin(
   const refuse = (status: EngineStatus, error: NodeError) => outcome(manifest.id, pluginDir, manifest, status, error, warnings);
 
   if (manifest.gpu_backend !== backendName) {
-    return refuse('rejected', pluginError('backend_folder_mismatch',
-      `${pluginDir} holds a plugin for gpu_backend '${manifest.gpu_backend}' in a folder named '${backendName}'; ` +
-        `move it to ${engineName}/${manifest.gpu_backend}/`));
+    return refuse(
+      'rejected',
+      pluginError(
+        'backend_folder_mismatch',
+        `${pluginDir} holds a plugin for gpu_backend '${manifest.gpu_backend}' in a folder named '${backendName}'; ` +
+          `move it to ${engineName}/${manifest.gpu_backend}/`,
+      ),
+    );
   }
   if (manifest.gpu_backend !== options.backend) {
-    return refuse('skipped', new NodeError(`Built for ${manifest.gpu_backend}; the active backend is ${options.backend}`, {
-      type: 'unsupported_error',
-      code: 'backend_not_active',
-    }));
+    return refuse(
+      'skipped',
+      new NodeError(`Built for ${manifest.gpu_backend}; the active backend is ${options.backend}`, {
+        type: 'unsupported_error',
+        code: 'backend_not_active',
+      }),
+    );
   }
   if (manifest.id !== engineName) {
     warnings.push(`Engine folder '${engineName}' holds engine '${manifest.id}'; name the folder after the id`);

@@ -72,7 +72,7 @@ describe('the registry over the echo test engine', () => {
     expect((await reg.vramStatus()).heldBytes).toBe(0);
   });
 
-  it('admits against the engine\'s own estimate and refuses what does not fit', async () => {
+  it("admits against the engine's own estimate and refuses what does not fit", async () => {
     await writeGgufModel(join(modelsDir, 'big.gguf'), { architecture: 'llama', tensorDataBytes: 3 * 1024 * 1024 });
     const reg = await start(2 * 1024 * 1024);
     const error = await reg.loadModel('big').catch((e: unknown) => e);
@@ -163,22 +163,34 @@ describe("the registry over the plugin guide's minimal plugin", () => {
       await writeFile(join(modelsDir, name, 'model.safetensors'), 'weights');
     }
     const reg = await start();
-    expect(reg.engines.map((e) => [e.id, e.status])).toEqual([['echo', 'loaded'], ['my_engine', 'loaded']]);
+    expect(reg.engines.map((e) => [e.id, e.status])).toEqual([
+      ['echo', 'loaded'],
+      ['my_engine', 'loaded'],
+    ]);
     // It reports no VRAM, so the registry holds its own estimate: 7 bytes of weights and the compute margin.
-    await expect(reg.loadModel('custom-a', { format: 'safetensors' })).resolves.toMatchObject({ engineId: 'my_engine', vramBytes: 7 + 128 * 1024 * 1024 });
-    await expect(reg.loadModel('custom-b')).rejects.toMatchObject({ type: 'unsupported_error', message: expect.stringContaining("unload 'custom-a' first") });
+    await expect(reg.loadModel('custom-a', { format: 'safetensors' })).resolves.toMatchObject({
+      engineId: 'my_engine',
+      vramBytes: 7 + 128 * 1024 * 1024,
+    });
+    await expect(reg.loadModel('custom-b')).rejects.toMatchObject({
+      type: 'unsupported_error',
+      message: expect.stringContaining("unload 'custom-a' first"),
+    });
     await reg.unloadModel('custom-a');
     await expect(reg.loadModel('custom-b')).resolves.toMatchObject({ id: 'custom-b' });
   });
 });
 
-describe('what the registry lets clients read of an engine\'s errors', () => {
+describe("what the registry lets clients read of an engine's errors", () => {
   it('shows paths inside the models and engines folders relative to them', async () => {
     await installTestPlugin({ enginesDir, plugin: await buildTestPlugin('failing'), manifest: { architectures: ['failing'] } });
     await installTestPlugin({ enginesDir, plugin: echo, id: 'impostor', manifest: { id: 'impostor' } });
     await writeGgufModel(join(modelsDir, 'broken.gguf'), { architecture: 'failing' });
     const reg = await start();
-    const refused: Error = await reg.loadModel('broken').then(() => new Error('loaded'), (error: Error) => error);
+    const refused: Error = await reg.loadModel('broken').then(
+      () => new Error('loaded'),
+      (error: Error) => error,
+    );
     expect(refused).toMatchObject({ code: 'model_corrupt', message: "broken.gguf: not a model file (bad magic) for model 'broken'" });
     expect((refused.cause as Error).message).toContain(modelsDir); // the log keeps the whole path
     const impostor = reg.engines.find((e) => e.path.includes('impostor'))!;

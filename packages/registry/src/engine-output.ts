@@ -8,7 +8,10 @@ const LINES_PER_SECOND = 50;
  * info, stderr at warn), never mixed into the node's own. A plugin that floods its output is cut to
  * LINES_PER_SECOND, with a count of what was dropped.
  */
-export function engineOutputLogger(engineId: string, logger: RegistryLogger | undefined): (line: string, stream: 'stdout' | 'stderr') => void {
+export function engineOutputLogger(
+  engineId: string,
+  logger: RegistryLogger | undefined,
+): (line: string, stream: 'stdout' | 'stderr') => void {
   let windowStart = 0;
   let logged = 0;
   let dropped = 0;
@@ -26,10 +29,16 @@ export function engineOutputLogger(engineId: string, logger: RegistryLogger | un
       return;
     }
     if (dropped++ === 0) {
-      setTimeout(() => {
-        logger.warn({ engine: engineId, dropped }, `the engine wrote ${dropped} more lines than are logged (${LINES_PER_SECOND} a second)`);
-        dropped = 0;
-      }, windowStart + 1000 - now).unref();
+      setTimeout(
+        () => {
+          logger.warn(
+            { engine: engineId, dropped },
+            `the engine wrote ${dropped} more lines than are logged (${LINES_PER_SECOND} a second)`,
+          );
+          dropped = 0;
+        },
+        windowStart + 1000 - now,
+      ).unref();
     }
   };
 }

@@ -25,7 +25,7 @@ describe('toNodeError', () => {
     ['missing_symbol', 'plugin_error', 'missing_symbol', 500],
     ['internal', 'engine_error', 'engine_internal', 500],
     ['closed', 'engine_error', 'engine_closed', 503],
-  ] as const)('maps EngineError %s to %s/%s (%i), keeping the plugin\'s message', (engineCode, type, code, status) => {
+  ] as const)("maps EngineError %s to %s/%s (%i), keeping the plugin's message", (engineCode, type, code, status) => {
     const mapped = toNodeError(new EngineError(engineCode, 'the plugin says why'));
     expect(mapped).toMatchObject({ type, code, status, message: 'the plugin says why' });
     expect(mapped.cause).toBeInstanceOf(EngineError);
@@ -34,7 +34,12 @@ describe('toNodeError', () => {
   it('passes a NodeError through and turns anything else into a server_error', () => {
     const own = new NodeError('x', { type: 'plugin_error', code: 'id_conflict' });
     expect(toNodeError(own)).toBe(own);
-    expect(toNodeError(new TypeError('boom'))).toMatchObject({ type: 'server_error', code: 'internal_error', status: 500, message: 'boom' });
+    expect(toNodeError(new TypeError('boom'))).toMatchObject({
+      type: 'server_error',
+      code: 'internal_error',
+      status: 500,
+      message: 'boom',
+    });
     expect(toNodeError('text')).toMatchObject({ message: 'text' });
   });
 });

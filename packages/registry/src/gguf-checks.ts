@@ -24,7 +24,8 @@ export function ggufHyperparameterProblem(metadata: Record<string, MetadataValue
   for (const name of ['context_length', 'embedding_length']) {
     const value = read(name);
     if (value === undefined) continue;
-    if (value === null || value.length !== 1 || value[0]! < 1 || value[0]! > INT32_MAX) return `${key(name)} must be an integer from 1 to ${INT32_MAX}`;
+    if (value === null || value.length !== 1 || value[0]! < 1 || value[0]! > INT32_MAX)
+      return `${key(name)} must be an integer from 1 to ${INT32_MAX}`;
   }
   for (const name of ['attention.head_count', 'attention.head_count_kv', 'feed_forward_length', 'expert_used_count']) {
     const value = read(name);

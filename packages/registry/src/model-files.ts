@@ -58,10 +58,10 @@ export async function locateModel(modelsDir: string, ref: ModelRef, format?: Mod
   }
   const selected = ref.quantization === null ? ofFormat : ofFormat.filter((c) => c.quantization === ref.quantization);
   if (selected.length === 0) {
-    throw new NodeError(
-      `Model '${ref.name}' has no quantization '${ref.quantization}'; available: ${list(ofFormat)}`,
-      { type: 'not_found_error', code: 'model_not_found' },
-    );
+    throw new NodeError(`Model '${ref.name}' has no quantization '${ref.quantization}'; available: ${list(ofFormat)}`, {
+      type: 'not_found_error',
+      code: 'model_not_found',
+    });
   }
   if (selected.length > 1) {
     throw new NodeError(`Model '${ref.name}' has several candidates; name one: ${list(selected)}`, {

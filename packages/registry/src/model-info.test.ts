@@ -56,7 +56,10 @@ describe('readModelInfo for GGUF', () => {
 
   it('adds up the tensor data of every shard', async () => {
     for (const shard of [1, 2]) {
-      await writeGgufModel(join(models, 'big', `big-Q8_0-0000${shard}-of-00002.gguf`), { architecture: 'llama', tensorDataBytes: 1000 * shard });
+      await writeGgufModel(join(models, 'big', `big-Q8_0-0000${shard}-of-00002.gguf`), {
+        architecture: 'llama',
+        tensorDataBytes: 1000 * shard,
+      });
     }
     expect((await info('big')).weightsBytes).toBe(3000);
   });
@@ -93,12 +96,32 @@ describe('readModelInfo for GGUF', () => {
     ['no layers', { 'llama.block_count': 0 }, 'llama.block_count is 0; a model has 1 to 512 layers'],
     ['513 layers', { 'llama.block_count': 513 }, 'llama.block_count is 513; a model has 1 to 512 layers'],
     ['2^32-1 layers', { 'llama.block_count': 2 ** 32 - 1 }, 'llama.block_count is 4294967295'],
-    ['experts used without experts', { 'llama.expert_used_count': 2 }, 'llama.expert_used_count is 2 but the model has no llama.expert_count'],
+    [
+      'experts used without experts',
+      { 'llama.expert_used_count': 2 },
+      'llama.expert_used_count is 2 but the model has no llama.expert_count',
+    ],
     ['experts without any used', { 'llama.expert_count': 8 }, 'llama.expert_count is 8 but llama.expert_used_count is 0 or missing'],
-    ['more experts used than there are', { 'llama.expert_count': 4, 'llama.expert_used_count': 8 }, 'llama.expert_used_count is 8, more than the 4 experts'],
-    ['too many experts', { 'llama.expert_count': 2048, 'llama.expert_used_count': 2 }, 'llama.expert_count is 2048; llama.cpp supports at most 1024'],
-    ['a per-layer list of another length', { 'llama.block_count': 2, 'llama.attention.head_count': [4, 4, 4] }, 'llama.attention.head_count lists 3 layers; llama.block_count says 2'],
-    ['more prediction layers than layers', { 'llama.block_count': 2, 'llama.nextn_predict_layers': 3 }, 'llama.nextn_predict_layers is 3, more than the 2 layers'],
+    [
+      'more experts used than there are',
+      { 'llama.expert_count': 4, 'llama.expert_used_count': 8 },
+      'llama.expert_used_count is 8, more than the 4 experts',
+    ],
+    [
+      'too many experts',
+      { 'llama.expert_count': 2048, 'llama.expert_used_count': 2 },
+      'llama.expert_count is 2048; llama.cpp supports at most 1024',
+    ],
+    [
+      'a per-layer list of another length',
+      { 'llama.block_count': 2, 'llama.attention.head_count': [4, 4, 4] },
+      'llama.attention.head_count lists 3 layers; llama.block_count says 2',
+    ],
+    [
+      'more prediction layers than layers',
+      { 'llama.block_count': 2, 'llama.nextn_predict_layers': 3 },
+      'llama.nextn_predict_layers is 3, more than the 2 layers',
+    ],
     ['a zero context length', { 'llama.context_length': 0 }, 'llama.context_length must be an integer from 1'],
     ['a text where a count belongs', { 'llama.block_count': 'many' }, 'llama.block_count must be one integer'],
   ])('refuses a GGUF with %s as model_corrupt (422), naming the key', async (_name, metadata, message) => {
@@ -161,7 +184,12 @@ describe('readModelInfo for safetensors', () => {
   it('falls back to architectures[0], named templates and chat_template.jinja', async () => {
     await folder({
       'config.json': JSON.stringify({ architectures: ['MyForCausalLM'] }),
-      'tokenizer_config.json': JSON.stringify({ chat_template: [{ name: 'tool_use', template: 'T' }, { name: 'default', template: 'D' }] }),
+      'tokenizer_config.json': JSON.stringify({
+        chat_template: [
+          { name: 'tool_use', template: 'T' },
+          { name: 'default', template: 'D' },
+        ],
+      }),
       'model.safetensors': '',
     });
     expect(await info('st')).toMatchObject({ architecture: 'MyForCausalLM', chatTemplate: 'D' });

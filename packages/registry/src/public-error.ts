@@ -12,7 +12,8 @@ const MAX_MESSAGE = 1000;
 export function publicError(error: NodeError, folders: readonly string[]): NodeError {
   let message = error.message;
   for (const folder of folders) message = message.split(folder.endsWith(sep) ? folder : folder + sep).join('');
-  if (message.length > MAX_MESSAGE) message = `${message.slice(0, MAX_MESSAGE)}… (${message.length - MAX_MESSAGE} more characters in the log)`;
+  if (message.length > MAX_MESSAGE)
+    message = `${message.slice(0, MAX_MESSAGE)}… (${message.length - MAX_MESSAGE} more characters in the log)`;
   if (message === error.message) return error;
   return new NodeError(message, { type: error.type, code: error.code, status: error.status, cause: error.cause ?? error });
 }

@@ -76,7 +76,10 @@ describe('Registry model loading', () => {
     await model('big');
     await registry.loadModel('small');
     await registry.loadModel('big', { contextLength: 16384, parallel: 2 });
-    expect(engine.loads.map((l) => [l.params.contextLength, l.params.parallel])).toEqual([[2048, 4], [16384, 2]]);
+    expect(engine.loads.map((l) => [l.params.contextLength, l.params.parallel])).toEqual([
+      [2048, 4],
+      [16384, 2],
+    ]);
   });
 
   it('gives loads that name no context length or parallel sequences the defaults it was created with', async () => {
@@ -104,7 +107,11 @@ describe('Registry model loading', () => {
     const error = await registry.loadModel('nemo').catch((e: unknown) => e);
     expect(error).toMatchObject({ status: 400 });
     expect(JSON.parse(JSON.stringify(error))).toEqual({
-      error: { message: "Architecture 'nemotron' not supported by plugin 'llama_cpp'", type: 'unsupported_error', code: 'architecture_mismatch' },
+      error: {
+        message: "Architecture 'nemotron' not supported by plugin 'llama_cpp'",
+        type: 'unsupported_error',
+        code: 'architecture_mismatch',
+      },
     });
     expect(engine.loads).toEqual([]);
   });
@@ -121,16 +128,25 @@ describe('Registry model loading', () => {
     });
   });
 
-  it('refuses a requested format that differs from the model\'s', async () => {
+  it("refuses a requested format that differs from the model's", async () => {
     const { registry } = await setUp();
     await model('m');
-    await expect(registry.loadModel('m', { format: 'safetensors' })).rejects.toMatchObject({ code: 'format_mismatch', type: 'invalid_request_error' });
+    await expect(registry.loadModel('m', { format: 'safetensors' })).rejects.toMatchObject({
+      code: 'format_mismatch',
+      type: 'invalid_request_error',
+    });
     await registry.loadModel('m');
     await expect(registry.loadModel('m', { format: 'safetensors' })).rejects.toMatchObject({ code: 'format_mismatch' });
   });
 
   it('says no_engine when no plugin loaded', async () => {
-    const registry = await Registry.create({ enginesDirs: [enginesDir], modelsDir, gpu: cpuGpu(), openEngine: fakeOpener(), sampler: fixedSampler(GiB) });
+    const registry = await Registry.create({
+      enginesDirs: [enginesDir],
+      modelsDir,
+      gpu: cpuGpu(),
+      openEngine: fakeOpener(),
+      sampler: fixedSampler(GiB),
+    });
     registries.push(registry);
     await model('m');
     await expect(registry.loadModel('m')).rejects.toMatchObject({ code: 'no_engine', status: 503 });
@@ -150,16 +166,23 @@ describe('Registry model loading', () => {
     [{ format: 'onnx' as never }, 'format'],
   ])('refuses load options %j', async (options, field) => {
     const { registry } = await setUp();
-    await expect(registry.loadModel('m', options)).rejects.toMatchObject({ code: 'invalid_parameter', message: expect.stringContaining(field) });
+    await expect(registry.loadModel('m', options)).rejects.toMatchObject({
+      code: 'invalid_parameter',
+      message: expect.stringContaining(field),
+    });
   });
 
-  it('maps an engine\'s load failure to an error body with the plugin\'s message', async () => {
+  it("maps an engine's load failure to an error body with the plugin's message", async () => {
     const { registry } = await setUp({ failLoad: { code: 'out_of_memory', message: 'cudaMalloc failed: out of memory' } });
     await model('m');
-    await expect(registry.loadModel('m')).rejects.toMatchObject({ type: 'resource_error', code: 'oom_vram', status: 507, message: expect.stringContaining('cudaMalloc failed') });
+    await expect(registry.loadModel('m')).rejects.toMatchObject({
+      type: 'resource_error',
+      code: 'oom_vram',
+      status: 507,
+      message: expect.stringContaining('cudaMalloc failed'),
+    });
     expect(registry.models()).toEqual([]);
   });
-
 });
 
 describe('Registry VRAM admission', () => {
@@ -228,7 +251,7 @@ describe('Registry VRAM admission', () => {
     });
   });
 
-  it('defaults the limit to the device\'s total and passes it to engine_init', async () => {
+  it("defaults the limit to the device's total and passes it to engine_init", async () => {
     const { registry } = await setUp({}, { gpu: cpuGpu(12 * GiB) });
     expect((await registry.vramStatus()).limitBytes).toBe(12 * GiB);
   });
@@ -243,7 +266,13 @@ describe('Registry VRAM admission', () => {
       ],
     };
     const sampler: VramSampler = {
-      sample: async () => gpu.devices.map((d) => ({ index: d.index, totalBytes: d.totalBytes, usedBytes: d.totalBytes - d.freeBytes!, freeBytes: d.freeBytes })),
+      sample: async () =>
+        gpu.devices.map((d) => ({
+          index: d.index,
+          totalBytes: d.totalBytes,
+          usedBytes: d.totalBytes - d.freeBytes!,
+          freeBytes: d.freeBytes,
+        })),
     };
     await writeFakePlugin(enginesDir, { id: 'llama_cpp', gpu_backend: 'cuda' });
     const openEngine = fakeOpener({ llama_cpp: { estimate: 12 * GiB } });
@@ -251,18 +280,35 @@ describe('Registry VRAM admission', () => {
     registries.push(onDevice0);
     await model('m');
     // 12 GiB fits the 20 GiB free on device 1 but not device 0: together they would have admitted it.
-    await expect(onDevice0.loadModel('m')).rejects.toMatchObject({ code: 'oom_vram', message: 'Insufficient VRAM: required 12GB, available 8GB' });
+    await expect(onDevice0.loadModel('m')).rejects.toMatchObject({
+      code: 'oom_vram',
+      message: 'Insufficient VRAM: required 12GB, available 8GB',
+    });
     await onDevice0.close();
 
     const onDevice1 = await Registry.create({ enginesDirs: [enginesDir], modelsDir, gpu, openEngine, sampler, deviceIndex: 1 });
     registries.push(onDevice1);
     expect(openEngine.opened.get('llama_cpp')!.initConfig).toMatchObject({ deviceIndex: 1, vramBudgetBytes: 24 * GiB });
-    expect(await onDevice1.vramStatus()).toMatchObject({ deviceIndex: 1, limitBytes: 24 * GiB, freeBytes: 20 * GiB, availableBytes: 20 * GiB });
+    expect(await onDevice1.vramStatus()).toMatchObject({
+      deviceIndex: 1,
+      limitBytes: 24 * GiB,
+      freeBytes: 20 * GiB,
+      availableBytes: 20 * GiB,
+    });
     await expect(onDevice1.loadModel('m')).resolves.toMatchObject({ vramBytes: 12 * GiB });
   });
 
   it('refuses a device the detection did not find', async () => {
-    await expect(Registry.create({ enginesDirs: [enginesDir], modelsDir, gpu: cpuGpu(), openEngine: fakeOpener(), sampler: fixedSampler(GiB), deviceIndex: 2 })).rejects.toMatchObject({
+    await expect(
+      Registry.create({
+        enginesDirs: [enginesDir],
+        modelsDir,
+        gpu: cpuGpu(),
+        openEngine: fakeOpener(),
+        sampler: fixedSampler(GiB),
+        deviceIndex: 2,
+      }),
+    ).rejects.toMatchObject({
       code: 'no_such_device',
       message: 'There is no cpu device 2: the devices are 0',
     });
@@ -376,14 +422,18 @@ describe('Registry under racing and careless requests', () => {
     await expect.poll(() => engine.loads.length).toBe(1); // the engine is loading it now
     engine.releaseLoads();
     await expect(first).resolves.toMatchObject({ contextLength: 512 });
-    await expect(second).rejects.toMatchObject({ code: 'model_loaded_differently', status: 409, message: expect.stringContaining('context_length 512, not 2048') });
+    await expect(second).rejects.toMatchObject({
+      code: 'model_loaded_differently',
+      status: 409,
+      message: expect.stringContaining('context_length 512, not 2048'),
+    });
     await expect(same).resolves.toMatchObject({ contextLength: 512 });
     await expect(registry.loadModel('m', { parallel: 2 })).rejects.toMatchObject({ code: 'model_loaded_differently' });
     await expect(registry.loadModel('m')).resolves.toMatchObject({ id: 'm' }); // naming nothing is no clash
     expect(engine.loads).toHaveLength(1);
   });
 
-  it('leaves a model used within idleForMs to the monitor\'s next look', async () => {
+  it("leaves a model used within idleForMs to the monitor's next look", async () => {
     const { registry } = await setUp();
     await model('m');
     (await registry.acquireModel('m')).release();
@@ -393,7 +443,10 @@ describe('Registry under racing and careless requests', () => {
 
   it('says a model is missing without naming the models folder', async () => {
     const { registry } = await setUp();
-    const refused: Error = await registry.loadModel('absent').then(() => new Error('loaded'), (error: Error) => error);
+    const refused: Error = await registry.loadModel('absent').then(
+      () => new Error('loaded'),
+      (error: Error) => error,
+    );
     expect(refused).toMatchObject({ code: 'model_not_found' });
     expect(refused.message).not.toContain(modelsDir);
   });

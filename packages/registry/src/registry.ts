@@ -191,10 +191,13 @@ export class Registry {
     const deviceIndex = options.deviceIndex ?? 0;
     const device = options.gpu.devices.find((d) => d.index === deviceIndex);
     if (options.gpu.devices.length > 0 && device === undefined) {
-      throw new NodeError(`There is no ${options.gpu.backend} device ${deviceIndex}: the devices are ${options.gpu.devices.map((d) => d.index).join(', ')}`, {
-        type: 'invalid_request_error',
-        code: 'no_such_device',
-      });
+      throw new NodeError(
+        `There is no ${options.gpu.backend} device ${deviceIndex}: the devices are ${options.gpu.devices.map((d) => d.index).join(', ')}`,
+        {
+          type: 'invalid_request_error',
+          code: 'no_such_device',
+        },
+      );
     }
     // Without a limit or a device that states its size there is nothing to cap at but detected free memory.
     const limitBytes = options.vramLimitBytes ?? device?.totalBytes ?? Infinity;
@@ -256,7 +259,10 @@ export class Registry {
       const params: ModelLoadParams = {
         path: candidate.path,
         format: candidate.format,
-        contextLength: options.contextLength ?? this.#defaultContextLength ?? Math.min(info.trainedContextLength ?? DEFAULT_CONTEXT_LENGTH, DEFAULT_CONTEXT_LENGTH),
+        contextLength:
+          options.contextLength ??
+          this.#defaultContextLength ??
+          Math.min(info.trainedContextLength ?? DEFAULT_CONTEXT_LENGTH, DEFAULT_CONTEXT_LENGTH),
         parallel: options.parallel ?? this.#defaultParallel,
         ...(candidate.quantization === null ? {} : { quantization: candidate.quantization }),
       };
@@ -319,12 +325,22 @@ export class Registry {
   async modelActivity(): Promise<ModelActivity[]> {
     const loaded = await Promise.all(
       [...this.#models.values()].map(async (state): Promise<ModelActivity> => {
-        const stats = await withinMs(state.engine.modelStats(state.id).catch(() => null), STATS_WAIT_MS);
+        const stats = await withinMs(
+          state.engine.modelStats(state.id).catch(() => null),
+          STATS_WAIT_MS,
+        );
         const waitingForLoad = this.#waitingForLoad.get(state.id) ?? 0;
         const { parallel } = state.model;
         if (stats === null) {
           const running = Math.min(state.generating, parallel);
-          return { id: state.id, running, waiting: state.generating - running + waitingForLoad, parallel, kvCells: null, kvCacheUsage: null };
+          return {
+            id: state.id,
+            running,
+            waiting: state.generating - running + waitingForLoad,
+            parallel,
+            kvCells: null,
+            kvCacheUsage: null,
+          };
         }
         const kvCacheUsage = stats.kvCellsTotal > 0 ? stats.kvCellsUsed / stats.kvCellsTotal : null;
         return {
@@ -366,7 +382,16 @@ export class Registry {
     const usedBytes = device?.usedBytes ?? null;
     const freeBytes = device?.freeBytes ?? null;
     const availableBytes = Math.max(0, Math.min(this.#limitBytes - heldBytes, freeBytes ?? Infinity));
-    return { backend: this.backend, deviceIndex: this.deviceIndex, limitBytes: this.#limitBytes, heldBytes, usedBytes, freeBytes, availableBytes, devices };
+    return {
+      backend: this.backend,
+      deviceIndex: this.deviceIndex,
+      limitBytes: this.#limitBytes,
+      heldBytes,
+      usedBytes,
+      freeBytes,
+      availableBytes,
+      devices,
+    };
   }
 
   /** Waits for loads in progress, unloads idle models, then shuts down and closes every engine. Idempotent. */
@@ -594,7 +619,10 @@ function checkSameLoad(modelId: string, state: ModelState, options: LoadModelOpt
       code: 'format_mismatch',
     });
   }
-  for (const [field, name] of [['contextLength', 'context_length'], ['parallel', 'parallel']] as const) {
+  for (const [field, name] of [
+    ['contextLength', 'context_length'],
+    ['parallel', 'parallel'],
+  ] as const) {
     const wanted = options[field];
     if (wanted !== undefined && wanted !== state.requested[field]) {
       throw new NodeError(

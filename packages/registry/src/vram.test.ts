@@ -45,7 +45,17 @@ describe('estimateModelVram', () => {
   });
 
   it('counts missing shape fields as zero rather than failing', () => {
-    const bare = { ...llama32_1b, blockCount: null, headCount: null, headCountKv: null, keyLength: null, valueLength: null, embeddingLength: null, vocabSize: null, weightsBytes: 0 };
+    const bare = {
+      ...llama32_1b,
+      blockCount: null,
+      headCount: null,
+      headCountKv: null,
+      keyLength: null,
+      valueLength: null,
+      embeddingLength: null,
+      vocabSize: null,
+      weightsBytes: 0,
+    };
     expect(estimateModelVram(bare, { contextLength: 4096, parallel: 1 })).toEqual({
       weightsBytes: 0,
       kvCacheBytes: 0,

@@ -34,12 +34,7 @@ export function estimateModelVram(info: ModelInfo, params: VramEstimateParams): 
   const keyWidth = info.keyLength ?? headWidth;
   const valueWidth = info.valueLength ?? headWidth;
   const kvCacheBytes =
-    (info.blockCount ?? 0) *
-    params.contextLength *
-    params.parallel *
-    (info.headCountKv ?? 0) *
-    (keyWidth + valueWidth) *
-    F16_BYTES;
+    (info.blockCount ?? 0) * params.contextLength * params.parallel * (info.headCountKv ?? 0) * (keyWidth + valueWidth) * F16_BYTES;
   const computeBytes = (info.vocabSize ?? 0) * LOGITS_BATCH_TOKENS * F32_BYTES + COMPUTE_MARGIN_BYTES;
   const weightsBytes = info.weightsBytes;
   return { weightsBytes, kvCacheBytes, computeBytes, totalBytes: weightsBytes + kvCacheBytes + computeBytes };

@@ -81,7 +81,9 @@ describe('a client that leaves or stops reading', () => {
     expect(await activeRequests('slow-load')).toBe(0);
     expect(await generated('slow-load')).toBe(0);
     // Its log line names the model, and its status says the client went away.
-    await expect.poll(() => logLines.find((l) => l.msg === 'request' && l.url === '/v1/completions' && l.model === 'slow-load')).toMatchObject({ status: 499, clientClosed: true });
+    await expect
+      .poll(() => logLines.find((l) => l.msg === 'request' && l.url === '/v1/completions' && l.model === 'slow-load'))
+      .toMatchObject({ status: 499, clientClosed: true });
   }, 60_000);
 
   it('ends the stream of a client that stops reading instead of piling its tokens up', async () => {
@@ -89,7 +91,9 @@ describe('a client that leaves or stops reading', () => {
     await node.post('/api/models/load', { model_id: 'echo', context_length: 200_000_000 });
     const socket = rawRequest(`POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json`, body);
     socket.pause(); // reads nothing, ever
-    await expect.poll(() => logLines.some((l) => l.msg === 'the client stopped reading its stream; ended it'), { timeout: 60_000 }).toBe(true);
+    await expect
+      .poll(() => logLines.some((l) => l.msg === 'the client stopped reading its stream; ended it'), { timeout: 60_000 })
+      .toBe(true);
     await expect.poll(() => activeRequests('echo'), { timeout: 20_000 }).toBe(0);
     expect(await health()).toBe(200);
     socket.destroy();
@@ -100,19 +104,23 @@ describe('a model whose chat template runs away', () => {
   it.each([
     ['loops for ever', 'endless-template', /took longer than 2 s/],
     ['builds a list without end', 'hungry-template', /chat template (took longer|failed)/],
-  ])('refuses a template that %s with 422, while /health and other requests are answered', async (_what, model, message) => {
-    const chat = node.post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }] });
-    for (let i = 0; i < 5; i++) {
-      const started = performance.now();
-      expect(await health()).toBe(200);
-      expect(performance.now() - started).toBeLessThan(100);
-      expect((await node.post('/v1/completions', { model: 'echo', prompt: 'still here', max_tokens: 2 })).status).toBe(200);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    const response = await chat;
-    expect(response.status).toBe(422);
-    expect(await response.json()).toMatchObject({ error: { code: 'chat_template_error', message: expect.stringMatching(message) } });
-  }, 30_000);
+  ])(
+    'refuses a template that %s with 422, while /health and other requests are answered',
+    async (_what, model, message) => {
+      const chat = node.post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }] });
+      for (let i = 0; i < 5; i++) {
+        const started = performance.now();
+        expect(await health()).toBe(200);
+        expect(performance.now() - started).toBeLessThan(100);
+        expect((await node.post('/v1/completions', { model: 'echo', prompt: 'still here', max_tokens: 2 })).status).toBe(200);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const response = await chat;
+      expect(response.status).toBe(422);
+      expect(await response.json()).toMatchObject({ error: { code: 'chat_template_error', message: expect.stringMatching(message) } });
+    },
+    30_000,
+  );
 });
 
 describe('bodies and headers the node cannot read', () => {
@@ -166,7 +174,7 @@ describe('the Host header', () => {
     expect(await withHost('attacker.example:3000')).toBe(403);
   });
 
-  it('serves a request without a Host header, as a load balancer\'s HTTP/1.0 health check sends it', async () => {
+  it("serves a request without a Host header, as a load balancer's HTTP/1.0 health check sends it", async () => {
     const status = await new Promise<string>((resolve, reject) => {
       const socket = connect(port, '127.0.0.1', () => socket.write('GET /health HTTP/1.0\r\n\r\n'));
       let answer = '';
@@ -178,7 +186,15 @@ describe('the Host header', () => {
   });
 
   it('serves IP addresses, localhost and the names allowed', async () => {
-    for (const host of [`127.0.0.1:${port}`, '[::1]:3000', 'localhost:3000', 'app.localhost', 'llm.internal', 'gpu1.corp.example', 'corp.example']) {
+    for (const host of [
+      `127.0.0.1:${port}`,
+      '[::1]:3000',
+      'localhost:3000',
+      'app.localhost',
+      'llm.internal',
+      'gpu1.corp.example',
+      'corp.example',
+    ]) {
       expect(await withHost(host), host).toBe(200);
     }
   });
@@ -187,10 +203,14 @@ describe('the Host header', () => {
 describe('a crowd of idle connections', () => {
   it('keeps /health and new clients answered past the connection cap', async () => {
     const sockets = await Promise.all(
-      Array.from({ length: 200 }, () => new Promise<Socket>((resolve) => {
-        const socket = connect(port, '127.0.0.1', () => resolve(socket));
-        socket.on('error', () => {});
-      })),
+      Array.from(
+        { length: 200 },
+        () =>
+          new Promise<Socket>((resolve) => {
+            const socket = connect(port, '127.0.0.1', () => resolve(socket));
+            socket.on('error', () => {});
+          }),
+      ),
     );
     try {
       expect(await health()).toBe(200);

@@ -108,7 +108,15 @@ describe('chat completions', () => {
   test('accepts content as an array of text parts', async () => {
     const completion = await node.client.chat.completions.create({
       model: 'echo',
-      messages: [{ role: 'user', content: [{ type: 'text', text: 'Hello' }, { type: 'text', text: 'there!' }] }],
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'Hello' },
+            { type: 'text', text: 'there!' },
+          ],
+        },
+      ],
     });
     expect(completion.choices[0]!.message.content).toBe('<|im_start|>user\nHello\nthere!<|im_end|>\n<|im_start|>assistant\n');
   });

@@ -40,7 +40,10 @@ beforeAll(async () => {
         architecture: 'echo',
         chatTemplate: "{% if messages[0]['role'] != 'system' %}{{ raise_exception('A system message must come first') }}{% endif %}ok",
       });
-      await writeGgufModel(join(modelsDir, 'unbalanced.gguf'), { architecture: 'echo', chatTemplate: '{% for m in messages %}never closed' });
+      await writeGgufModel(join(modelsDir, 'unbalanced.gguf'), {
+        architecture: 'echo',
+        chatTemplate: '{% for m in messages %}never closed',
+      });
     },
   });
 });
@@ -87,9 +90,7 @@ describe('chat templates', () => {
 
   test('falls back to ChatML for a model without a template', async () => {
     const { body } = await applyTemplate({ model: 'echo', messages });
-    expect(body.prompt).toBe(
-      '<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\n Hi <|im_end|>\n<|im_start|>assistant\n',
-    );
+    expect(body.prompt).toBe('<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\n Hi <|im_end|>\n<|im_start|>assistant\n');
   });
 
   test("a template's raise_exception is a 400 with its message", async () => {

@@ -33,7 +33,11 @@ beforeAll(async () => {
     },
   });
   // Both models loaded and the server's paths run once, so that the first fault meets a warm node.
-  await Promise.all([complete('hello'), node.post('/v1/completions', { model: 'echo-slow', prompt: 'warm', max_tokens: 1 }), fetch(`${node.baseUrl}/health`)]);
+  await Promise.all([
+    complete('hello'),
+    node.post('/v1/completions', { model: 'echo-slow', prompt: 'warm', max_tokens: 1 }),
+    fetch(`${node.baseUrl}/health`),
+  ]);
 }, 120_000);
 
 afterAll(() => node?.close());
@@ -72,18 +76,21 @@ describe('a faulty engine beside a healthy one', () => {
     ['bad-pointer', 502, 'engine_crashed', killedBy('SIGSEGV')],
     ['huge-length', 502, 'engine_crashed', /engine host/],
     ['hang', 504, 'engine_timeout', /no progress/],
-  ])('"%s": the request gets %i %s, /health and the other engine\'s stream carry on, the engine comes back', async (fault, status, code, message) => {
-    const bystander = node.client.completions.create({ model: 'echo-slow', prompt: 'a b c d e f g h i j', max_tokens: 10 });
-    const { value: response, slowestHealthMs } = await watchingHealth(() => complete(fault));
-    expect(response.status).toBe(status);
-    expect(await response.json()).toEqual({ error: { message: expect.stringMatching(message), type: 'engine_error', code } });
-    expect(slowestHealthMs).toBeLessThan(100);
-    expect((await bystander).choices[0]!.text).toBe('a b c d e f g h i j');
-    // The engine restarts and loads the model again on the next request.
-    const next = await complete('hello');
-    expect(next.status).toBe(200);
-    expect(((await next.json()) as { choices: { text: string }[] }).choices[0]!.text).toBe('ok done');
-  });
+  ])(
+    '"%s": the request gets %i %s, /health and the other engine\'s stream carry on, the engine comes back',
+    async (fault, status, code, message) => {
+      const bystander = node.client.completions.create({ model: 'echo-slow', prompt: 'a b c d e f g h i j', max_tokens: 10 });
+      const { value: response, slowestHealthMs } = await watchingHealth(() => complete(fault));
+      expect(response.status).toBe(status);
+      expect(await response.json()).toEqual({ error: { message: expect.stringMatching(message), type: 'engine_error', code } });
+      expect(slowestHealthMs).toBeLessThan(100);
+      expect((await bystander).choices[0]!.text).toBe('a b c d e f g h i j');
+      // The engine restarts and loads the model again on the next request.
+      const next = await complete('hello');
+      expect(next.status).toBe(200);
+      expect(((await next.json()) as { choices: { text: string }[] }).choices[0]!.text).toBe('ok done');
+    },
+  );
 
   it('ends a stream in flight with an error event when its engine crashes', async () => {
     const response = await node.post('/v1/completions', { model: 'faulty', prompt: 'segfault', stream: true });
@@ -101,12 +108,14 @@ describe('a faulty engine beside a healthy one', () => {
   it('logs which engine stopped, why, and the models it took with it', async () => {
     expect((await complete('hello')).status).toBe(200);
     expect((await complete('abort')).status).toBe(502);
-    await expect.poll(() => logLines.findLast((l) => String(l.msg).startsWith('engine faulty stopped: the engine host'))).toMatchObject({
-      engine: 'faulty',
-      signal: process.platform === 'win32' ? null : 'SIGABRT',
-      models: ['faulty'],
-      reason: 'engine_crashed',
-    });
+    await expect
+      .poll(() => logLines.findLast((l) => String(l.msg).startsWith('engine faulty stopped: the engine host')))
+      .toMatchObject({
+        engine: 'faulty',
+        signal: process.platform === 'win32' ? null : 'SIGABRT',
+        models: ['faulty'],
+        reason: 'engine_crashed',
+      });
   });
 
   it('kills a generation that polls forever once its client left and the cancel went unheeded', async () => {
@@ -125,14 +134,16 @@ describe('a faulty engine beside a healthy one', () => {
     expect((await complete('hello')).status).toBe(200);
   }, 20_000);
 
-  it.skipIf(process.platform !== 'linux')('refuses a plugin\'s network socket with EPERM and logs the attempt as the engine\'s', async () => {
+  it.skipIf(process.platform !== 'linux')("refuses a plugin's network socket with EPERM and logs the attempt as the engine's", async () => {
     const response = await complete('connect');
     expect(response.status).toBe(200);
     expect(((await response.json()) as { choices: { text: string }[] }).choices[0]!.text).toBe('refused 1'); // EPERM
-    await expect.poll(() => logLines.find((l) => l.msg === 'the plugin tried to open a network socket and was denied')).toMatchObject({ engine: 'faulty', addressFamily: 2 });
+    await expect
+      .poll(() => logLines.find((l) => l.msg === 'the plugin tried to open a network socket and was denied'))
+      .toMatchObject({ engine: 'faulty', addressFamily: 2 });
   });
 
-  it('logs a flood on the engine\'s stdout as that engine\'s lines, cut to a rate, and keeps serving', async () => {
+  it("logs a flood on the engine's stdout as that engine's lines, cut to a rate, and keeps serving", async () => {
     expect((await complete('spam')).status).toBe(200);
     await expect.poll(() => logLines.some((l) => l.engine === 'faulty' && l.dropped !== undefined), { timeout: 10_000 }).toBe(true);
     const floodLines = logLines.filter((l) => l.engine === 'faulty' && l.stream === 'stdout');
@@ -160,8 +171,13 @@ describe('an engine that keeps crashing', () => {
     for (let i = 0; i < 3; i++) {
       expect((await flaky.post('/v1/completions', { model: 'faulty', prompt: 'abort' })).status).toBe(502);
     }
-    const engines = (await (await fetch(`${flaky.baseUrl}/api/engines`)).json()) as { engines: { id: string; status: string; error?: { code: string; message: string } }[] };
-    expect(engines.engines.find((e) => e.id === 'faulty')).toMatchObject({ status: 'failed', error: { code: 'engine_failed', message: expect.stringMatching(killedBy('SIGABRT')) } });
+    const engines = (await (await fetch(`${flaky.baseUrl}/api/engines`)).json()) as {
+      engines: { id: string; status: string; error?: { code: string; message: string } }[];
+    };
+    expect(engines.engines.find((e) => e.id === 'faulty')).toMatchObject({
+      status: 'failed',
+      error: { code: 'engine_failed', message: expect.stringMatching(killedBy('SIGABRT')) },
+    });
     const refused = await flaky.post('/v1/completions', { model: 'faulty', prompt: 'hello' });
     expect(refused.status).toBe(503);
     expect(await refused.json()).toMatchObject({ error: { code: 'engine_failed' } });
@@ -188,7 +204,13 @@ describe('plugins that misbehave at start-up', () => {
       const engines = startup.registry.engines.filter((e) => e.path.includes('_in_init'));
       expect(engines.map((e) => [e.status, e.error?.code, e.error?.message])).toEqual([
         ['rejected', 'init_failed', expect.stringMatching(/^Engine 'faulty' failed to initialise: the engine host exited with status 0/)],
-        ['rejected', 'init_failed', expect.stringMatching(/^Engine 'faulty' failed to initialise: the engine host was killed: engine_init did not return within 0.5 s/)],
+        [
+          'rejected',
+          'init_failed',
+          expect.stringMatching(
+            /^Engine 'faulty' failed to initialise: the engine host was killed: engine_init did not return within 0.5 s/,
+          ),
+        ],
       ]);
       expect((await startup.post('/v1/completions', { model: 'echo', prompt: 'hi' })).status).toBe(200);
     } finally {
@@ -207,7 +229,10 @@ describe('a node closing with a hung generation in flight', () => {
         await writeGgufModel(join(modelsDir, 'faulty.gguf'), { architecture: 'faulty' });
       },
     });
-    const hung = closing.post('/v1/completions', { model: 'faulty', prompt: 'hang-polling', stream: true }).then((r) => r.text()).catch(() => '');
+    const hung = closing
+      .post('/v1/completions', { model: 'faulty', prompt: 'hang-polling', stream: true })
+      .then((r) => r.text())
+      .catch(() => '');
     await new Promise((resolve) => setTimeout(resolve, 500));
     const started = Date.now();
     await closing.close();

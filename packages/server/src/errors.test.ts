@@ -51,7 +51,11 @@ describe('request errors', () => {
 
   test('a body that is not a JSON object is a 400 invalid_request_error', async () => {
     await expectError(await chat([1, 2]), 400, 'invalid_request_error');
-    const plain = await fetch(`${node.baseUrl}/v1/chat/completions`, { method: 'POST', body: 'Hello', headers: { 'Content-Type': 'text/plain' } });
+    const plain = await fetch(`${node.baseUrl}/v1/chat/completions`, {
+      method: 'POST',
+      body: 'Hello',
+      headers: { 'Content-Type': 'text/plain' },
+    });
     await expectError(plain, 400, 'invalid_request_error');
   });
 
@@ -111,7 +115,9 @@ describe('request errors', () => {
 describe('model errors', () => {
   test('an unknown model is a 404 model_not_found, also through the official client', async () => {
     await expectError(await chat({ model: 'no-such-model', messages: hello }), 404, 'model_not_found');
-    const error = await node.client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'Hi' }] }).catch((e: unknown) => e);
+    const error = await node.client.chat.completions
+      .create({ model: 'no-such-model', messages: [{ role: 'user', content: 'Hi' }] })
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(APIError);
     expect((error as APIError).status).toBe(404);
     expect((error as APIError).code).toBe('model_not_found');
@@ -124,7 +130,11 @@ describe('model errors', () => {
 
   test('a prompt longer than the context is a 400 context_length_exceeded', async () => {
     expect((await node.post('/api/models/load', { model_id: 'short', context_length: 4 })).status).toBe(200);
-    await expectError(await node.post('/v1/completions', { model: 'short', prompt: 'one two three four five' }), 400, 'context_length_exceeded');
+    await expectError(
+      await node.post('/v1/completions', { model: 'short', prompt: 'one two three four five' }),
+      400,
+      'context_length_exceeded',
+    );
     const streamed = await node.post('/v1/completions', { model: 'short', prompt: 'one two three four five', stream: true });
     await expectError(streamed, 400, 'context_length_exceeded');
   });

@@ -48,7 +48,8 @@ function bodyParserError(error: unknown): NodeError | null {
   if (type === 'entity.parse.failed') return apiError('invalid_json', `The request body is not valid JSON: ${String(message)}`);
   if (type === 'entity.too.large') return apiError('payload_too_large', 'The request body is larger than the server accepts');
   if (type === 'encoding.unsupported') return apiError('unsupported_encoding', `The request body's ${String(message)}`);
-  if (typeof status === 'number' && status >= 400 && status < 500) return apiError('invalid_body', `The request body cannot be read: ${String(message)}`);
+  if (typeof status === 'number' && status >= 400 && status < 500)
+    return apiError('invalid_body', `The request body cannot be read: ${String(message)}`);
   return null;
 }
 

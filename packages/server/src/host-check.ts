@@ -18,7 +18,9 @@ export function checkHost(allowed: readonly string[] | 'all'): RequestHandler {
     if (isIP(host) !== 0 || host === 'localhost' || host.endsWith('.localhost') || names.some((name) => matches(host, name))) {
       return next();
     }
-    next(apiError('host_not_allowed', `Host '${host}' is not allowed; to serve requests for it, start the node with --allowed-hosts ${host}`));
+    next(
+      apiError('host_not_allowed', `Host '${host}' is not allowed; to serve requests for it, start the node with --allowed-hosts ${host}`),
+    );
   };
 }
 

@@ -14,7 +14,13 @@ afterAll(async () => {
 
 /** A long streamed chat on the slow echo engine (one token per 20 ms: 1000 tokens would take 20 s). */
 function longSlowStream(target: TestNode, signal?: AbortSignal) {
-  const body = { model: 'echo-slow', messages: [{ role: 'user' as const, content: 'Go on' }], stream: true as const, max_tokens: 1000, ignore_eos: true };
+  const body = {
+    model: 'echo-slow',
+    messages: [{ role: 'user' as const, content: 'Go on' }],
+    stream: true as const,
+    max_tokens: 1000,
+    ignore_eos: true,
+  };
   return target.client.chat.completions.create(body, signal ? { signal } : {});
 }
 
@@ -33,7 +39,9 @@ describe('health and metrics', () => {
 
   test('/metrics counts requests, tokens, time to first token, and reads VRAM, engines and models', async () => {
     await node.client.chat.completions.create({ model: 'echo', messages: [{ role: 'user', content: 'Count me' }] });
-    expect(await metric(node, 'llm_node_http_requests_total{method="POST",route="/v1/chat/completions",status="200"}')).toBeGreaterThanOrEqual(1);
+    expect(
+      await metric(node, 'llm_node_http_requests_total{method="POST",route="/v1/chat/completions",status="200"}'),
+    ).toBeGreaterThanOrEqual(1);
     expect(await metric(node, 'llm_node_generated_tokens_total{model="echo"}')).toBeGreaterThanOrEqual(5);
     expect(await metric(node, 'llm_node_time_to_first_token_seconds_count{model="echo"}')).toBeGreaterThanOrEqual(1);
     expect(await metric(node, 'llm_node_decode_tokens_per_second_count{model="echo"}')).toBeGreaterThanOrEqual(1);

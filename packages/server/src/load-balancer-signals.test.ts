@@ -50,7 +50,13 @@ function agentLine(port: number): Promise<string> {
 function slowStream(node: TestNode, maxTokens: number) {
   const counted = { tokens: 0 };
   const done = (async () => {
-    const stream = await node.client.completions.create({ model: 'echo-slow', prompt: 'one two three', stream: true, max_tokens: maxTokens, ignore_eos: true } as never);
+    const stream = await node.client.completions.create({
+      model: 'echo-slow',
+      prompt: 'one two three',
+      stream: true,
+      max_tokens: maxTokens,
+      ignore_eos: true,
+    } as never);
     let text = '';
     for await (const chunk of stream as unknown as AsyncIterable<{ choices: { text: string; finish_reason: string | null }[] }>) {
       if (chunk.choices[0]?.text) counted.tokens += 1;

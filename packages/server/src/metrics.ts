@@ -34,8 +34,18 @@ export class Metrics {
       labelNames: ['method', 'route', 'status'],
       registers,
     });
-    this.#promptTokens = new Counter({ name: 'llm_node_prompt_tokens_total', help: 'Prompt tokens processed', labelNames: ['model'], registers });
-    this.#generatedTokens = new Counter({ name: 'llm_node_generated_tokens_total', help: 'Tokens generated', labelNames: ['model'], registers });
+    this.#promptTokens = new Counter({
+      name: 'llm_node_prompt_tokens_total',
+      help: 'Prompt tokens processed',
+      labelNames: ['model'],
+      registers,
+    });
+    this.#generatedTokens = new Counter({
+      name: 'llm_node_generated_tokens_total',
+      help: 'Tokens generated',
+      labelNames: ['model'],
+      registers,
+    });
     this.#timeToFirstToken = new Histogram({
       name: 'llm_node_time_to_first_token_seconds',
       help: 'From the request reaching the engine to its first token',
@@ -152,8 +162,16 @@ function registerModelServerGauges(registers: MetricsRegistry[], nodeRegistry: R
       },
     });
   perModel('vllm:num_requests_running', 'Requests being decoded, per model', (model) => model.running);
-  perModel('vllm:num_requests_waiting', 'Requests waiting for a free sequence or for their model to load, per model', (model) => model.waiting);
-  perModel('vllm:kv_cache_usage_perc', 'Fraction of the model\'s KV cache in use by running requests, 0 to 1', (model) => model.kvCacheUsage);
+  perModel(
+    'vllm:num_requests_waiting',
+    'Requests waiting for a free sequence or for their model to load, per model',
+    (model) => model.waiting,
+  );
+  perModel(
+    'vllm:kv_cache_usage_perc',
+    "Fraction of the model's KV cache in use by running requests, 0 to 1",
+    (model) => model.kvCacheUsage,
+  );
   new Gauge({
     name: 'vllm:cache_config_info',
     help: 'The KV cache of each model: block_size tokens per block, num_gpu_blocks blocks',

@@ -24,7 +24,8 @@ export function startResourceMonitor(registry: Registry, intervalMs: number, log
     if (usedBytes < PRESSURE_RATIO * status.limitBytes) return;
     const unloaded = await registry.unloadIdleLeastRecentlyUsed({ idleForMs: MIN_IDLE_CHECKS * intervalMs });
     const usage = { usedBytes, limitBytes: status.limitBytes };
-    if (unloaded) logger.warn({ ...usage, model: unloaded.id }, 'VRAM at 90% of the limit or more: unloaded the least recently used idle model');
+    if (unloaded)
+      logger.warn({ ...usage, model: unloaded.id }, 'VRAM at 90% of the limit or more: unloaded the least recently used idle model');
     // Every tick while under pressure would say this again: kept out of the default log level.
     else logger.debug(usage, 'VRAM at 90% of the limit or more, and no model idle long enough to unload');
   };

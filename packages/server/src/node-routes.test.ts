@@ -16,7 +16,11 @@ beforeAll(async () => {
         plugin: await buildTestPlugin('echo', { defines: { ENGINE_ID: 'echo_cuda' } }),
         backend: 'cuda',
       });
-      await installTestPlugin({ enginesDir, plugin: await buildTestPlugin('echo', { defines: { ENGINE_ID: 'future' } }), manifest: { abi_version: '2' } });
+      await installTestPlugin({
+        enginesDir,
+        plugin: await buildTestPlugin('echo', { defines: { ENGINE_ID: 'future' } }),
+        manifest: { abi_version: '2' },
+      });
     },
   });
 });

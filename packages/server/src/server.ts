@@ -174,24 +174,28 @@ const CLIENT_CLOSED = 499;
 function observeRequests({ logger, metrics }: ServerContext): RequestHandler {
   return (req, res, next) => {
     const startedAt = performance.now();
-    res.once('close', () => void Promise.resolve(res.locals.served).then(() => {
-      const route = req.route ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
-      // A response its client did not wait for counts as 499 (nginx's "client closed request"), whatever
-      // status had been sent when it left.
-      const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED;
-      metrics.countRequest(req.method, route, status);
-      const summary = {
-        method: req.method,
-        url: req.originalUrl,
-        status,
-        ms: Math.round(performance.now() - startedAt),
-        ...(res.writableFinished ? {} : { clientClosed: true }),
-        ...res.locals.generation,
-      };
-      // Probes come every few seconds: kept out of the default log level.
-      if (route.startsWith('/health') || route === '/metrics') logger.debug(summary, 'request');
-      else logger.info(summary, 'request');
-    }));
+    res.once(
+      'close',
+      () =>
+        void Promise.resolve(res.locals.served).then(() => {
+          const route = req.route ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
+          // A response its client did not wait for counts as 499 (nginx's "client closed request"), whatever
+          // status had been sent when it left.
+          const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED;
+          metrics.countRequest(req.method, route, status);
+          const summary = {
+            method: req.method,
+            url: req.originalUrl,
+            status,
+            ms: Math.round(performance.now() - startedAt),
+            ...(res.writableFinished ? {} : { clientClosed: true }),
+            ...res.locals.generation,
+          };
+          // Probes come every few seconds: kept out of the default log level.
+          if (route.startsWith('/health') || route === '/metrics') logger.debug(summary, 'request');
+          else logger.info(summary, 'request');
+        }),
+    );
     next();
   };
 }

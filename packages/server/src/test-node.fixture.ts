@@ -32,7 +32,8 @@ export function settableSampler(usedBytes = 0): VramSampler & { usedBytes: numbe
   };
 }
 
-export interface TestNodeOptions extends Pick<ServerOptions, 'apiKey' | 'monitorIntervalMs' | 'bodyLimit' | 'allowedHosts' | 'maxConnections' | 'agentPort'> {
+export interface TestNodeOptions
+  extends Pick<ServerOptions, 'apiKey' | 'monitorIntervalMs' | 'bodyLimit' | 'allowedHosts' | 'maxConnections' | 'agentPort'> {
   sampler?: VramSampler;
   vramLimitBytes?: number;
   /** How the registry treats engine hosts that hang or keep crashing. */

@@ -71,17 +71,21 @@ export async function buildTestPlugin(name: TestPluginName, options: BuildTestPl
 
 async function compile(source: string, output: string, defines: string[], cwd: string): Promise<void> {
   const gccStyle = (compiler: string) =>
-    run(compiler, [
-      '-shared',
-      ...(process.platform === 'win32' ? [] : ['-fPIC', '-pthread']),
-      '-O2',
-      `-I${includeDir}`,
-      `-I${sourceDir}`,
-      ...defines.map((d) => `-D${d}`),
-      '-o',
-      output,
-      source,
-    ], { cwd });
+    run(
+      compiler,
+      [
+        '-shared',
+        ...(process.platform === 'win32' ? [] : ['-fPIC', '-pthread']),
+        '-O2',
+        `-I${includeDir}`,
+        `-I${sourceDir}`,
+        ...defines.map((d) => `-D${d}`),
+        '-o',
+        output,
+        source,
+      ],
+      { cwd },
+    );
   try {
     if (process.platform !== 'win32') {
       await gccStyle(process.env.CC ?? 'cc');
@@ -89,7 +93,11 @@ async function compile(source: string, output: string, defines: string[], cwd: s
     }
     try {
       // cl writes its .obj, .lib and .exp into the working folder.
-      await run('cl', ['/nologo', '/LD', '/O2', `/I${includeDir}`, `/I${sourceDir}`, ...defines.map((d) => `/D${d}`), source, `/Fe:${output}`], { cwd });
+      await run(
+        'cl',
+        ['/nologo', '/LD', '/O2', `/I${includeDir}`, `/I${sourceDir}`, ...defines.map((d) => `/D${d}`), source, `/Fe:${output}`],
+        { cwd },
+      );
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
       await gccStyle('gcc');

@@ -21,7 +21,12 @@ export interface InstallTestPluginOptions {
  */
 export async function installTestPlugin(options: InstallTestPluginOptions): Promise<string> {
   const reported = reportedInfo(options.plugin);
-  const id = options.id ?? reported?.id ?? basename(options.plugin).replace(/^lib/, '').replace(/\.[^.]+$/, '');
+  const id =
+    options.id ??
+    reported?.id ??
+    basename(options.plugin)
+      .replace(/^lib/, '')
+      .replace(/\.[^.]+$/, '');
   const backend = options.backend ?? 'cpu';
   const dir = join(options.enginesDir, id, backend);
   const manifest = {

@@ -3,7 +3,15 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EngineError } from '@llm-node/abi-native';
-import type { Engine, EngineCapability, EngineErrorCode, EngineExit, EngineInitConfig, LoadedModelInfo, ModelLoadParams } from '@llm-node/abi-native';
+import type {
+  Engine,
+  EngineCapability,
+  EngineErrorCode,
+  EngineExit,
+  EngineInitConfig,
+  LoadedModelInfo,
+  ModelLoadParams,
+} from '@llm-node/abi-native';
 import type { GpuDetection, VramSample, VramSampler } from '@llm-node/gpu-detect';
 import type { OpenEngine } from '../discovery.js';
 
@@ -98,7 +106,15 @@ export async function writeFakePlugin(
   enginesDir: string,
   manifest: { id: string; gpu_backend?: string; architectures?: string[]; formats?: string[] },
 ): Promise<string> {
-  const full = { version: '1.0.0', abi_version: '1', gpu_backend: 'cpu', architectures: ['llama'], formats: ['gguf'], binary: 'libfake.so', ...manifest };
+  const full = {
+    version: '1.0.0',
+    abi_version: '1',
+    gpu_backend: 'cpu',
+    architectures: ['llama'],
+    formats: ['gguf'],
+    binary: 'libfake.so',
+    ...manifest,
+  };
   const dir = join(enginesDir, manifest.id, full.gpu_backend);
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'manifest.json'), JSON.stringify(full));
