@@ -35,14 +35,20 @@ int main(int argc, char** argv) {
     engine_init_fn init = (engine_init_fn)dlsym(lib, "engine_init");
     engine_model_load_fn model_load = (engine_model_load_fn)dlsym(lib, "engine_model_load");
     engine_generate_stream_fn generate = (engine_generate_stream_fn)dlsym(lib, "engine_generate_stream");
-    EngineConfig config = { .struct_size = sizeof config, .gpu_backend = "cpu", .plugin_dir = "." };
-    EngineModelLoadParams load = { .struct_size = sizeof load, .context_length = 2147483647, .model_path = argv[2], .format = "gguf" };
-    EngineModelInfo info = { .struct_size = sizeof info };
+    EngineConfig config = {.struct_size = sizeof config, .gpu_backend = "cpu", .plugin_dir = "."};
+    EngineModelLoadParams load = {
+        .struct_size = sizeof load, .context_length = 2147483647, .model_path = argv[2], .format = "gguf"};
+    EngineModelInfo info = {.struct_size = sizeof info};
     if (init(&config) != ERR_OK || model_load("m", &load, &info) != ERR_OK) return 1;
 
-    EngineGenerateParams params = { .struct_size = sizeof params, .flags = ENGINE_GENERATE_IGNORE_EOS, .model_id = "m",
-                                    .prompt = "go", .prompt_len = 2, .max_tokens = atoi(argv[3]), .seed = ENGINE_SEED_RANDOM };
-    EngineGenerateResult result = { .struct_size = sizeof result };
+    EngineGenerateParams params = {.struct_size = sizeof params,
+                                   .flags = ENGINE_GENERATE_IGNORE_EOS,
+                                   .model_id = "m",
+                                   .prompt = "go",
+                                   .prompt_len = 2,
+                                   .max_tokens = atoi(argv[3]),
+                                   .seed = ENGINE_SEED_RANDOM};
+    EngineGenerateResult result = {.struct_size = sizeof result};
     long tokens = 0;
     double wall = seconds(CLOCK_MONOTONIC), cpu = seconds(CLOCK_PROCESS_CPUTIME_ID);
     if (generate(&params, count_token, &tokens, &result) != ERR_OK) return 1;

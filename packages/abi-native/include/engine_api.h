@@ -62,15 +62,15 @@ extern "C" {
  * ---------------------------------------------------------------------------------------------- */
 enum EngineErrorCode {
     ERR_OK = 0,
-    ERR_INVALID_ARGUMENT = 1,  /* NULL where a value is needed, a value out of range, an unknown model id */
-    ERR_NOT_INITIALIZED = 2,   /* called before engine_init() succeeded, or after engine_shutdown() */
-    ERR_MODEL_NOT_FOUND = 3,   /* the model path does not exist or cannot be opened */
-    ERR_MODEL_CORRUPT = 4,     /* the model file is truncated or malformed */
-    ERR_UNSUPPORTED = 5,       /* an architecture, format or feature this engine does not support */
-    ERR_OUT_OF_MEMORY = 6,     /* device memory (VRAM) or the host's budget would be exceeded */
-    ERR_CONTEXT_OVERFLOW = 7,  /* the prompt does not fit the model's context */
-    ERR_MODEL_NOT_LOADED = 8,  /* generation asked for a model id that is not loaded */
-    ERR_INTERNAL = 9           /* anything else */
+    ERR_INVALID_ARGUMENT = 1, /* NULL where a value is needed, a value out of range, an unknown model id */
+    ERR_NOT_INITIALIZED = 2,  /* called before engine_init() succeeded, or after engine_shutdown() */
+    ERR_MODEL_NOT_FOUND = 3,  /* the model path does not exist or cannot be opened */
+    ERR_MODEL_CORRUPT = 4,    /* the model file is truncated or malformed */
+    ERR_UNSUPPORTED = 5,      /* an architecture, format or feature this engine does not support */
+    ERR_OUT_OF_MEMORY = 6,    /* device memory (VRAM) or the host's budget would be exceeded */
+    ERR_CONTEXT_OVERFLOW = 7, /* the prompt does not fit the model's context */
+    ERR_MODEL_NOT_LOADED = 8, /* generation asked for a model id that is not loaded */
+    ERR_INTERNAL = 9          /* anything else */
 };
 
 /* ------------------------------------------------------------------------------------------------
@@ -83,14 +83,14 @@ enum EngineErrorCode {
 
 typedef struct EngineInfo {
     /* Base fields: every ABI 1 plugin fills these three. */
-    int32_t abi_version;     /* ENGINE_ABI_VERSION as the plugin was compiled */
-    const char* engine_id;   /* must equal "id" in the plugin's manifest.json */
-    const char* version;     /* the plugin's own version (semver), as in its manifest */
+    int32_t abi_version;   /* ENGINE_ABI_VERSION as the plugin was compiled */
+    const char* engine_id; /* must equal "id" in the plugin's manifest.json */
+    const char* version;   /* the plugin's own version (semver), as in its manifest */
 
     /* Extended fields, read only when struct_size covers them. A plugin that initialises only the base
        fields (as the minimal plugin in the plugin guide does) leaves struct_size 0 and gets the defaults. */
-    uint32_t struct_size;    /* sizeof(EngineInfo) */
-    uint32_t flags;          /* ENGINE_FLAG_* bits; default 0 */
+    uint32_t struct_size; /* sizeof(EngineInfo) */
+    uint32_t flags;       /* ENGINE_FLAG_* bits; default 0 */
 } EngineInfo;
 
 /*
@@ -107,12 +107,12 @@ typedef struct EngineInfo {
  * EngineConfig — filled by the host for engine_init(); owned by the host, valid only during the call.
  * ---------------------------------------------------------------------------------------------- */
 typedef struct EngineConfig {
-    uint32_t struct_size;        /* sizeof(EngineConfig) as the host compiled it */
-    int32_t device_index;        /* which GPU of the backend to use; 0 is the first */
-    const char* gpu_backend;     /* "cuda", "metal", "directml" or "cpu": the folder the plugin was loaded from */
-    const char* plugin_dir;      /* absolute path of the folder holding this library and its manifest.json */
-    uint64_t vram_budget_bytes;  /* the most device memory the host grants this engine in all; 0 = no limit */
-    int32_t n_threads;           /* CPU threads the engine may use for its own work; 0 = the plugin's choice */
+    uint32_t struct_size;       /* sizeof(EngineConfig) as the host compiled it */
+    int32_t device_index;       /* which GPU of the backend to use; 0 is the first */
+    const char* gpu_backend;    /* "cuda", "metal", "directml" or "cpu": the folder the plugin was loaded from */
+    const char* plugin_dir;     /* absolute path of the folder holding this library and its manifest.json */
+    uint64_t vram_budget_bytes; /* the most device memory the host grants this engine in all; 0 = no limit */
+    int32_t n_threads;          /* CPU threads the engine may use for its own work; 0 = the plugin's choice */
 } EngineConfig;
 
 /* ------------------------------------------------------------------------------------------------
@@ -120,13 +120,13 @@ typedef struct EngineConfig {
  * with sizeof(TokenResult)).
  * ---------------------------------------------------------------------------------------------- */
 typedef struct TokenResult {
-    int32_t token_id;   /* the model's token id; -1 if the engine has none */
-    int32_t text_len;   /* number of bytes at `text`; never negative */
-    const char* text;   /* this token's text as UTF-8 bytes, NOT NUL-terminated. A token may end in the
-                           middle of a multi-byte character that the next tokens complete: the host
-                           joins the bytes of consecutive tokens before decoding them. */
-    float logprob;      /* natural-log probability of this token under the sampling distribution;
-                           meaningful only when the request set ENGINE_GENERATE_LOGPROBS, else 0 */
+    int32_t token_id; /* the model's token id; -1 if the engine has none */
+    int32_t text_len; /* number of bytes at `text`; never negative */
+    const char* text; /* this token's text as UTF-8 bytes, NOT NUL-terminated. A token may end in the
+                         middle of a multi-byte character that the next tokens complete: the host
+                         joins the bytes of consecutive tokens before decoding them. */
+    float logprob;    /* natural-log probability of this token under the sampling distribution;
+                         meaningful only when the request set ENGINE_GENERATE_LOGPROBS, else 0 */
 } TokenResult;
 
 /* ================================================================================================
@@ -174,28 +174,27 @@ ENGINE_API const char* engine_get_last_error(void);
    refused. With them a plugin holds several models at once, each named by a host-chosen id. */
 
 typedef struct EngineModelLoadParams {
-    uint32_t struct_size;        /* sizeof(EngineModelLoadParams) as the host compiled it */
-    int32_t context_length;      /* tokens of context each request may use; 0 = the model's trained length */
-    const char* model_path;      /* a model file (GGUF) or folder (safetensors with config.json) */
-    const char* format;          /* "gguf" or "safetensors" */
-    const char* quantization;    /* the quantization the host selected (e.g. "Q4_K_M"); NULL = as stored */
-    uint64_t vram_budget_bytes;  /* the most device memory this model may hold; fail with
-                                    ERR_OUT_OF_MEMORY rather than exceed it; 0 = no limit */
-    int32_t n_parallel;          /* most requests generated at once on this model; 0 = the plugin's choice */
+    uint32_t struct_size;       /* sizeof(EngineModelLoadParams) as the host compiled it */
+    int32_t context_length;     /* tokens of context each request may use; 0 = the model's trained length */
+    const char* model_path;     /* a model file (GGUF) or folder (safetensors with config.json) */
+    const char* format;         /* "gguf" or "safetensors" */
+    const char* quantization;   /* the quantization the host selected (e.g. "Q4_K_M"); NULL = as stored */
+    uint64_t vram_budget_bytes; /* the most device memory this model may hold; fail with
+                                   ERR_OUT_OF_MEMORY rather than exceed it; 0 = no limit */
+    int32_t n_parallel;         /* most requests generated at once on this model; 0 = the plugin's choice */
 } EngineModelLoadParams;
 
 typedef struct EngineModelInfo {
-    uint32_t struct_size;        /* set by the host to sizeof(EngineModelInfo); the plugin fills the rest */
-    int32_t context_length;      /* tokens of context each request can use */
-    uint64_t vram_bytes;         /* device memory the model holds now: weights, KV cache, compute buffers */
+    uint32_t struct_size;   /* set by the host to sizeof(EngineModelInfo); the plugin fills the rest */
+    int32_t context_length; /* tokens of context each request can use */
+    uint64_t vram_bytes;    /* device memory the model holds now: weights, KV cache, compute buffers */
 } EngineModelInfo;
 
 /* [see Threading] Load a model under `model_id` (NUL-terminated; unique among loaded models). `params`
    is owned by the host and valid only during the call; copy what you keep. On ERR_OK fill `info` (never
    NULL; read its struct_size first). Loading an id that is already loaded fails with
    ERR_INVALID_ARGUMENT. */
-ENGINE_API int32_t engine_model_load(const char* model_id, const EngineModelLoadParams* params,
-                                     EngineModelInfo* info);
+ENGINE_API int32_t engine_model_load(const char* model_id, const EngineModelLoadParams* params, EngineModelInfo* info);
 
 /* [see Threading] Unload a model and free its memory. The host never unloads a model while a
    generation on it is in flight. Unknown id: ERR_INVALID_ARGUMENT. */
@@ -220,35 +219,35 @@ ENGINE_API uint64_t engine_get_vram_used(void);
 #define ENGINE_SEED_RANDOM UINT64_MAX
 
 typedef struct EngineGenerateParams {
-    uint32_t struct_size;        /* sizeof(EngineGenerateParams) as the host compiled it */
-    uint32_t flags;              /* ENGINE_GENERATE_* bits */
-    const char* model_id;        /* a model loaded with engine_model_load; NULL = the engine_load_model one */
-    const char* prompt;          /* UTF-8 prompt bytes, not NUL-terminated */
-    int32_t prompt_len;          /* bytes at `prompt` */
-    int32_t max_tokens;          /* most tokens to generate; 0 = until the context is full */
-    float temperature;           /* 0 = greedy (argmax) */
-    float top_p;                 /* nucleus sampling; 1 = off */
-    int32_t top_k;               /* keep the k most likely tokens; 0 = off */
-    float min_p;                 /* drop tokens below min_p x the top probability; 0 = off */
-    float presence_penalty;      /* OpenAI semantics; 0 = off */
-    float frequency_penalty;     /* OpenAI semantics; 0 = off */
-    uint64_t seed;               /* sampling seed; ENGINE_SEED_RANDOM = the plugin picks one */
-    const char* const* stop;     /* n_stop NUL-terminated stop strings, or NULL */
+    uint32_t struct_size;    /* sizeof(EngineGenerateParams) as the host compiled it */
+    uint32_t flags;          /* ENGINE_GENERATE_* bits */
+    const char* model_id;    /* a model loaded with engine_model_load; NULL = the engine_load_model one */
+    const char* prompt;      /* UTF-8 prompt bytes, not NUL-terminated */
+    int32_t prompt_len;      /* bytes at `prompt` */
+    int32_t max_tokens;      /* most tokens to generate; 0 = until the context is full */
+    float temperature;       /* 0 = greedy (argmax) */
+    float top_p;             /* nucleus sampling; 1 = off */
+    int32_t top_k;           /* keep the k most likely tokens; 0 = off */
+    float min_p;             /* drop tokens below min_p x the top probability; 0 = off */
+    float presence_penalty;  /* OpenAI semantics; 0 = off */
+    float frequency_penalty; /* OpenAI semantics; 0 = off */
+    uint64_t seed;           /* sampling seed; ENGINE_SEED_RANDOM = the plugin picks one */
+    const char* const* stop; /* n_stop NUL-terminated stop strings, or NULL */
     int32_t n_stop;
 } EngineGenerateParams;
 
 /* Why a generation ended: EngineGenerateResult.finish_reason. */
 enum EngineFinishReason {
-    ENGINE_FINISH_STOP = 0,      /* an end-of-generation token, or a stop string */
-    ENGINE_FINISH_LENGTH = 1,    /* max_tokens reached, or the context is full */
-    ENGINE_FINISH_CANCELLED = 2  /* the token callback asked to stop */
+    ENGINE_FINISH_STOP = 0,     /* an end-of-generation token, or a stop string */
+    ENGINE_FINISH_LENGTH = 1,   /* max_tokens reached, or the context is full */
+    ENGINE_FINISH_CANCELLED = 2 /* the token callback asked to stop */
 };
 
 typedef struct EngineGenerateResult {
-    uint32_t struct_size;        /* set by the host to sizeof(EngineGenerateResult); the plugin fills the rest */
-    int32_t finish_reason;       /* an EngineFinishReason */
-    int32_t prompt_tokens;       /* tokens the prompt took */
-    int32_t completion_tokens;   /* tokens generated, including any the callback refused */
+    uint32_t struct_size;      /* set by the host to sizeof(EngineGenerateResult); the plugin fills the rest */
+    int32_t finish_reason;     /* an EngineFinishReason */
+    int32_t prompt_tokens;     /* tokens the prompt took */
+    int32_t completion_tokens; /* tokens generated, including any the callback refused */
 } EngineGenerateResult;
 
 /* Called by the plugin for each generated token, in order. `token` and its text are owned by the
@@ -271,12 +270,12 @@ ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams* params, En
 
 /* How busy one loaded model is, for the node's metrics and the load balancers that read them. */
 typedef struct EngineModelStats {
-    uint32_t struct_size;        /* set by the host to sizeof(EngineModelStats); the plugin fills the rest */
-    int32_t requests_running;    /* generations of this model being decoded now (prompt or tokens) */
-    int32_t requests_waiting;    /* generations of this model inside engine_generate_stream still waiting for
-                                    a free sequence (more than n_parallel at once) */
-    uint64_t kv_cells_used;      /* KV cache cells (one per token position) the running generations hold */
-    uint64_t kv_cells_total;     /* KV cache cells of the model, all sequences together; 0 = no KV cache */
+    uint32_t struct_size;     /* set by the host to sizeof(EngineModelStats); the plugin fills the rest */
+    int32_t requests_running; /* generations of this model being decoded now (prompt or tokens) */
+    int32_t requests_waiting; /* generations of this model inside engine_generate_stream still waiting for
+                                 a free sequence (more than n_parallel at once) */
+    uint64_t kv_cells_used;   /* KV cache cells (one per token position) the running generations hold */
+    uint64_t kv_cells_total;  /* KV cache cells of the model, all sequences together; 0 = no KV cache */
 } EngineModelStats;
 
 /* [any thread, at any time between engine_init and engine_shutdown, alongside any other call, generations

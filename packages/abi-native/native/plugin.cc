@@ -13,58 +13,58 @@
 // ---- PluginCore, PluginCall, CallOutcome ---------------------------------------------------------
 
 std::string PluginCore::LastError() const {
-  if (fn.get_last_error == nullptr) return "";
-  const char* message = fn.get_last_error();
-  return message != nullptr ? message : "";
+    if (fn.get_last_error == nullptr) return "";
+    const char* message = fn.get_last_error();
+    return message != nullptr ? message : "";
 }
 
 void PluginCore::RefreshVramUsed() {
-  if (fn.get_vram_used != nullptr) vram_used = fn.get_vram_used();
+    if (fn.get_vram_used != nullptr) vram_used = fn.get_vram_used();
 }
 
 PluginCall::PluginCall(PluginCore& core, Kind kind)
     : calls_(core.calls), exclusive_(kind == kAlone || !core.thread_safe) {
-  if (exclusive_) {
-    calls_.lock();
-  } else {
-    calls_.lock_shared();
-  }
+    if (exclusive_) {
+        calls_.lock();
+    } else {
+        calls_.lock_shared();
+    }
 }
 
 PluginCall::~PluginCall() {
-  if (exclusive_) {
-    calls_.unlock();
-  } else {
-    calls_.unlock_shared();
-  }
+    if (exclusive_) {
+        calls_.unlock();
+    } else {
+        calls_.unlock_shared();
+    }
 }
 
 Napi::Object CallOutcome::ToError(Napi::Env env) const {
-  Napi::Object error = Napi::Object::New(env);
-  error.Set("call", call);
-  if (garbage) {
-    error.Set("code", "plugin_error");
-  } else {
-    error.Set("engineCode", rc);
-  }
-  error.Set("message", message);
-  return error;
+    Napi::Object error = Napi::Object::New(env);
+    error.Set("call", call);
+    if (garbage) {
+        error.Set("code", "plugin_error");
+    } else {
+        error.Set("engineCode", rc);
+    }
+    error.Set("message", message);
+    return error;
 }
 
 void CallOutcome::Failed(const PluginCore& core, int32_t code) {
-  rc = code;
-  message = core.LastError();
+    rc = code;
+    message = core.LastError();
 }
 
 void CallOutcome::Garbage(std::string finding) {
-  garbage = true;
-  message = std::move(finding);
+    garbage = true;
+    message = std::move(finding);
 }
 
 void ThrowHostError(Napi::Env env, const char* code, const std::string& message) {
-  Napi::Error error = Napi::Error::New(env, message);
-  error.Set("code", code);
-  error.ThrowAsJavaScriptException();
+    Napi::Error error = Napi::Error::New(env, message);
+    error.Set("code", code);
+    error.ThrowAsJavaScriptException();
 }
 
 // ---- Calls on a thread of their own ---------------------------------------------------------------
@@ -72,26 +72,26 @@ void ThrowHostError(Napi::Env env, const char* code, const std::string& message)
 namespace {
 
 struct OffThreadJob {
-  OffThreadJob(Napi::Env env, std::shared_ptr<PluginCore> core) : deferred(env), core(std::move(core)) {}
-  Napi::Promise::Deferred deferred;
-  std::shared_ptr<PluginCore> core;
-  std::function<CallOutcome()> work;
-  std::function<Napi::Value(Napi::Env)> result;
-  CallOutcome outcome;
-  std::thread thread;
+    OffThreadJob(Napi::Env env, std::shared_ptr<PluginCore> core) : deferred(env), core(std::move(core)) {}
+    Napi::Promise::Deferred deferred;
+    std::shared_ptr<PluginCore> core;
+    std::function<CallOutcome()> work;
+    std::function<Napi::Value(Napi::Env)> result;
+    CallOutcome outcome;
+    std::thread thread;
 };
 
 void SettleJob(Napi::Env env, Napi::Function, OffThreadJob* job, void*) {
-  job->thread.join();
-  if (env != nullptr) {  // nullptr: the environment is being torn down and nobody is waiting
-    if (job->outcome.ok()) {
-      job->deferred.Resolve(job->result(env));
-    } else {
-      job->deferred.Reject(job->outcome.ToError(env));
+    job->thread.join();
+    if (env != nullptr) {  // nullptr: the environment is being torn down and nobody is waiting
+        if (job->outcome.ok()) {
+            job->deferred.Resolve(job->result(env));
+        } else {
+            job->deferred.Reject(job->outcome.ToError(env));
+        }
     }
-  }
-  job->core->in_flight--;
-  delete job;
+    job->core->in_flight--;
+    delete job;
 }
 
 using OffThreadTsfn = Napi::TypedThreadSafeFunction<OffThreadJob, void, SettleJob>;
@@ -99,79 +99,81 @@ using OffThreadTsfn = Napi::TypedThreadSafeFunction<OffThreadJob, void, SettleJo
 // Runs `work` on a thread of its own and settles the returned promise on the JS thread: with
 // `result(env)` when the outcome is ok, else with the outcome's error. Loading a model can take minutes,
 // so these calls stay off the JS thread and off libuv's small threadpool (which fs and dns need).
-Napi::Value RunOffThread(Napi::Env env, const std::shared_ptr<PluginCore>& core,
-                         std::function<CallOutcome()> work, std::function<Napi::Value(Napi::Env)> result) {
-  if (core->closed) {  // src/engine.ts never gets here; this keeps a closed library from being called
-    ThrowHostError(env, "closed", "the engine is closed");
-    return env.Undefined();
-  }
-  auto* job = new OffThreadJob(env, core);
-  job->work = std::move(work);
-  job->result = std::move(result);
-  Napi::Promise promise = job->deferred.Promise();
-  OffThreadTsfn tsfn = OffThreadTsfn::New(env, "llm-node:engine-call", 0, 1, job);
-  core->in_flight++;
-  try {
-    job->thread = std::thread([job, tsfn]() mutable {
-      job->outcome = job->work();
-      tsfn.NonBlockingCall();
-      tsfn.Release();
-    });
-  } catch (const std::system_error& error) {  // no thread to be had: undo, and reject
-    core->in_flight--;
-    tsfn.Release();
-    Napi::Object failure = Napi::Object::New(env);
-    failure.Set("code", "internal");
-    failure.Set("message", std::string("cannot start a thread for the call: ") + error.what());
-    job->deferred.Reject(failure);
-    delete job;
-  }
-  return promise;
+Napi::Value RunOffThread(Napi::Env env, const std::shared_ptr<PluginCore>& core, std::function<CallOutcome()> work,
+                         std::function<Napi::Value(Napi::Env)> result) {
+    if (core->closed) {  // src/engine.ts never gets here; this keeps a closed library from being called
+        ThrowHostError(env, "closed", "the engine is closed");
+        return env.Undefined();
+    }
+    auto* job = new OffThreadJob(env, core);
+    job->work = std::move(work);
+    job->result = std::move(result);
+    Napi::Promise promise = job->deferred.Promise();
+    OffThreadTsfn tsfn = OffThreadTsfn::New(env, "llm-node:engine-call", 0, 1, job);
+    core->in_flight++;
+    try {
+        job->thread = std::thread([job, tsfn]() mutable {
+            job->outcome = job->work();
+            tsfn.NonBlockingCall();
+            tsfn.Release();
+        });
+    } catch (const std::system_error& error) {  // no thread to be had: undo, and reject
+        core->in_flight--;
+        tsfn.Release();
+        Napi::Object failure = Napi::Object::New(env);
+        failure.Set("code", "internal");
+        failure.Set("message", std::string("cannot start a thread for the call: ") + error.what());
+        job->deferred.Reject(failure);
+        delete job;
+    }
+    return promise;
 }
 
-Napi::Value Undefined(Napi::Env env) { return env.Undefined(); }
+Napi::Value Undefined(Napi::Env env) {
+    return env.Undefined();
+}
 
 // EngineModelLoadParams and the strings it points to, copied from the JS object src/engine.ts builds.
 struct ModelLoadParams {
-  explicit ModelLoadParams(const Napi::Object& js)
-      : path(js.Get("path").As<Napi::String>()),
-        format(js.Get("format").As<Napi::String>()),
-        has_quantization(js.Get("quantization").IsString()),
-        quantization(has_quantization ? js.Get("quantization").As<Napi::String>().Utf8Value() : ""),
-        context_length(js.Get("contextLength").As<Napi::Number>().Int32Value()),
-        vram_budget_bytes(static_cast<uint64_t>(js.Get("vramBudgetBytes").As<Napi::Number>().DoubleValue())),
-        parallel(js.Get("parallel").As<Napi::Number>().Int32Value()) {}
+    explicit ModelLoadParams(const Napi::Object& js)
+        : path(js.Get("path").As<Napi::String>()),
+          format(js.Get("format").As<Napi::String>()),
+          has_quantization(js.Get("quantization").IsString()),
+          quantization(has_quantization ? js.Get("quantization").As<Napi::String>().Utf8Value() : ""),
+          context_length(js.Get("contextLength").As<Napi::Number>().Int32Value()),
+          vram_budget_bytes(static_cast<uint64_t>(js.Get("vramBudgetBytes").As<Napi::Number>().DoubleValue())),
+          parallel(js.Get("parallel").As<Napi::Number>().Int32Value()) {}
 
-  EngineModelLoadParams Raw() const {
-    EngineModelLoadParams raw{};
-    raw.struct_size = sizeof(raw);
-    raw.context_length = context_length;
-    raw.model_path = path.c_str();
-    raw.format = format.c_str();
-    raw.quantization = has_quantization ? quantization.c_str() : nullptr;
-    raw.vram_budget_bytes = vram_budget_bytes;
-    raw.n_parallel = parallel;
-    return raw;
-  }
+    EngineModelLoadParams Raw() const {
+        EngineModelLoadParams raw{};
+        raw.struct_size = sizeof(raw);
+        raw.context_length = context_length;
+        raw.model_path = path.c_str();
+        raw.format = format.c_str();
+        raw.quantization = has_quantization ? quantization.c_str() : nullptr;
+        raw.vram_budget_bytes = vram_budget_bytes;
+        raw.n_parallel = parallel;
+        return raw;
+    }
 
-  std::string path;
-  std::string format;
-  bool has_quantization;
-  std::string quantization;
-  int32_t context_length;
-  uint64_t vram_budget_bytes;
-  int32_t parallel;
+    std::string path;
+    std::string format;
+    bool has_quantization;
+    std::string quantization;
+    int32_t context_length;
+    uint64_t vram_budget_bytes;
+    int32_t parallel;
 };
 
 // EngineInfo.flags, or 0 when struct_size does not cover it (the plugin guide's minimal plugin leaves it 0).
 uint32_t InfoFlags(const EngineInfo& info) {
-  return info.struct_size >= offsetof(EngineInfo, flags) + sizeof(info.flags) ? info.flags : 0;
+    return info.struct_size >= offsetof(EngineInfo, flags) + sizeof(info.flags) ? info.flags : 0;
 }
 
 template <typename T>
 bool Resolve(const SharedLibrary& library, const char* name, T& entry) {
-  entry = reinterpret_cast<T>(library.Symbol(name));
-  return entry != nullptr;
+    entry = reinterpret_cast<T>(library.Symbol(name));
+    return entry != nullptr;
 }
 
 }  // namespace
@@ -179,297 +181,298 @@ bool Resolve(const SharedLibrary& library, const char* name, T& entry) {
 // ---- Plugin ---------------------------------------------------------------------------------------
 
 Napi::Function Plugin::Define(Napi::Env env) {
-  return DefineClass(env, "Plugin",
-                     {
-                         InstanceMethod<&Plugin::Info>("info"),
-                         InstanceMethod<&Plugin::OptionalEntryPoints>("optionalEntryPoints"),
-                         InstanceMethod<&Plugin::Init>("init"),
-                         InstanceMethod<&Plugin::LoadModel>("loadModel"),
-                         InstanceMethod<&Plugin::ModelLoad>("modelLoad"),
-                         InstanceMethod<&Plugin::ModelUnload>("modelUnload"),
-                         InstanceMethod<&Plugin::EstimateVram>("estimateVram"),
-                         InstanceMethod<&Plugin::VramUsed>("vramUsed"),
-                         InstanceMethod<&Plugin::ModelStats>("modelStats"),
-                         InstanceMethod<&Plugin::Shutdown>("shutdown"),
-                         InstanceMethod<&Plugin::Close>("close"),
-                     });
+    return DefineClass(env, "Plugin",
+                       {
+                           InstanceMethod<&Plugin::Info>("info"),
+                           InstanceMethod<&Plugin::OptionalEntryPoints>("optionalEntryPoints"),
+                           InstanceMethod<&Plugin::Init>("init"),
+                           InstanceMethod<&Plugin::LoadModel>("loadModel"),
+                           InstanceMethod<&Plugin::ModelLoad>("modelLoad"),
+                           InstanceMethod<&Plugin::ModelUnload>("modelUnload"),
+                           InstanceMethod<&Plugin::EstimateVram>("estimateVram"),
+                           InstanceMethod<&Plugin::VramUsed>("vramUsed"),
+                           InstanceMethod<&Plugin::ModelStats>("modelStats"),
+                           InstanceMethod<&Plugin::Shutdown>("shutdown"),
+                           InstanceMethod<&Plugin::Close>("close"),
+                       });
 }
 
 // new Plugin(absolutePath): opens the library and finds its entry points. Calls nothing in it.
 Plugin::Plugin(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Plugin>(info) {
-  Napi::Env env = info.Env();
-  std::string path = info[0].As<Napi::String>();
-  std::string reason;
-  if (!core_->library.Open(path, reason)) {
-    core_->closed = true;
-    ThrowHostError(env, "open_failed", "cannot open engine plugin " + path + ": " + reason);
-    return;
-  }
+    Napi::Env env = info.Env();
+    std::string path = info[0].As<Napi::String>();
+    std::string reason;
+    if (!core_->library.Open(path, reason)) {
+        core_->closed = true;
+        ThrowHostError(env, "open_failed", "cannot open engine plugin " + path + ": " + reason);
+        return;
+    }
 
-  const SharedLibrary& lib = core_->library;
-  EntryPoints& fn = core_->fn;
-  std::string missing;
-  auto require = [&](const char* name, bool found) {
-    if (!found) missing += (missing.empty() ? "" : ", ") + std::string(name);
-  };
-  require("engine_get_info", Resolve(lib, "engine_get_info", fn.get_info));
-  require("engine_init", Resolve(lib, "engine_init", fn.init));
-  require("engine_load_model", Resolve(lib, "engine_load_model", fn.load_model));
-  require("engine_generate", Resolve(lib, "engine_generate", fn.generate));
-  require("engine_shutdown", Resolve(lib, "engine_shutdown", fn.shutdown));
-  Resolve(lib, "engine_get_last_error", fn.get_last_error);
-  bool has_load = Resolve(lib, "engine_model_load", fn.model_load);
-  bool has_unload = Resolve(lib, "engine_model_unload", fn.model_unload);
-  Resolve(lib, "engine_model_estimate_vram", fn.model_estimate_vram);
-  Resolve(lib, "engine_get_vram_used", fn.get_vram_used);
-  Resolve(lib, "engine_generate_stream", fn.generate_stream);
-  Resolve(lib, "engine_model_get_stats", fn.model_get_stats);
+    const SharedLibrary& lib = core_->library;
+    EntryPoints& fn = core_->fn;
+    std::string missing;
+    auto require = [&](const char* name, bool found) {
+        if (!found) missing += (missing.empty() ? "" : ", ") + std::string(name);
+    };
+    require("engine_get_info", Resolve(lib, "engine_get_info", fn.get_info));
+    require("engine_init", Resolve(lib, "engine_init", fn.init));
+    require("engine_load_model", Resolve(lib, "engine_load_model", fn.load_model));
+    require("engine_generate", Resolve(lib, "engine_generate", fn.generate));
+    require("engine_shutdown", Resolve(lib, "engine_shutdown", fn.shutdown));
+    Resolve(lib, "engine_get_last_error", fn.get_last_error);
+    bool has_load = Resolve(lib, "engine_model_load", fn.model_load);
+    bool has_unload = Resolve(lib, "engine_model_unload", fn.model_unload);
+    Resolve(lib, "engine_model_estimate_vram", fn.model_estimate_vram);
+    Resolve(lib, "engine_get_vram_used", fn.get_vram_used);
+    Resolve(lib, "engine_generate_stream", fn.generate_stream);
+    Resolve(lib, "engine_model_get_stats", fn.model_get_stats);
 
-  std::string refusal;
-  if (!missing.empty()) {
-    refusal = path + " does not export the required entry point(s) " + missing;
-  } else if (has_load != has_unload) {
-    // engine_api.h: the two come as a pair; with only one the host could load and never free, or the reverse.
-    refusal = path + " exports " + (has_load ? "engine_model_load without engine_model_unload"
-                                             : "engine_model_unload without engine_model_load") +
-              "; they come as a pair";
-  }
-  if (!refusal.empty()) {
-    core_->library.Close();
-    core_->closed = true;
-    ThrowHostError(env, "missing_symbol", refusal);
-    return;
-  }
-  const EngineInfo* raw = fn.get_info();
-  core_->thread_safe = raw != nullptr && raw->abi_version == ENGINE_ABI_VERSION &&
-                       (InfoFlags(*raw) & ENGINE_FLAG_THREAD_SAFE) != 0;
+    std::string refusal;
+    if (!missing.empty()) {
+        refusal = path + " does not export the required entry point(s) " + missing;
+    } else if (has_load != has_unload) {
+        // engine_api.h: the two come as a pair; with only one the host could load and never free, or the reverse.
+        refusal = path + " exports " +
+                  (has_load ? "engine_model_load without engine_model_unload"
+                            : "engine_model_unload without engine_model_load") +
+                  "; they come as a pair";
+    }
+    if (!refusal.empty()) {
+        core_->library.Close();
+        core_->closed = true;
+        ThrowHostError(env, "missing_symbol", refusal);
+        return;
+    }
+    const EngineInfo* raw = fn.get_info();
+    core_->thread_safe =
+        raw != nullptr && raw->abi_version == ENGINE_ABI_VERSION && (InfoFlags(*raw) & ENGINE_FLAG_THREAD_SAFE) != 0;
 }
 
 // What engine_get_info() says, read defensively: null when it returned NULL; only abiVersion when that
 // is not ours (the rest of the struct may have another layout); id/version null when NULL.
 Napi::Value Plugin::Info(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (core_->closed) {
-    ThrowHostError(env, "closed", "the engine is closed");
-    return env.Undefined();
-  }
-  const EngineInfo* raw = core_->fn.get_info();
-  if (raw == nullptr) return env.Null();
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("abiVersion", raw->abi_version);
-  if (raw->abi_version != ENGINE_ABI_VERSION) return result;
-  result.Set("id", raw->engine_id != nullptr ? Napi::String::New(env, raw->engine_id) : env.Null());
-  result.Set("version", raw->version != nullptr ? Napi::String::New(env, raw->version) : env.Null());
-  result.Set("flags", InfoFlags(*raw));
-  return result;
+    Napi::Env env = info.Env();
+    if (core_->closed) {
+        ThrowHostError(env, "closed", "the engine is closed");
+        return env.Undefined();
+    }
+    const EngineInfo* raw = core_->fn.get_info();
+    if (raw == nullptr) return env.Null();
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("abiVersion", raw->abi_version);
+    if (raw->abi_version != ENGINE_ABI_VERSION) return result;
+    result.Set("id", raw->engine_id != nullptr ? Napi::String::New(env, raw->engine_id) : env.Null());
+    result.Set("version", raw->version != nullptr ? Napi::String::New(env, raw->version) : env.Null());
+    result.Set("flags", InfoFlags(*raw));
+    return result;
 }
 
 Napi::Value Plugin::OptionalEntryPoints(const Napi::CallbackInfo& info) {
-  const EntryPoints& fn = core_->fn;
-  std::vector<const char*> found;
-  if (fn.get_last_error != nullptr) found.push_back("engine_get_last_error");
-  if (fn.model_load != nullptr) found.push_back("engine_model_load");
-  if (fn.model_unload != nullptr) found.push_back("engine_model_unload");
-  if (fn.model_estimate_vram != nullptr) found.push_back("engine_model_estimate_vram");
-  if (fn.get_vram_used != nullptr) found.push_back("engine_get_vram_used");
-  if (fn.generate_stream != nullptr) found.push_back("engine_generate_stream");
-  if (fn.model_get_stats != nullptr) found.push_back("engine_model_get_stats");
-  Napi::Array names = Napi::Array::New(info.Env(), found.size());
-  for (uint32_t i = 0; i < found.size(); ++i) names.Set(i, found[i]);
-  return names;
+    const EntryPoints& fn = core_->fn;
+    std::vector<const char*> found;
+    if (fn.get_last_error != nullptr) found.push_back("engine_get_last_error");
+    if (fn.model_load != nullptr) found.push_back("engine_model_load");
+    if (fn.model_unload != nullptr) found.push_back("engine_model_unload");
+    if (fn.model_estimate_vram != nullptr) found.push_back("engine_model_estimate_vram");
+    if (fn.get_vram_used != nullptr) found.push_back("engine_get_vram_used");
+    if (fn.generate_stream != nullptr) found.push_back("engine_generate_stream");
+    if (fn.model_get_stats != nullptr) found.push_back("engine_model_get_stats");
+    Napi::Array names = Napi::Array::New(info.Env(), found.size());
+    for (uint32_t i = 0; i < found.size(); ++i) names.Set(i, found[i]);
+    return names;
 }
 
 // init({ gpuBackend, pluginDir, vramBudgetBytes, deviceIndex, threads }) → Promise<void>
 Napi::Value Plugin::Init(const Napi::CallbackInfo& info) {
-  Napi::Object config = info[0].As<Napi::Object>();
-  std::string gpu_backend = config.Get("gpuBackend").As<Napi::String>();
-  std::string plugin_dir = config.Get("pluginDir").As<Napi::String>();
-  uint64_t vram_budget = static_cast<uint64_t>(config.Get("vramBudgetBytes").As<Napi::Number>().DoubleValue());
-  int32_t device_index = config.Get("deviceIndex").As<Napi::Number>().Int32Value();
-  int32_t threads = config.Get("threads").As<Napi::Number>().Int32Value();
-  std::shared_ptr<PluginCore> core = core_;
-  return RunOffThread(
-      info.Env(), core,
-      [=]() {
-        EngineConfig raw{};
-        raw.struct_size = sizeof(raw);
-        raw.device_index = device_index;
-        raw.gpu_backend = gpu_backend.c_str();
-        raw.plugin_dir = plugin_dir.c_str();
-        raw.vram_budget_bytes = vram_budget;
-        raw.n_threads = threads;
-        CallOutcome outcome;
-        outcome.call = "engine_init";
-        PluginCall call(*core, PluginCall::kAlone);
-        std::unique_lock<std::shared_mutex> lifecycle(core->lifecycle);
-        int32_t rc = core->fn.init(&raw);
-        if (rc != ERR_OK) outcome.Failed(*core, rc);
-        core->initialized = rc == ERR_OK;
-        return outcome;
-      },
-      Undefined);
+    Napi::Object config = info[0].As<Napi::Object>();
+    std::string gpu_backend = config.Get("gpuBackend").As<Napi::String>();
+    std::string plugin_dir = config.Get("pluginDir").As<Napi::String>();
+    uint64_t vram_budget = static_cast<uint64_t>(config.Get("vramBudgetBytes").As<Napi::Number>().DoubleValue());
+    int32_t device_index = config.Get("deviceIndex").As<Napi::Number>().Int32Value();
+    int32_t threads = config.Get("threads").As<Napi::Number>().Int32Value();
+    std::shared_ptr<PluginCore> core = core_;
+    return RunOffThread(
+        info.Env(), core,
+        [=]() {
+            EngineConfig raw{};
+            raw.struct_size = sizeof(raw);
+            raw.device_index = device_index;
+            raw.gpu_backend = gpu_backend.c_str();
+            raw.plugin_dir = plugin_dir.c_str();
+            raw.vram_budget_bytes = vram_budget;
+            raw.n_threads = threads;
+            CallOutcome outcome;
+            outcome.call = "engine_init";
+            PluginCall call(*core, PluginCall::kAlone);
+            std::unique_lock<std::shared_mutex> lifecycle(core->lifecycle);
+            int32_t rc = core->fn.init(&raw);
+            if (rc != ERR_OK) outcome.Failed(*core, rc);
+            core->initialized = rc == ERR_OK;
+            return outcome;
+        },
+        Undefined);
 }
 
 // loadModel(path) → Promise<void>: the legacy single-model engine_load_model.
 Napi::Value Plugin::LoadModel(const Napi::CallbackInfo& info) {
-  std::string path = info[0].As<Napi::String>();
-  std::shared_ptr<PluginCore> core = core_;
-  return RunOffThread(
-      info.Env(), core,
-      [=]() {
-        CallOutcome outcome;
-        outcome.call = "engine_load_model";
-        PluginCall call(*core, PluginCall::kAlone);
-        int32_t rc = core->fn.load_model(path.c_str());
-        if (rc != ERR_OK) outcome.Failed(*core, rc);
-        core->RefreshVramUsed();
-        return outcome;
-      },
-      Undefined);
+    std::string path = info[0].As<Napi::String>();
+    std::shared_ptr<PluginCore> core = core_;
+    return RunOffThread(
+        info.Env(), core,
+        [=]() {
+            CallOutcome outcome;
+            outcome.call = "engine_load_model";
+            PluginCall call(*core, PluginCall::kAlone);
+            int32_t rc = core->fn.load_model(path.c_str());
+            if (rc != ERR_OK) outcome.Failed(*core, rc);
+            core->RefreshVramUsed();
+            return outcome;
+        },
+        Undefined);
 }
 
 // modelLoad(id, params) → Promise<{ contextLength, vramBytes }>
 Napi::Value Plugin::ModelLoad(const Napi::CallbackInfo& info) {
-  std::string id = info[0].As<Napi::String>();
-  auto params = std::make_shared<ModelLoadParams>(info[1].As<Napi::Object>());
-  auto loaded = std::make_shared<EngineModelInfo>();
-  std::shared_ptr<PluginCore> core = core_;
-  return RunOffThread(
-      info.Env(), core,
-      [=]() {
-        CallOutcome outcome;
-        outcome.call = "engine_model_load";
-        EngineModelLoadParams raw = params->Raw();
-        *loaded = EngineModelInfo{};
-        loaded->struct_size = sizeof(EngineModelInfo);
-        PluginCall call(*core, PluginCall::kConcurrent);
-        int32_t rc = core->fn.model_load(id.c_str(), &raw, loaded.get());
-        if (rc != ERR_OK) {
-          outcome.Failed(*core, rc);
-        } else if (loaded->context_length < 0) {
-          outcome.Garbage("engine_model_load reported a negative context length (" +
-                          std::to_string(loaded->context_length) + ")");
-        }
-        core->RefreshVramUsed();
-        return outcome;
-      },
-      [loaded](Napi::Env env) -> Napi::Value {
-        Napi::Object result = Napi::Object::New(env);
-        result.Set("contextLength", loaded->context_length);
-        result.Set("vramBytes", static_cast<double>(loaded->vram_bytes));
-        return result;
-      });
+    std::string id = info[0].As<Napi::String>();
+    auto params = std::make_shared<ModelLoadParams>(info[1].As<Napi::Object>());
+    auto loaded = std::make_shared<EngineModelInfo>();
+    std::shared_ptr<PluginCore> core = core_;
+    return RunOffThread(
+        info.Env(), core,
+        [=]() {
+            CallOutcome outcome;
+            outcome.call = "engine_model_load";
+            EngineModelLoadParams raw = params->Raw();
+            *loaded = EngineModelInfo{};
+            loaded->struct_size = sizeof(EngineModelInfo);
+            PluginCall call(*core, PluginCall::kConcurrent);
+            int32_t rc = core->fn.model_load(id.c_str(), &raw, loaded.get());
+            if (rc != ERR_OK) {
+                outcome.Failed(*core, rc);
+            } else if (loaded->context_length < 0) {
+                outcome.Garbage("engine_model_load reported a negative context length (" +
+                                std::to_string(loaded->context_length) + ")");
+            }
+            core->RefreshVramUsed();
+            return outcome;
+        },
+        [loaded](Napi::Env env) -> Napi::Value {
+            Napi::Object result = Napi::Object::New(env);
+            result.Set("contextLength", loaded->context_length);
+            result.Set("vramBytes", static_cast<double>(loaded->vram_bytes));
+            return result;
+        });
 }
 
 // modelUnload(id) → Promise<void>
 Napi::Value Plugin::ModelUnload(const Napi::CallbackInfo& info) {
-  std::string id = info[0].As<Napi::String>();
-  std::shared_ptr<PluginCore> core = core_;
-  return RunOffThread(
-      info.Env(), core,
-      [=]() {
-        CallOutcome outcome;
-        outcome.call = "engine_model_unload";
-        PluginCall call(*core, PluginCall::kConcurrent);
-        int32_t rc = core->fn.model_unload(id.c_str());
-        if (rc != ERR_OK) outcome.Failed(*core, rc);
-        core->RefreshVramUsed();
-        return outcome;
-      },
-      Undefined);
+    std::string id = info[0].As<Napi::String>();
+    std::shared_ptr<PluginCore> core = core_;
+    return RunOffThread(
+        info.Env(), core,
+        [=]() {
+            CallOutcome outcome;
+            outcome.call = "engine_model_unload";
+            PluginCall call(*core, PluginCall::kConcurrent);
+            int32_t rc = core->fn.model_unload(id.c_str());
+            if (rc != ERR_OK) outcome.Failed(*core, rc);
+            core->RefreshVramUsed();
+            return outcome;
+        },
+        Undefined);
 }
 
 // estimateVram(params) → Promise<number>
 Napi::Value Plugin::EstimateVram(const Napi::CallbackInfo& info) {
-  auto params = std::make_shared<ModelLoadParams>(info[0].As<Napi::Object>());
-  auto bytes = std::make_shared<uint64_t>(0);
-  std::shared_ptr<PluginCore> core = core_;
-  return RunOffThread(
-      info.Env(), core,
-      [=]() {
-        CallOutcome outcome;
-        outcome.call = "engine_model_estimate_vram";
-        EngineModelLoadParams raw = params->Raw();
-        PluginCall call(*core, PluginCall::kConcurrent);
-        int32_t rc = core->fn.model_estimate_vram(&raw, bytes.get());
-        if (rc != ERR_OK) outcome.Failed(*core, rc);
-        return outcome;
-      },
-      [bytes](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(*bytes)); });
+    auto params = std::make_shared<ModelLoadParams>(info[0].As<Napi::Object>());
+    auto bytes = std::make_shared<uint64_t>(0);
+    std::shared_ptr<PluginCore> core = core_;
+    return RunOffThread(
+        info.Env(), core,
+        [=]() {
+            CallOutcome outcome;
+            outcome.call = "engine_model_estimate_vram";
+            EngineModelLoadParams raw = params->Raw();
+            PluginCall call(*core, PluginCall::kConcurrent);
+            int32_t rc = core->fn.model_estimate_vram(&raw, bytes.get());
+            if (rc != ERR_OK) outcome.Failed(*core, rc);
+            return outcome;
+        },
+        [bytes](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(*bytes)); });
 }
 
 // vramUsed() → number. Never blocks the JS thread: when the plugin is busy with a call that must run
 // alone (any call, for a plugin that is not thread-safe), this is the value read last.
 Napi::Value Plugin::VramUsed(const Napi::CallbackInfo& info) {
-  PluginCore& core = *core_;
-  if (core.closed) {
-    ThrowHostError(info.Env(), "closed", "the engine is closed");
-    return info.Env().Undefined();
-  }
-  bool held = core.thread_safe ? core.calls.try_lock_shared() : core.calls.try_lock();
-  if (held) {
-    core.RefreshVramUsed();
-    if (core.thread_safe) {
-      core.calls.unlock_shared();
-    } else {
-      core.calls.unlock();
+    PluginCore& core = *core_;
+    if (core.closed) {
+        ThrowHostError(info.Env(), "closed", "the engine is closed");
+        return info.Env().Undefined();
     }
-  }
-  return Napi::Number::New(info.Env(), static_cast<double>(core.vram_used.load()));
+    bool held = core.thread_safe ? core.calls.try_lock_shared() : core.calls.try_lock();
+    if (held) {
+        core.RefreshVramUsed();
+        if (core.thread_safe) {
+            core.calls.unlock_shared();
+        } else {
+            core.calls.unlock();
+        }
+    }
+    return Napi::Number::New(info.Env(), static_cast<double>(core.vram_used.load()));
 }
 
 // modelStats(id) → { running, waiting, kvCellsUsed, kvCellsTotal } | null. On the JS thread, beside any call in
 // flight (engine_api.h); null while engine_init or engine_shutdown runs, and when the plugin cannot say (an
 // error, or counts that make no sense: the figures are advisory, and the node then counts for itself).
 Napi::Value Plugin::ModelStats(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  PluginCore& core = *core_;
-  std::string id = info[0].As<Napi::String>();
-  std::shared_lock<std::shared_mutex> lifecycle(core.lifecycle, std::try_to_lock);
-  if (core.closed || core.fn.model_get_stats == nullptr || !lifecycle.owns_lock() || !core.initialized) {
-    return env.Null();
-  }
-  EngineModelStats stats{};
-  stats.struct_size = sizeof(stats);
-  if (core.fn.model_get_stats(id.c_str(), &stats) != ERR_OK || stats.requests_running < 0 ||
-      stats.requests_waiting < 0 || stats.kv_cells_used > stats.kv_cells_total) {
-    return env.Null();
-  }
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("running", stats.requests_running);
-  result.Set("waiting", stats.requests_waiting);
-  result.Set("kvCellsUsed", static_cast<double>(stats.kv_cells_used));
-  result.Set("kvCellsTotal", static_cast<double>(stats.kv_cells_total));
-  return result;
+    Napi::Env env = info.Env();
+    PluginCore& core = *core_;
+    std::string id = info[0].As<Napi::String>();
+    std::shared_lock<std::shared_mutex> lifecycle(core.lifecycle, std::try_to_lock);
+    if (core.closed || core.fn.model_get_stats == nullptr || !lifecycle.owns_lock() || !core.initialized) {
+        return env.Null();
+    }
+    EngineModelStats stats{};
+    stats.struct_size = sizeof(stats);
+    if (core.fn.model_get_stats(id.c_str(), &stats) != ERR_OK || stats.requests_running < 0 ||
+        stats.requests_waiting < 0 || stats.kv_cells_used > stats.kv_cells_total) {
+        return env.Null();
+    }
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("running", stats.requests_running);
+    result.Set("waiting", stats.requests_waiting);
+    result.Set("kvCellsUsed", static_cast<double>(stats.kv_cells_used));
+    result.Set("kvCellsTotal", static_cast<double>(stats.kv_cells_total));
+    return result;
 }
 
 // shutdown() → Promise<void>
 Napi::Value Plugin::Shutdown(const Napi::CallbackInfo& info) {
-  std::shared_ptr<PluginCore> core = core_;
-  return RunOffThread(
-      info.Env(), core,
-      [=]() {
-        CallOutcome outcome;
-        outcome.call = "engine_shutdown";
-        PluginCall call(*core, PluginCall::kAlone);
-        std::unique_lock<std::shared_mutex> lifecycle(core->lifecycle);
-        core->initialized = false;
-        core->fn.shutdown();
-        return outcome;
-      },
-      Undefined);
+    std::shared_ptr<PluginCore> core = core_;
+    return RunOffThread(
+        info.Env(), core,
+        [=]() {
+            CallOutcome outcome;
+            outcome.call = "engine_shutdown";
+            PluginCall call(*core, PluginCall::kAlone);
+            std::unique_lock<std::shared_mutex> lifecycle(core->lifecycle);
+            core->initialized = false;
+            core->fn.shutdown();
+            return outcome;
+        },
+        Undefined);
 }
 
 // close(): unloads the library. src/engine.ts has already waited for every call and generation.
 Napi::Value Plugin::Close(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (core_->closed) return env.Undefined();
-  if (core_->in_flight > 0) {
-    // Unloading now would pull code out from under a running thread.
-    ThrowHostError(env, "internal", "cannot unload the plugin while calls into it are in flight");
+    Napi::Env env = info.Env();
+    if (core_->closed) return env.Undefined();
+    if (core_->in_flight > 0) {
+        // Unloading now would pull code out from under a running thread.
+        ThrowHostError(env, "internal", "cannot unload the plugin while calls into it are in flight");
+        return env.Undefined();
+    }
+    core_->closed = true;
+    core_->library.Close();
     return env.Undefined();
-  }
-  core_->closed = true;
-  core_->library.Close();
-  return env.Undefined();
 }

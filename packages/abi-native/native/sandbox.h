@@ -9,8 +9,8 @@
 constexpr char kDeniedSocketMarker[] = "llm-node: denied socket() of address family ";
 
 struct SandboxResult {
-  bool enforced;
-  std::string how;  // the mechanism, or why none could be installed
+    bool enforced;
+    std::string how;  // the mechanism, or why none could be installed
 };
 
 // Linux x86-64 and arm64: a seccomp filter on every thread of the process (socket() of any family but

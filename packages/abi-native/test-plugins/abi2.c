@@ -7,14 +7,16 @@
 
 #include "engine_api.h"
 
-static EngineInfo info = { .abi_version = 2, .engine_id = "abi2", .version = "2.0.0" };
+static EngineInfo info = {.abi_version = 2, .engine_id = "abi2", .version = "2.0.0"};
 
 static void called(const char* entry_point) {
     fprintf(stderr, "abi2: the host called %s on an ABI 2 plugin\n", entry_point);
     abort();
 }
 
-ENGINE_API EngineInfo* engine_get_info(void) { return &info; }
+ENGINE_API EngineInfo* engine_get_info(void) {
+    return &info;
+}
 
 ENGINE_API int engine_init(EngineConfig* config) {
     (void)config;
@@ -35,4 +37,6 @@ ENGINE_API int engine_generate(const char* prompt, TokenResult** results) {
     return ERR_INTERNAL;
 }
 
-ENGINE_API void engine_shutdown(void) { called("engine_shutdown"); }
+ENGINE_API void engine_shutdown(void) {
+    called("engine_shutdown");
+}

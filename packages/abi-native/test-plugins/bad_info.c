@@ -9,22 +9,26 @@
 #include "engine_api.h"
 
 #ifdef NULL_ID
-#define BAD_INFO_ID NULL
+#  define BAD_INFO_ID NULL
 #else
-#define BAD_INFO_ID "bad_info"
+#  define BAD_INFO_ID "bad_info"
 #endif
 #ifdef NULL_VERSION
-#define BAD_INFO_VERSION NULL
+#  define BAD_INFO_VERSION NULL
 #else
-#define BAD_INFO_VERSION "1.0.0"
+#  define BAD_INFO_VERSION "1.0.0"
 #endif
 
 #ifdef NULL_INFO
-ENGINE_API EngineInfo* engine_get_info(void) { return NULL; }
+ENGINE_API EngineInfo* engine_get_info(void) {
+    return NULL;
+}
 #else
-static EngineInfo info = { .abi_version = ENGINE_ABI_VERSION, .engine_id = BAD_INFO_ID, .version = BAD_INFO_VERSION };
+static EngineInfo info = {.abi_version = ENGINE_ABI_VERSION, .engine_id = BAD_INFO_ID, .version = BAD_INFO_VERSION};
 
-ENGINE_API EngineInfo* engine_get_info(void) { return &info; }
+ENGINE_API EngineInfo* engine_get_info(void) {
+    return &info;
+}
 #endif
 
 ENGINE_API int engine_init(EngineConfig* config) {

@@ -32,10 +32,10 @@
 #include "test_plugin.h"
 
 #ifndef ENGINE_ID
-#define ENGINE_ID echo
+#  define ENGINE_ID echo
 #endif
 #ifndef ECHO_TOKEN_DELAY_US
-#define ECHO_TOKEN_DELAY_US 0
+#  define ECHO_TOKEN_DELAY_US 0
 #endif
 #define ECHO_DEFAULT_CONTEXT 4096
 #define ECHO_LOGPROB (-0.25f)
@@ -56,17 +56,21 @@ typedef struct EchoModel {
     int32_t context_length;
     int32_t n_parallel;
     uint64_t vram_bytes;
-    volatile int64_t running;  /* generations in flight */
-    volatile int64_t kv_used;  /* their prompt tokens and tokens emitted */
+    volatile int64_t running; /* generations in flight */
+    volatile int64_t kv_used; /* their prompt tokens and tokens emitted */
 } EchoModel;
 
 static int initialized;
 static tp_mutex models_lock = TP_MUTEX_INIT;
 static EchoModel models[ECHO_MAX_MODELS];
 
-ENGINE_API EngineInfo* engine_get_info(void) { return &info; }
+ENGINE_API EngineInfo* engine_get_info(void) {
+    return &info;
+}
 
-ENGINE_API const char* engine_get_last_error(void) { return tp_last_error; }
+ENGINE_API const char* engine_get_last_error(void) {
+    return tp_last_error;
+}
 
 ENGINE_API int engine_init(EngineConfig* config) {
     (void)config;
@@ -84,7 +88,8 @@ ENGINE_API void engine_shutdown(void) {
 /* The size of the file at `path` into *bytes (0 for a folder); ERR_MODEL_NOT_FOUND if there is none. */
 static int32_t model_size(const char* path, uint64_t* bytes) {
     struct stat st;
-    if (path == NULL || stat(path, &st) != 0) return tp_fail(ERR_MODEL_NOT_FOUND, "no model at %s", path ? path : "(null)");
+    if (path == NULL || stat(path, &st) != 0)
+        return tp_fail(ERR_MODEL_NOT_FOUND, "no model at %s", path ? path : "(null)");
     *bytes = (st.st_mode & S_IFMT) == S_IFREG ? (uint64_t)st.st_size : 0;
     return ERR_OK;
 }
@@ -100,13 +105,14 @@ static EchoModel* find_model(const char* id) {
 static int32_t load(const char* id, const char* path, int32_t context_length, int32_t n_parallel, uint64_t budget,
                     EchoModel* loaded) {
     if (!initialized) return tp_fail(ERR_NOT_INITIALIZED, "engine_init has not been called");
-    if (strlen(id) >= ECHO_MAX_ID) return tp_fail(ERR_INVALID_ARGUMENT, "model id longer than %d bytes", ECHO_MAX_ID - 1);
+    if (strlen(id) >= ECHO_MAX_ID)
+        return tp_fail(ERR_INVALID_ARGUMENT, "model id longer than %d bytes", ECHO_MAX_ID - 1);
     uint64_t bytes = 0;
     int32_t rc = model_size(path, &bytes);
     if (rc != ERR_OK) return rc;
     if (budget != 0 && bytes > budget) {
-        return tp_fail(ERR_OUT_OF_MEMORY, "model needs %llu bytes but the budget is %llu",
-                       (unsigned long long)bytes, (unsigned long long)budget);
+        return tp_fail(ERR_OUT_OF_MEMORY, "model needs %llu bytes but the budget is %llu", (unsigned long long)bytes,
+                       (unsigned long long)budget);
     }
     tp_lock(&models_lock);
     EchoModel* slot = find_model(id);
@@ -136,11 +142,13 @@ ENGINE_API int engine_load_model(const char* model_path) {
     return load("", model_path, 0, 1, 0, &loaded);
 }
 
-ENGINE_API int32_t engine_model_load(const char* model_id, const EngineModelLoadParams* params, EngineModelInfo* info_out) {
+ENGINE_API int32_t engine_model_load(const char* model_id, const EngineModelLoadParams* params,
+                                     EngineModelInfo* info_out) {
     if (model_id == NULL || model_id[0] == '\0') return tp_fail(ERR_INVALID_ARGUMENT, "empty model id");
     EchoModel loaded;
     int32_t n_parallel = TP_HAS_FIELD(params, EngineModelLoadParams, n_parallel) ? params->n_parallel : 0;
-    int32_t rc = load(model_id, params->model_path, params->context_length, n_parallel, params->vram_budget_bytes, &loaded);
+    int32_t rc =
+        load(model_id, params->model_path, params->context_length, n_parallel, params->vram_budget_bytes, &loaded);
     if (rc != ERR_OK) return rc;
     if (TP_HAS_FIELD(info_out, EngineModelInfo, context_length)) info_out->context_length = loaded.context_length;
     if (TP_HAS_FIELD(info_out, EngineModelInfo, vram_bytes)) info_out->vram_bytes = loaded.vram_bytes;
@@ -152,7 +160,8 @@ ENGINE_API int32_t engine_model_unload(const char* model_id) {
     EchoModel* slot = model_id != NULL && model_id[0] != '\0' ? find_model(model_id) : NULL;
     if (slot != NULL) memset(slot, 0, sizeof *slot);
     tp_unlock(&models_lock);
-    return slot != NULL ? ERR_OK : tp_fail(ERR_INVALID_ARGUMENT, "model '%s' is not loaded", model_id ? model_id : "(null)");
+    return slot != NULL ? ERR_OK
+                        : tp_fail(ERR_INVALID_ARGUMENT, "model '%s' is not loaded", model_id ? model_id : "(null)");
 }
 
 ENGINE_API int32_t engine_model_estimate_vram(const EngineModelLoadParams* params, uint64_t* bytes) {
@@ -171,20 +180,25 @@ ENGINE_API int32_t engine_model_get_stats(const char* model_id, EngineModelStats
     tp_lock(&models_lock);
     EchoModel* model = model_id != NULL && model_id[0] != '\0' ? find_model(model_id) : NULL;
     if (model != NULL) {
-        if (TP_HAS_FIELD(stats, EngineModelStats, requests_running)) stats->requests_running = (int32_t)tp_atomic_load(&model->running);
+        if (TP_HAS_FIELD(stats, EngineModelStats, requests_running))
+            stats->requests_running = (int32_t)tp_atomic_load(&model->running);
         if (TP_HAS_FIELD(stats, EngineModelStats, requests_waiting)) stats->requests_waiting = 0;
-        if (TP_HAS_FIELD(stats, EngineModelStats, kv_cells_used)) stats->kv_cells_used = (uint64_t)tp_atomic_load(&model->kv_used);
+        if (TP_HAS_FIELD(stats, EngineModelStats, kv_cells_used))
+            stats->kv_cells_used = (uint64_t)tp_atomic_load(&model->kv_used);
         if (TP_HAS_FIELD(stats, EngineModelStats, kv_cells_total)) {
             stats->kv_cells_total = (uint64_t)model->context_length * (uint64_t)model->n_parallel;
         }
     }
     tp_unlock(&models_lock);
-    return model != NULL ? ERR_OK : tp_fail(ERR_MODEL_NOT_LOADED, "model '%s' is not loaded", model_id ? model_id : "(null)");
+    return model != NULL ? ERR_OK
+                         : tp_fail(ERR_MODEL_NOT_LOADED, "model '%s' is not loaded", model_id ? model_id : "(null)");
 }
 
 /* ---- Tokens ---------------------------------------------------------------------------------- */
 
-static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+static int is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 /* The next word token of `text` from *pos: a run of spaces, then a run of non-spaces. */
 static size_t next_word(const char* text, size_t len, size_t* pos) {
@@ -238,7 +252,7 @@ typedef struct Emitter {
 
 static void emit_now(Emitter* em, int32_t id, const char* text, size_t len) {
     if (em->cancelled) return;
-    TokenResult token = { id, (int32_t)len, text, em->logprob };
+    TokenResult token = {id, (int32_t)len, text, em->logprob};
     if (em->on_token(em->user_data, &token) != 0) em->cancelled = 1;
 }
 
@@ -291,7 +305,7 @@ static int32_t push_token(Emitter* em, int32_t id, const char* text, size_t len)
         em->tokens = tokens;
         em->tokens_cap = cap;
     }
-    em->tokens[em->n_tokens++] = (HeldToken){ id, em->held_len, len };
+    em->tokens[em->n_tokens++] = (HeldToken){id, em->held_len, len};
     memcpy(em->held + em->held_len, text, len);
     em->held_len += len;
 
@@ -418,9 +432,9 @@ ENGINE_API int engine_generate(const char* prompt, TokenResult** results) {
     for (int32_t i = 0; i < n; i++) {
         size_t start = pos;
         size_t word = next_word(legacy_text, len, &pos);
-        legacy_tokens[i] = (TokenResult){ i, (int32_t)word, legacy_text + start, 0.0f };
+        legacy_tokens[i] = (TokenResult){i, (int32_t)word, legacy_text + start, 0.0f};
     }
-    legacy_tokens[n] = (TokenResult){ -1, 0, NULL, 0.0f };
+    legacy_tokens[n] = (TokenResult){-1, 0, NULL, 0.0f};
     *results = legacy_tokens;
     return ERR_OK;
 }

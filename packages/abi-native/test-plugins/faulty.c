@@ -30,21 +30,21 @@
 #include "test_plugin.h"
 
 #ifndef _WIN32
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#  include <arpa/inet.h>
+#  include <errno.h>
+#  include <netinet/in.h>
+#  include <sys/socket.h>
+#  include <unistd.h>
 #endif
 
 #ifndef INIT_FAULT
-#define INIT_FAULT 0
+#  define INIT_FAULT 0
 #endif
 #ifndef SHUTDOWN_FAULT
-#define SHUTDOWN_FAULT 0
+#  define SHUTDOWN_FAULT 0
 #endif
 #ifndef BAD_LAST_ERROR
-#define BAD_LAST_ERROR 0
+#  define BAD_LAST_ERROR 0
 #endif
 
 static EngineInfo info = {
@@ -78,7 +78,9 @@ static int connect_out(void) {
 #endif
 }
 
-ENGINE_API EngineInfo* engine_get_info(void) { return &info; }
+ENGINE_API EngineInfo* engine_get_info(void) {
+    return &info;
+}
 
 ENGINE_API const char* engine_get_last_error(void) {
     return BAD_LAST_ERROR ? (const char*)16 : tp_last_error;
@@ -109,7 +111,8 @@ ENGINE_API int engine_generate(const char* prompt, TokenResult** results) {
 
 ENGINE_API int32_t engine_model_load(const char* model_id, const EngineModelLoadParams* params, EngineModelInfo* out) {
     (void)model_id;
-    if (TP_HAS_FIELD(out, EngineModelInfo, context_length)) out->context_length = params->context_length > 0 ? params->context_length : 4096;
+    if (TP_HAS_FIELD(out, EngineModelInfo, context_length))
+        out->context_length = params->context_length > 0 ? params->context_length : 4096;
     if (TP_HAS_FIELD(out, EngineModelInfo, vram_bytes)) out->vram_bytes = 0;
     return ERR_OK;
 }
@@ -144,8 +147,8 @@ static int is(const EngineGenerateParams* params, const char* fault) {
     return params->prompt_len >= 0 && (size_t)params->prompt_len == len && memcmp(params->prompt, fault, len) == 0;
 }
 
-ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams* params, EngineTokenCallback on_token, void* user_data,
-                                          EngineGenerateResult* result) {
+ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams* params, EngineTokenCallback on_token,
+                                          void* user_data, EngineGenerateResult* result) {
     int32_t produced = 0;
     if (is(params, "segfault")) {
         *(volatile int*)0 = 1;

@@ -17,14 +17,18 @@
 #include "test_plugin.h"
 
 #ifndef GARBAGE_TOKEN_DELAY_US
-#define GARBAGE_TOKEN_DELAY_US 0
+#  define GARBAGE_TOKEN_DELAY_US 0
 #endif
 
-static EngineInfo info = { .abi_version = ENGINE_ABI_VERSION, .engine_id = "garbage", .version = "1.0.0" };
+static EngineInfo info = {.abi_version = ENGINE_ABI_VERSION, .engine_id = "garbage", .version = "1.0.0"};
 
-ENGINE_API EngineInfo* engine_get_info(void) { return &info; }
+ENGINE_API EngineInfo* engine_get_info(void) {
+    return &info;
+}
 
-ENGINE_API const char* engine_get_last_error(void) { return tp_last_error; }
+ENGINE_API const char* engine_get_last_error(void) {
+    return tp_last_error;
+}
 
 ENGINE_API int engine_init(EngineConfig* config) {
     (void)config;
@@ -49,7 +53,7 @@ static int is(const EngineGenerateParams* params, const char* name) {
 }
 
 static int32_t emit(EngineTokenCallback on_token, void* user_data, int32_t id, const char* text, int32_t len) {
-    TokenResult token = { id, len, text, -1.0f };
+    TokenResult token = {id, len, text, -1.0f};
     return on_token(user_data, &token);
 }
 
@@ -59,7 +63,7 @@ ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams* params, En
     result->prompt_tokens = 1;
     result->completion_tokens = 1;
     if (is(params, "utf8")) {
-        static const char* const pieces[] = { "caf", "\xC3", "\xA9 ", "\xE2\x82", "\xAC", " \xFF ", "end\xF0\x9F" };
+        static const char* const pieces[] = {"caf", "\xC3", "\xA9 ", "\xE2\x82", "\xAC", " \xFF ", "end\xF0\x9F"};
         int32_t n = (int32_t)(sizeof pieces / sizeof pieces[0]);
         for (int32_t i = 0; i < n; i++) {
             if (GARBAGE_TOKEN_DELAY_US > 0) tp_sleep_us(GARBAGE_TOKEN_DELAY_US);

@@ -11,12 +11,14 @@
 
 #include "engine_api.h"
 
-static EngineInfo info = { .abi_version = ENGINE_ABI_VERSION, .engine_id = "legacy", .version = "0.9.0" };
+static EngineInfo info = {.abi_version = ENGINE_ABI_VERSION, .engine_id = "legacy", .version = "0.9.0"};
 static int model_loaded;
-static char* text;           /* the last prompt, which the tokens point into */
-static TokenResult* tokens;  /* valid until the next call */
+static char* text;          /* the last prompt, which the tokens point into */
+static TokenResult* tokens; /* valid until the next call */
 
-ENGINE_API EngineInfo* engine_get_info(void) { return &info; }
+ENGINE_API EngineInfo* engine_get_info(void) {
+    return &info;
+}
 
 ENGINE_API int engine_init(EngineConfig* config) {
     (void)config;
@@ -42,19 +44,19 @@ ENGINE_API int engine_generate(const char* prompt, TokenResult** results) {
     memcpy(text, prompt, len + 1);
     int32_t n = 0;
     if (strcmp(prompt, "garbage") == 0) {
-        tokens[n++] = (TokenResult){ 0, -1, text, 0.0f };
+        tokens[n++] = (TokenResult){0, -1, text, 0.0f};
     } else {
         for (size_t start = 0, i = 0; i <= len; i++) {
             if (i == len || (i > start && text[i] == ' ')) {
                 if (i > start) {
-                    tokens[n] = (TokenResult){ n, (int32_t)(i - start), text + start, 0.0f };
+                    tokens[n] = (TokenResult){n, (int32_t)(i - start), text + start, 0.0f};
                     n++;
                 }
                 start = i;
             }
         }
     }
-    tokens[n] = (TokenResult){ -1, 0, NULL, 0.0f };
+    tokens[n] = (TokenResult){-1, 0, NULL, 0.0f};
     *results = tokens;
     return ERR_OK;
 }

@@ -5,9 +5,11 @@
  */
 #include "engine_api.h"
 
-static EngineInfo info = { .abi_version = ENGINE_ABI_VERSION, .engine_id = "missing_symbol", .version = "1.0.0" };
+static EngineInfo info = {.abi_version = ENGINE_ABI_VERSION, .engine_id = "missing_symbol", .version = "1.0.0"};
 
-ENGINE_API EngineInfo* engine_get_info(void) { return &info; }
+ENGINE_API EngineInfo* engine_get_info(void) {
+    return &info;
+}
 
 ENGINE_API int engine_init(EngineConfig* config) {
     (void)config;
@@ -28,7 +30,8 @@ ENGINE_API int engine_generate(const char* prompt, TokenResult** results) {
     return ERR_OK;
 }
 
-ENGINE_API int32_t engine_model_load(const char* model_id, const EngineModelLoadParams* params, EngineModelInfo* info_out) {
+ENGINE_API int32_t engine_model_load(const char* model_id, const EngineModelLoadParams* params,
+                                     EngineModelInfo* info_out) {
     (void)model_id;
     (void)params;
     (void)info_out;

@@ -22,18 +22,28 @@
 #  include <windows.h>
 typedef SRWLOCK tp_mutex;
 #  define TP_MUTEX_INIT SRWLOCK_INIT
-static inline void tp_lock(tp_mutex* m) { AcquireSRWLockExclusive(m); }
-static inline void tp_unlock(tp_mutex* m) { ReleaseSRWLockExclusive(m); }
-static inline void tp_sleep_us(unsigned us) { Sleep((us + 999) / 1000); }
+static inline void tp_lock(tp_mutex* m) {
+    AcquireSRWLockExclusive(m);
+}
+static inline void tp_unlock(tp_mutex* m) {
+    ReleaseSRWLockExclusive(m);
+}
+static inline void tp_sleep_us(unsigned us) {
+    Sleep((us + 999) / 1000);
+}
 #else
 #  include <pthread.h>
 #  include <time.h>
 typedef pthread_mutex_t tp_mutex;
 #  define TP_MUTEX_INIT PTHREAD_MUTEX_INITIALIZER
-static inline void tp_lock(tp_mutex* m) { pthread_mutex_lock(m); }
-static inline void tp_unlock(tp_mutex* m) { pthread_mutex_unlock(m); }
+static inline void tp_lock(tp_mutex* m) {
+    pthread_mutex_lock(m);
+}
+static inline void tp_unlock(tp_mutex* m) {
+    pthread_mutex_unlock(m);
+}
 static inline void tp_sleep_us(unsigned us) {
-    struct timespec ts = { (time_t)(us / 1000000), (long)(us % 1000000) * 1000L };
+    struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000L};
     nanosleep(&ts, NULL);
 }
 #endif
@@ -41,11 +51,19 @@ static inline void tp_sleep_us(unsigned us) {
 /* Counters several threads add to and one reads (engine_model_get_stats), without a lock. */
 #if defined(_MSC_VER)
 #  include <intrin.h>
-static inline void tp_atomic_add(volatile int64_t* counter, int64_t n) { _InterlockedExchangeAdd64(counter, n); }
-static inline int64_t tp_atomic_load(volatile int64_t* counter) { return _InterlockedOr64(counter, 0); }
+static inline void tp_atomic_add(volatile int64_t* counter, int64_t n) {
+    _InterlockedExchangeAdd64(counter, n);
+}
+static inline int64_t tp_atomic_load(volatile int64_t* counter) {
+    return _InterlockedOr64(counter, 0);
+}
 #else
-static inline void tp_atomic_add(volatile int64_t* counter, int64_t n) { __atomic_fetch_add(counter, n, __ATOMIC_RELAXED); }
-static inline int64_t tp_atomic_load(volatile int64_t* counter) { return __atomic_load_n(counter, __ATOMIC_RELAXED); }
+static inline void tp_atomic_add(volatile int64_t* counter, int64_t n) {
+    __atomic_fetch_add(counter, n, __ATOMIC_RELAXED);
+}
+static inline int64_t tp_atomic_load(volatile int64_t* counter) {
+    return __atomic_load_n(counter, __ATOMIC_RELAXED);
+}
 #endif
 
 /* Stringifies a -D value, so that `-DENGINE_ID=other` needs no shell quoting on any compiler. */

@@ -10,9 +10,9 @@
 #include "test_plugin.h"
 
 #ifdef CLAIM_THREAD_SAFE
-#define UNSAFE_FLAGS ENGINE_FLAG_THREAD_SAFE
+#  define UNSAFE_FLAGS ENGINE_FLAG_THREAD_SAFE
 #else
-#define UNSAFE_FLAGS 0
+#  define UNSAFE_FLAGS 0
 #endif
 
 static EngineInfo info = {
@@ -24,9 +24,9 @@ static EngineInfo info = {
 };
 
 static tp_mutex lock = TP_MUTEX_INIT;
-static int in_call;  /* calls in flight now */
+static int in_call;    /* calls in flight now */
 static int generating; /* engine_generate_stream calls in flight */
-static int overlaps; /* calls that began while another was in flight */
+static int overlaps;   /* calls that began while another was in flight */
 
 static void enter(void) {
     tp_lock(&lock);
@@ -41,9 +41,13 @@ static void leave(void) {
     tp_unlock(&lock);
 }
 
-ENGINE_API EngineInfo* engine_get_info(void) { return &info; }
+ENGINE_API EngineInfo* engine_get_info(void) {
+    return &info;
+}
 
-ENGINE_API const char* engine_get_last_error(void) { return tp_last_error; }
+ENGINE_API const char* engine_get_last_error(void) {
+    return tp_last_error;
+}
 
 ENGINE_API int engine_init(EngineConfig* config) {
     (void)config;
@@ -59,7 +63,8 @@ ENGINE_API int engine_load_model(const char* model_path) {
     return ERR_OK;
 }
 
-ENGINE_API int32_t engine_model_load(const char* model_id, const EngineModelLoadParams* params, EngineModelInfo* info_out) {
+ENGINE_API int32_t engine_model_load(const char* model_id, const EngineModelLoadParams* params,
+                                     EngineModelInfo* info_out) {
     (void)model_id;
     (void)params;
     enter();
@@ -109,7 +114,7 @@ ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams* params, En
     int32_t finish = ENGINE_FINISH_STOP;
     for (; emitted < 5; emitted++) {
         tp_sleep_us(2000);
-        TokenResult token = { emitted, 3, "tok", 0.0f };
+        TokenResult token = {emitted, 3, "tok", 0.0f};
         if (on_token(user_data, &token) != 0) {
             finish = ENGINE_FINISH_CANCELLED;
             break;
@@ -122,7 +127,9 @@ ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams* params, En
     tp_lock(&lock);
     int seen = overlaps;
     tp_unlock(&lock);
-    if (seen > 0) return tp_fail(ERR_INTERNAL, "overlapping calls: %d entry points were entered while another call was in flight", seen);
+    if (seen > 0)
+        return tp_fail(ERR_INTERNAL, "overlapping calls: %d entry points were entered while another call was in flight",
+                       seen);
     result->finish_reason = finish;
     result->prompt_tokens = 1;
     result->completion_tokens = emitted;

@@ -16,7 +16,7 @@
 #include <vector>
 
 #if defined(__APPLE__)
-#include <sys/sysctl.h>
+#  include <sys/sysctl.h>
 #endif
 
 #include "engine_api.h"
@@ -26,14 +26,14 @@
 
 // A field of a host-filled struct is read only when the host's struct_size covers it (engine_api.h).
 #define HAS_FIELD(ptr, field) \
-    ((ptr)->struct_size >= offsetof(std::remove_cv_t<std::remove_pointer_t<decltype(ptr)>>, field) + sizeof((ptr)->field))
+  ((ptr)->struct_size >= offsetof(std::remove_cv_t<std::remove_pointer_t<decltype(ptr)>>, field) + sizeof((ptr)->field))
 
 namespace {
 
 thread_local std::string t_last_error;
-thread_local LogCapture * t_capture = nullptr;
+thread_local LogCapture* t_capture = nullptr;
 
-int32_t report(const EngineError & error) {
+int32_t report(const EngineError& error) {
     t_last_error = error.message;
     return error.code;
 }
@@ -48,14 +48,14 @@ struct Engine {
     Runtime runtime;
     uint64_t budget_bytes = 0;  // EngineConfig.vram_budget_bytes: all models together; 0 = no limit
     std::map<std::string, std::shared_ptr<Model>> models;
-    std::set<std::string> loading;  // ids being loaded, so a second load of one fails at once
+    std::set<std::string> loading;         // ids being loaded, so a second load of one fails at once
     std::shared_ptr<Model> default_model;  // engine_load_model's
     std::vector<TokenResult> results;      // engine_generate's answer, valid until the next call
     std::vector<std::string> result_texts;
 
     uint64_t memory_in_use() const {
         uint64_t total = default_model ? default_model->memory_bytes() : 0;
-        for (const auto & entry : models) {
+        for (const auto& entry : models) {
             total += entry.second->memory_bytes();
         }
         return total;
@@ -89,7 +89,7 @@ int32_t physical_cores() {
     return static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
-void on_log(ggml_log_level level, const char * text, void *) {
+void on_log(ggml_log_level level, const char* text, void*) {
     thread_local ggml_log_level last_level = GGML_LOG_LEVEL_INFO;
     if (level != GGML_LOG_LEVEL_CONT) {
         last_level = level;
@@ -103,7 +103,7 @@ void on_log(ggml_log_level level, const char * text, void *) {
     }
 }
 
-std::string string_field(const char * value) {
+std::string string_field(const char* value) {
     return value != nullptr ? value : "";
 }
 
@@ -114,7 +114,7 @@ struct GpuBackend {
     std::string needs;    // what the machine must have for the library to load
 };
 
-GpuBackend gpu_backend(const std::string & backend) {
+GpuBackend gpu_backend(const std::string& backend) {
     if (backend == "cuda") {
         return {"CUDA", "ggml-cuda", "an NVIDIA GPU with its driver, and the CUDA runtime libraries the error names"};
     }
@@ -126,8 +126,8 @@ GpuBackend gpu_backend(const std::string & backend) {
 
 // The `device_index`th GPU device llama.cpp found, or why there is none: the backend library missing from the
 // folder, failing to load (no driver, no CUDA runtime), or loaded with no device to drive.
-EngineError find_gpu(const std::string & backend, const std::string & plugin_dir, int32_t device_index,
-                     ggml_backend_dev_t * found) {
+EngineError find_gpu(const std::string& backend, const std::string& plugin_dir, int32_t device_index,
+                     ggml_backend_dev_t* found) {
     std::vector<ggml_backend_dev_t> gpus;
     for (size_t i = 0; i < lib.ggml_backend_dev_count(); ++i) {
         ggml_backend_dev_t device = lib.ggml_backend_dev_get(i);
@@ -142,9 +142,9 @@ EngineError find_gpu(const std::string & backend, const std::string & plugin_dir
     }
     const GpuBackend gpu = gpu_backend(backend);
     if (!gpus.empty()) {
-        return engine_error(ERR_UNSUPPORTED, "no " + gpu.name + " device " +
-                                                 std::to_string(device_index) + ": llama.cpp found " +
-                                                 std::to_string(gpus.size()) + " (devices count from 0)");
+        return engine_error(ERR_UNSUPPORTED, "no " + gpu.name + " device " + std::to_string(device_index) +
+                                                 ": llama.cpp found " + std::to_string(gpus.size()) +
+                                                 " (devices count from 0)");
     }
 #if defined(_WIN32)
     const std::string file = gpu.library + ".dll";
@@ -175,7 +175,7 @@ EngineError check_initialized() {
     return {};
 }
 
-EngineError read_load_params(const EngineModelLoadParams * params, LoadSettings * settings, uint64_t * budget) {
+EngineError read_load_params(const EngineModelLoadParams* params, LoadSettings* settings, uint64_t* budget) {
     if (params == nullptr || !HAS_FIELD(params, model_path) || params->model_path == nullptr) {
         return engine_error(ERR_INVALID_ARGUMENT, "the load parameters name no model_path");
     }
@@ -194,7 +194,7 @@ EngineError read_load_params(const EngineModelLoadParams * params, LoadSettings 
 }
 
 // What the decode loop needs from the host's request, checked.
-EngineError read_generate_params(const EngineGenerateParams * params, GenerationRequest * request) {
+EngineError read_generate_params(const EngineGenerateParams* params, GenerationRequest* request) {
     if (params == nullptr || !HAS_FIELD(params, n_stop)) {
         return engine_error(ERR_INVALID_ARGUMENT, "the generation parameters are missing or too short");
     }
@@ -242,7 +242,7 @@ EngineError read_generate_params(const EngineGenerateParams * params, Generation
     return {};
 }
 
-std::shared_ptr<Model> find_model(const char * model_id) {
+std::shared_ptr<Model> find_model(const char* model_id) {
     std::lock_guard<std::mutex> lock(g_engine.mutex);
     if (model_id == nullptr) {
         return g_engine.default_model;
@@ -263,7 +263,7 @@ uint64_t load_budget(uint64_t model_budget) {
 }
 
 // The message of an exception caught at the boundary; left empty when even that cannot be stored.
-int32_t report_exception(int32_t code, const char * what) noexcept {
+int32_t report_exception(int32_t code, const char* what) noexcept {
     try {
         t_last_error = what;
     } catch (...) {
@@ -278,9 +278,9 @@ template <typename Body>
 int32_t guarded(Body body) noexcept {
     try {
         return body();
-    } catch (const std::bad_alloc &) {
+    } catch (const std::bad_alloc&) {
         return report_exception(ERR_OUT_OF_MEMORY, "llama_cpp: out of host memory");
-    } catch (const std::exception & error) {
+    } catch (const std::exception& error) {
         return report_exception(ERR_INTERNAL, error.what());
     } catch (...) {
         return report_exception(ERR_INTERNAL, "llama_cpp: an unknown C++ exception");
@@ -323,7 +323,7 @@ void install_log_handler() {
 // What each entry point does, below the exception barrier.
 namespace entry {
 
-int32_t init(EngineConfig * config) {
+int32_t init(EngineConfig* config) {
     if (config == nullptr) {
         return report(ERR_INVALID_ARGUMENT, "engine_init needs a config");
     }
@@ -382,7 +382,7 @@ void shutdown() {
     lib.llama_backend_free();
 }
 
-int32_t model_load(const char * model_id, const EngineModelLoadParams * params, EngineModelInfo * info) {
+int32_t model_load(const char* model_id, const EngineModelLoadParams* params, EngineModelInfo* info) {
     if (EngineError error = check_initialized()) {
         return report(error);
     }
@@ -417,7 +417,7 @@ int32_t model_load(const char * model_id, const EngineModelLoadParams * params, 
     return ERR_OK;
 }
 
-int32_t model_unload(const char * model_id) {
+int32_t model_unload(const char* model_id) {
     std::shared_ptr<Model> model;
     {
         std::lock_guard<std::mutex> lock(g_engine.mutex);
@@ -432,7 +432,7 @@ int32_t model_unload(const char * model_id) {
     return ERR_OK;  // the memory is freed here, or when the last generation still holding the model returns
 }
 
-int32_t model_estimate_vram(const EngineModelLoadParams * params, uint64_t * bytes) {
+int32_t model_estimate_vram(const EngineModelLoadParams* params, uint64_t* bytes) {
     if (EngineError error = check_initialized()) {
         return report(error);
     }
@@ -455,7 +455,7 @@ uint64_t vram_used() {
     return g_engine.memory_in_use();
 }
 
-int32_t model_get_stats(const char * model_id, EngineModelStats * stats) {
+int32_t model_get_stats(const char* model_id, EngineModelStats* stats) {
     if (stats == nullptr) {
         return report(ERR_INVALID_ARGUMENT, "engine_model_get_stats needs somewhere to write the stats");
     }
@@ -479,8 +479,8 @@ int32_t model_get_stats(const char * model_id, EngineModelStats * stats) {
     return ERR_OK;
 }
 
-int32_t generate_stream(const EngineGenerateParams * params, EngineTokenCallback on_token, void * user_data,
-                        EngineGenerateResult * result) {
+int32_t generate_stream(const EngineGenerateParams* params, EngineTokenCallback on_token, void* user_data,
+                        EngineGenerateResult* result) {
     if (EngineError error = check_initialized()) {
         return report(error);
     }
@@ -500,10 +500,9 @@ int32_t generate_stream(const EngineGenerateParams * params, EngineTokenCallback
     // A long prompt is tokenized in pieces, asking the host between them whether to go on.
     const auto keep_going = [&] { return on_token(user_data, nullptr) == 0; };
     bool cancelled = false;
-    if (EngineError error = model->tokenize(params->prompt, params->prompt_len,
-                                            (params->flags & ENGINE_GENERATE_ADD_SPECIAL) != 0,
-                                            (params->flags & ENGINE_GENERATE_PARSE_SPECIAL) != 0, keep_going,
-                                            &request.prompt, &cancelled)) {
+    if (EngineError error = model->tokenize(
+            params->prompt, params->prompt_len, (params->flags & ENGINE_GENERATE_ADD_SPECIAL) != 0,
+            (params->flags & ENGINE_GENERATE_PARSE_SPECIAL) != 0, keep_going, &request.prompt, &cancelled)) {
         return report(error);
     }
     if (cancelled) {
@@ -539,7 +538,7 @@ int32_t generate_stream(const EngineGenerateParams * params, EngineTokenCallback
 // The single-model entry points every ABI 1 plugin has. The model takes its trained context and one
 // request at a time; engine_generate samples with llama.cpp's usual defaults (temperature 0.8, top-k 40,
 // top-p 0.95, min-p 0.05) for at most 256 tokens.
-int32_t load_model(const char * model_path) {
+int32_t load_model(const char* model_path) {
     if (EngineError error = check_initialized()) {
         return report(error);
     }
@@ -562,7 +561,7 @@ int32_t load_model(const char * model_path) {
     return ERR_OK;
 }
 
-int32_t generate(const char * prompt, TokenResult ** results) {
+int32_t generate(const char* prompt, TokenResult** results) {
     if (prompt == nullptr || results == nullptr) {
         return report(ERR_INVALID_ARGUMENT, "engine_generate needs a prompt and somewhere to put the results");
     }
@@ -582,7 +581,7 @@ int32_t generate(const char * prompt, TokenResult ** results) {
     g_engine.result_texts.clear();
     EngineGenerateResult outcome = {};
     outcome.struct_size = sizeof outcome;
-    const auto collect = [](void *, const TokenResult * token) -> int32_t {
+    const auto collect = [](void*, const TokenResult* token) -> int32_t {
         if (token != nullptr) {
             g_engine.result_texts.emplace_back(token->text, static_cast<size_t>(token->text_len));
             g_engine.results.push_back(*token);
@@ -607,17 +606,17 @@ int32_t generate(const char * prompt, TokenResult ** results) {
 // The entry points of engine_api.h. Each runs its body under `guarded`: no C++ exception crosses the C boundary.
 extern "C" {
 
-ENGINE_API EngineInfo * engine_get_info(void) {
+ENGINE_API EngineInfo* engine_get_info(void) {
     static EngineInfo info = {ENGINE_ABI_VERSION, "llama_cpp", ENGINE_VERSION, sizeof(EngineInfo),
                               ENGINE_FLAG_THREAD_SAFE};
     return &info;
 }
 
-ENGINE_API const char * engine_get_last_error(void) {
+ENGINE_API const char* engine_get_last_error(void) {
     return t_last_error.c_str();
 }
 
-ENGINE_API int engine_init(EngineConfig * config) {
+ENGINE_API int engine_init(EngineConfig* config) {
     return guarded([&] { return entry::init(config); });
 }
 
@@ -628,16 +627,15 @@ ENGINE_API void engine_shutdown(void) {
     });
 }
 
-ENGINE_API int32_t engine_model_load(const char * model_id, const EngineModelLoadParams * params,
-                                     EngineModelInfo * info) {
+ENGINE_API int32_t engine_model_load(const char* model_id, const EngineModelLoadParams* params, EngineModelInfo* info) {
     return guarded([&] { return entry::model_load(model_id, params, info); });
 }
 
-ENGINE_API int32_t engine_model_unload(const char * model_id) {
+ENGINE_API int32_t engine_model_unload(const char* model_id) {
     return guarded([&] { return entry::model_unload(model_id); });
 }
 
-ENGINE_API int32_t engine_model_estimate_vram(const EngineModelLoadParams * params, uint64_t * bytes) {
+ENGINE_API int32_t engine_model_estimate_vram(const EngineModelLoadParams* params, uint64_t* bytes) {
     return guarded([&] { return entry::model_estimate_vram(params, bytes); });
 }
 
@@ -650,20 +648,20 @@ ENGINE_API uint64_t engine_get_vram_used(void) {
     return bytes;
 }
 
-ENGINE_API int32_t engine_model_get_stats(const char * model_id, EngineModelStats * stats) {
+ENGINE_API int32_t engine_model_get_stats(const char* model_id, EngineModelStats* stats) {
     return guarded([&] { return entry::model_get_stats(model_id, stats); });
 }
 
-ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams * params, EngineTokenCallback on_token,
-                                          void * user_data, EngineGenerateResult * result) {
+ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams* params, EngineTokenCallback on_token,
+                                          void* user_data, EngineGenerateResult* result) {
     return guarded([&] { return entry::generate_stream(params, on_token, user_data, result); });
 }
 
-ENGINE_API int engine_load_model(const char * model_path) {
+ENGINE_API int engine_load_model(const char* model_path) {
     return guarded([&] { return entry::load_model(model_path); });
 }
 
-ENGINE_API int engine_generate(const char * prompt, TokenResult ** results) {
+ENGINE_API int engine_generate(const char* prompt, TokenResult** results) {
     return guarded([&] { return entry::generate(prompt, results); });
 }
 

@@ -23,19 +23,19 @@ class LogCapture {
 public:
     LogCapture();
     ~LogCapture();
-    LogCapture(const LogCapture &) = delete;
-    LogCapture & operator=(const LogCapture &) = delete;
+    LogCapture(const LogCapture&) = delete;
+    LogCapture& operator=(const LogCapture&) = delete;
 
     // The collected lines, trimmed, joined with "; ".
     std::string text() const;
-    bool contains(const char * needle) const { return lines_.find(needle) != std::string::npos; }
+    bool contains(const char* needle) const { return lines_.find(needle) != std::string::npos; }
 
     // Called by the log handler.
-    void append(const char * text) { lines_ += text; }
+    void append(const char* text) { lines_ += text; }
 
 private:
     std::string lines_;
-    LogCapture * outer_;
+    LogCapture* outer_;
 };
 
 // Routes llama.cpp's and ggml's log to stderr (warnings and errors only) and to the LogCapture of the thread.

@@ -11,63 +11,63 @@
 #include "gguf.h"
 #include "llama.h"
 
-#define LLAMA_LIBRARY_FUNCTIONS(X)            \
-    X(ggml_backend_buft_is_host)              \
-    X(ggml_backend_dev_backend_reg)           \
-    X(ggml_backend_dev_by_type)               \
-    X(ggml_backend_dev_count)                 \
-    X(ggml_backend_dev_description)           \
-    X(ggml_backend_dev_get)                   \
-    X(ggml_backend_dev_memory)                \
-    X(ggml_backend_dev_type)                  \
-    X(ggml_backend_load)                      \
-    X(ggml_backend_load_all_from_path)        \
-    X(ggml_backend_reg_get_proc_address)      \
-    X(ggml_threadpool_params_default)         \
-    X(gguf_find_key)                          \
-    X(gguf_free)                              \
-    X(gguf_get_arr_data)                      \
-    X(gguf_get_arr_n)                         \
-    X(gguf_get_arr_type)                      \
-    X(gguf_get_data_offset)                   \
-    X(gguf_get_kv_type)                       \
-    X(gguf_get_n_tensors)                     \
-    X(gguf_get_tensor_offset)                 \
-    X(gguf_get_tensor_size)                   \
-    X(gguf_get_val_data)                      \
-    X(gguf_get_val_str)                       \
-    X(gguf_init_from_file)                    \
-    X(llama_attach_threadpool)                \
-    X(llama_backend_free)                     \
-    X(llama_backend_init)                     \
-    X(llama_batch_free)                       \
-    X(llama_batch_get_one)                    \
-    X(llama_batch_init)                       \
-    X(llama_context_default_params)           \
-    X(llama_decode)                           \
-    X(llama_free)                             \
-    X(llama_get_logits_ith)                   \
-    X(llama_get_memory)                       \
-    X(llama_init_from_model)                  \
-    X(llama_log_set)                          \
-    X(llama_max_parallel_sequences)           \
-    X(llama_memory_clear)                     \
-    X(llama_memory_seq_rm)                    \
-    X(llama_model_default_params)             \
-    X(llama_model_free)                       \
-    X(llama_model_get_vocab)                  \
-    X(llama_model_load_from_file)             \
-    X(llama_model_n_ctx_train)                \
-    X(llama_model_size)                       \
-    X(llama_n_batch)                          \
-    X(llama_n_ctx_seq)                        \
-    X(llama_token_to_piece)                   \
-    X(llama_tokenize)                         \
-    X(llama_vocab_bos)                        \
-    X(llama_vocab_get_attr)                   \
-    X(llama_vocab_get_text)                   \
-    X(llama_vocab_is_eog)                     \
-    X(llama_vocab_n_tokens)
+#define LLAMA_LIBRARY_FUNCTIONS(X)     \
+  X(ggml_backend_buft_is_host)         \
+  X(ggml_backend_dev_backend_reg)      \
+  X(ggml_backend_dev_by_type)          \
+  X(ggml_backend_dev_count)            \
+  X(ggml_backend_dev_description)      \
+  X(ggml_backend_dev_get)              \
+  X(ggml_backend_dev_memory)           \
+  X(ggml_backend_dev_type)             \
+  X(ggml_backend_load)                 \
+  X(ggml_backend_load_all_from_path)   \
+  X(ggml_backend_reg_get_proc_address) \
+  X(ggml_threadpool_params_default)    \
+  X(gguf_find_key)                     \
+  X(gguf_free)                         \
+  X(gguf_get_arr_data)                 \
+  X(gguf_get_arr_n)                    \
+  X(gguf_get_arr_type)                 \
+  X(gguf_get_data_offset)              \
+  X(gguf_get_kv_type)                  \
+  X(gguf_get_n_tensors)                \
+  X(gguf_get_tensor_offset)            \
+  X(gguf_get_tensor_size)              \
+  X(gguf_get_val_data)                 \
+  X(gguf_get_val_str)                  \
+  X(gguf_init_from_file)               \
+  X(llama_attach_threadpool)           \
+  X(llama_backend_free)                \
+  X(llama_backend_init)                \
+  X(llama_batch_free)                  \
+  X(llama_batch_get_one)               \
+  X(llama_batch_init)                  \
+  X(llama_context_default_params)      \
+  X(llama_decode)                      \
+  X(llama_free)                        \
+  X(llama_get_logits_ith)              \
+  X(llama_get_memory)                  \
+  X(llama_init_from_model)             \
+  X(llama_log_set)                     \
+  X(llama_max_parallel_sequences)      \
+  X(llama_memory_clear)                \
+  X(llama_memory_seq_rm)               \
+  X(llama_model_default_params)        \
+  X(llama_model_free)                  \
+  X(llama_model_get_vocab)             \
+  X(llama_model_load_from_file)        \
+  X(llama_model_n_ctx_train)           \
+  X(llama_model_size)                  \
+  X(llama_n_batch)                     \
+  X(llama_n_ctx_seq)                   \
+  X(llama_token_to_piece)              \
+  X(llama_tokenize)                    \
+  X(llama_vocab_bos)                   \
+  X(llama_vocab_get_attr)              \
+  X(llama_vocab_get_text)              \
+  X(llama_vocab_is_eog)                \
+  X(llama_vocab_n_tokens)
 
 // One pointer per function, named as the function.
 struct LlamaLibrary {
@@ -82,4 +82,4 @@ extern LlamaLibrary lib;
 
 // Opens the runtime libraries this plugin was built with (llama, ggml, ggml-base; runtime_libraries.h) from
 // `plugin_dir` and resolves every function above. Idempotent.
-EngineError open_llama_library(const std::string & plugin_dir);
+EngineError open_llama_library(const std::string& plugin_dir);

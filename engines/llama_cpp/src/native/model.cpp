@@ -26,28 +26,37 @@ struct GgufSummary {
     int32_t n_ctx_train = 0;
     int64_t n_vocab = 0;
     int64_t n_embd = 0;
-    int64_t n_ff = 0;                   // the widest layer's
-    int64_t kv_values_per_token = 0;    // K and V values one token leaves in the cache, all layers
+    int64_t n_ff = 0;                 // the widest layer's
+    int64_t kv_values_per_token = 0;  // K and V values one token leaves in the cache, all layers
 };
 
 // An integer key, scalar or per-layer array (its largest element); `fallback` when absent.
-int64_t gguf_integer(const gguf_context * gguf, const std::string & key, int64_t fallback,
-                     std::vector<int64_t> * per_layer = nullptr) {
+int64_t gguf_integer(const gguf_context* gguf, const std::string& key, int64_t fallback,
+                     std::vector<int64_t>* per_layer = nullptr) {
     const int64_t id = lib.gguf_find_key(gguf, key.c_str());
     if (id < 0) {
         return fallback;
     }
-    const auto element = [&](gguf_type type, const void * data, size_t i) -> int64_t {
+    const auto element = [&](gguf_type type, const void* data, size_t i) -> int64_t {
         switch (type) {
-            case GGUF_TYPE_UINT8: return static_cast<const uint8_t *>(data)[i];
-            case GGUF_TYPE_INT8: return static_cast<const int8_t *>(data)[i];
-            case GGUF_TYPE_UINT16: return static_cast<const uint16_t *>(data)[i];
-            case GGUF_TYPE_INT16: return static_cast<const int16_t *>(data)[i];
-            case GGUF_TYPE_UINT32: return static_cast<const uint32_t *>(data)[i];
-            case GGUF_TYPE_INT32: return static_cast<const int32_t *>(data)[i];
-            case GGUF_TYPE_UINT64: return static_cast<int64_t>(static_cast<const uint64_t *>(data)[i]);
-            case GGUF_TYPE_INT64: return static_cast<const int64_t *>(data)[i];
-            default: return -1;
+            case GGUF_TYPE_UINT8:
+                return static_cast<const uint8_t*>(data)[i];
+            case GGUF_TYPE_INT8:
+                return static_cast<const int8_t*>(data)[i];
+            case GGUF_TYPE_UINT16:
+                return static_cast<const uint16_t*>(data)[i];
+            case GGUF_TYPE_INT16:
+                return static_cast<const int16_t*>(data)[i];
+            case GGUF_TYPE_UINT32:
+                return static_cast<const uint32_t*>(data)[i];
+            case GGUF_TYPE_INT32:
+                return static_cast<const int32_t*>(data)[i];
+            case GGUF_TYPE_UINT64:
+                return static_cast<int64_t>(static_cast<const uint64_t*>(data)[i]);
+            case GGUF_TYPE_INT64:
+                return static_cast<const int64_t*>(data)[i];
+            default:
+                return -1;
         }
     };
     if (lib.gguf_get_kv_type(gguf, id) != GGUF_TYPE_ARRAY) {
@@ -71,7 +80,7 @@ int64_t gguf_integer(const gguf_context * gguf, const std::string & key, int64_t
 
 // Checks that `path` is a whole GGUF file and reads what the estimate needs. llama.cpp answers a missing,
 // foreign or truncated file with NULL, so the reasons are found here.
-EngineError read_gguf(const std::string & path, GgufSummary * summary) {
+EngineError read_gguf(const std::string& path, GgufSummary* summary) {
     const std::filesystem::path file_path = std::filesystem::u8path(path);  // UTF-8 on every platform
     std::error_code error;
     const auto status = std::filesystem::status(file_path, error);
@@ -93,14 +102,15 @@ EngineError read_gguf(const std::string & path, GgufSummary * summary) {
     }
 
     LogCapture log;
-    gguf_context * gguf = lib.gguf_init_from_file(path.c_str(), {/*no_alloc=*/true, /*ctx=*/nullptr});
+    gguf_context* gguf = lib.gguf_init_from_file(path.c_str(), {/*no_alloc=*/true, /*ctx=*/nullptr});
     if (gguf == nullptr) {
         return engine_error(ERR_MODEL_CORRUPT, path + " is not a readable GGUF file: " + log.text());
     }
     uint64_t data_end = 0;
     for (int64_t i = 0; i < lib.gguf_get_n_tensors(gguf); ++i) {
         summary->weight_bytes += lib.gguf_get_tensor_size(gguf, i);
-        data_end = std::max<uint64_t>(data_end, lib.gguf_get_tensor_offset(gguf, i) + lib.gguf_get_tensor_size(gguf, i));
+        data_end =
+            std::max<uint64_t>(data_end, lib.gguf_get_tensor_offset(gguf, i) + lib.gguf_get_tensor_size(gguf, i));
     }
     const uint64_t file_size = std::filesystem::file_size(file_path, error);
     const uint64_t needed = lib.gguf_get_data_offset(gguf) + data_end;
@@ -112,11 +122,13 @@ EngineError read_gguf(const std::string & path, GgufSummary * summary) {
 
     const int64_t arch_id = lib.gguf_find_key(gguf, "general.architecture");
     const std::string arch = arch_id >= 0 && lib.gguf_get_kv_type(gguf, arch_id) == GGUF_TYPE_STRING
-                                 ? lib.gguf_get_val_str(gguf, arch_id) : "";
+                                 ? lib.gguf_get_val_str(gguf, arch_id)
+                                 : "";
     const int64_t tokens_id = lib.gguf_find_key(gguf, "tokenizer.ggml.tokens");
     summary->n_vocab = gguf_integer(gguf, arch + ".vocab_size",
                                     tokens_id >= 0 ? static_cast<int64_t>(lib.gguf_get_arr_n(gguf, tokens_id)) : 0);
-    summary->n_ctx_train = static_cast<int32_t>(std::min<int64_t>(gguf_integer(gguf, arch + ".context_length", 0), INT32_MAX));
+    summary->n_ctx_train =
+        static_cast<int32_t>(std::min<int64_t>(gguf_integer(gguf, arch + ".context_length", 0), INT32_MAX));
     summary->n_embd = gguf_integer(gguf, arch + ".embedding_length", 0);
     summary->n_ff = gguf_integer(gguf, arch + ".feed_forward_length", 4 * summary->n_embd);
     const int64_t n_layer = gguf_integer(gguf, arch + ".block_count", 0);
@@ -135,7 +147,7 @@ EngineError read_gguf(const std::string & path, GgufSummary * summary) {
 }
 
 // Why llama_model_load_from_file returned NULL, from what llama.cpp logged on the way.
-EngineError load_failure(const std::string & path, const LogCapture & log) {
+EngineError load_failure(const std::string& path, const LogCapture& log) {
     int32_t code = ERR_MODEL_CORRUPT;  // a GGUF that llama.cpp cannot read: truncated, missing tensors, bad shapes
     if (log.contains("unknown model architecture")) {
         code = ERR_UNSUPPORTED;
@@ -147,16 +159,16 @@ EngineError load_failure(const std::string & path, const LogCapture & log) {
     return engine_error(code, "llama.cpp could not load " + path + (said.empty() ? "" : ": " + said));
 }
 
-EngineError context_failure(const char * what, const LogCapture & log) {
+EngineError context_failure(const char* what, const LogCapture& log) {
     const bool memory = log.contains("alloc") || log.contains("out of memory");
     const std::string said = log.text();
     return engine_error(memory ? ERR_OUT_OF_MEMORY : ERR_INTERNAL,
                         std::string(what) + (said.empty() ? "" : ": " + said));
 }
 
-llama_model_params model_params(const Runtime & runtime) {
+llama_model_params model_params(const Runtime& runtime) {
     llama_model_params params = lib.llama_model_default_params();
-    params.devices = const_cast<ggml_backend_dev_t *>(runtime.devices.data());
+    params.devices = const_cast<ggml_backend_dev_t*>(runtime.devices.data());
     params.n_gpu_layers = runtime.on_cpu ? 0 : -1;  // all layers on the GPU
     return params;
 }
@@ -166,7 +178,7 @@ struct Shape {
     int32_t n_parallel;
 };
 
-EngineError resolve_shape(const LoadSettings & settings, int32_t n_ctx_train, Shape * shape) {
+EngineError resolve_shape(const LoadSettings& settings, int32_t n_ctx_train, Shape* shape) {
     shape->n_parallel = settings.n_parallel > 0 ? settings.n_parallel : Model::kDefaultParallel;
     shape->n_ctx_request = settings.context_length > 0 ? settings.context_length : n_ctx_train;
     if (shape->n_ctx_request < 1) {
@@ -186,7 +198,7 @@ EngineError resolve_shape(const LoadSettings & settings, int32_t n_ctx_train, Sh
 // The KV cache holds context_length tokens for each of the n_parallel sequences, each in its own stream
 // (kv_unified off): a request can never take another's room, and attention for a sequence only reads its own
 // stream, which is faster when the requests share no prefix.
-llama_context_params context_params(const Runtime & runtime, const Shape & shape) {
+llama_context_params context_params(const Runtime& runtime, const Shape& shape) {
     llama_context_params params = lib.llama_context_default_params();
     params.n_ctx = static_cast<uint32_t>(shape.n_ctx_request) * shape.n_parallel;
     params.n_seq_max = shape.n_parallel;
@@ -213,8 +225,8 @@ uint64_t device_free_bytes(ggml_backend_dev_t device) {
 // A persistent pool for the CPU backend's threads, as llama-server and llama-bench attach: without one ggml
 // starts and joins its threads for every llama_decode.
 struct ThreadpoolFunctions {
-    decltype(ggml_threadpool_new) * create = nullptr;
-    decltype(ggml_threadpool_free) * destroy = nullptr;
+    decltype(ggml_threadpool_new)* create = nullptr;
+    decltype(ggml_threadpool_free)* destroy = nullptr;
 };
 
 ThreadpoolFunctions threadpool_functions() {
@@ -222,9 +234,9 @@ ThreadpoolFunctions threadpool_functions() {
     ggml_backend_dev_t cpu = lib.ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
     if (cpu != nullptr) {
         ggml_backend_reg_t reg = lib.ggml_backend_dev_backend_reg(cpu);
-        functions.create = reinterpret_cast<decltype(ggml_threadpool_new) *>(
+        functions.create = reinterpret_cast<decltype(ggml_threadpool_new)*>(
             lib.ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new"));
-        functions.destroy = reinterpret_cast<decltype(ggml_threadpool_free) *>(
+        functions.destroy = reinterpret_cast<decltype(ggml_threadpool_free)*>(
             lib.ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free"));
     }
     return functions;
@@ -232,7 +244,7 @@ ThreadpoolFunctions threadpool_functions() {
 
 // Runs one token through the fresh context so that the first request does not pay for lazy initialisation
 // (weight repacking, graph allocation), as llama-server does at start.
-bool warm_up(llama_context * ctx, const llama_vocab * vocab) {
+bool warm_up(llama_context* ctx, const llama_vocab* vocab) {
     llama_token token = lib.llama_vocab_bos(vocab);
     if (token == LLAMA_TOKEN_NULL) {
         token = 0;
@@ -255,7 +267,7 @@ struct Footprint {
 // context is padded to 256 cells; the KV cache is F16; the compute buffer holds a micro-batch's activations (at
 // most 3 floats per feed-forward and 4 per embedding value, measured), its attention mask (F16, micro-batch x
 // context) and the logits rows, which the output buffer holds once more.
-Footprint footprint(const GgufSummary & gguf, const Shape & shape, const Runtime & runtime) {
+Footprint footprint(const GgufSummary& gguf, const Shape& shape, const Runtime& runtime) {
     const llama_context_params params = context_params(runtime, shape);
     const uint64_t n_ctx_seq = (static_cast<uint64_t>(shape.n_ctx_request) + 255) / 256 * 256;
     const uint64_t n_ubatch = params.n_ubatch;
@@ -271,9 +283,9 @@ Footprint footprint(const GgufSummary & gguf, const Shape & shape, const Runtime
 
 struct Model::Slot {
     llama_seq_id seq;
-    GenerationRequest * request = nullptr;
-    std::vector<llama_token> cached;  // tokens whose K/V the sequence holds, in order (kept for prefix reuse)
-    size_t prompt_done = 0;           // prompt tokens in `cached`
+    GenerationRequest* request = nullptr;
+    std::vector<llama_token> cached;      // tokens whose K/V the sequence holds, in order (kept for prefix reuse)
+    size_t prompt_done = 0;               // prompt tokens in `cached`
     llama_token next = LLAMA_TOKEN_NULL;  // sampled, still to be decoded
     int32_t output = -1;                  // this slot's logits row in the batch just decoded
     uint64_t last_used = 0;
@@ -284,7 +296,7 @@ struct Model::Slot {
     bool generating() const { return request != nullptr && prompt_done == request->prompt.size(); }
 };
 
-EngineError Model::estimate(const LoadSettings & settings, const Runtime & runtime, uint64_t * bytes) {
+EngineError Model::estimate(const LoadSettings& settings, const Runtime& runtime, uint64_t* bytes) {
     GgufSummary gguf;
     if (EngineError error = read_gguf(settings.path, &gguf)) {
         return error;
@@ -297,8 +309,8 @@ EngineError Model::estimate(const LoadSettings & settings, const Runtime & runti
     return {};
 }
 
-EngineError Model::load(const LoadSettings & settings, const Runtime & runtime, uint64_t budget_bytes,
-                        std::unique_ptr<Model> * out) {
+EngineError Model::load(const LoadSettings& settings, const Runtime& runtime, uint64_t budget_bytes,
+                        std::unique_ptr<Model>* out) {
     GgufSummary gguf;
     if (EngineError error = read_gguf(settings.path, &gguf)) {
         return error;
@@ -320,18 +332,18 @@ EngineError Model::load(const LoadSettings & settings, const Runtime & runtime, 
     ggml_backend_dev_t device = runtime.on_cpu ? nullptr : runtime.devices.front();
     const uint64_t free_before = device != nullptr ? device_free_bytes(device) : 0;
     LogCapture log;
-    llama_model * model = lib.llama_model_load_from_file(settings.path.c_str(), model_params(runtime));
+    llama_model* model = lib.llama_model_load_from_file(settings.path.c_str(), model_params(runtime));
     if (model == nullptr) {
         return load_failure(settings.path, log);
     }
-    llama_context * ctx = lib.llama_init_from_model(model, context_params(runtime, shape));
+    llama_context* ctx = lib.llama_init_from_model(model, context_params(runtime, shape));
     if (ctx == nullptr) {
         lib.llama_model_free(model);
         return context_failure("llama.cpp could not create a context for the model", log);
     }
     const int32_t n_ctx_request = std::min<int32_t>(shape.n_ctx_request, lib.llama_n_ctx_seq(ctx));
     out->reset(new Model(model, ctx, n_ctx_request, shape.n_parallel));
-    Model & loaded = **out;
+    Model& loaded = **out;
     const ThreadpoolFunctions threadpool = threadpool_functions();
     if (threadpool.create != nullptr) {
         ggml_threadpool_params params = lib.ggml_threadpool_params_default(runtime.n_threads);
@@ -366,7 +378,7 @@ EngineError Model::load(const LoadSettings & settings, const Runtime & runtime, 
     return {};
 }
 
-Model::Model(llama_model * model, llama_context * ctx, int32_t n_ctx_request, int32_t n_parallel)
+Model::Model(llama_model* model, llama_context* ctx, int32_t n_ctx_request, int32_t n_parallel)
     : model_(model),
       ctx_(ctx),
       vocab_(lib.llama_model_get_vocab(model)),
@@ -391,9 +403,9 @@ Model::~Model() {
     lib.llama_model_free(model_);
 }
 
-EngineError Model::tokenize(const char * text, int32_t len, bool add_special, bool parse_special,
-                            const std::function<bool()> & keep_going, std::vector<llama_token> * tokens,
-                            bool * cancelled) const {
+EngineError Model::tokenize(const char* text, int32_t len, bool add_special, bool parse_special,
+                            const std::function<bool()>& keep_going, std::vector<llama_token>* tokens,
+                            bool* cancelled) const {
     if (EngineError error = tokenizer_.tokenize(text, static_cast<size_t>(len), add_special, parse_special, keep_going,
                                                 tokens, cancelled)) {
         return error;
@@ -413,7 +425,7 @@ EngineError Model::tokenize(const char * text, int32_t len, bool add_special, bo
     return {};
 }
 
-void Model::generate(GenerationRequest * request) {
+void Model::generate(GenerationRequest* request) {
     std::unique_lock<std::mutex> lock(mutex_);
     if (stopping_) {
         request->error = engine_error(ERR_MODEL_NOT_LOADED, "the model was unloaded");
@@ -437,14 +449,14 @@ void Model::stop() {
     fail_all(engine_error(ERR_MODEL_NOT_LOADED, "the model was unloaded"));
 }
 
-void Model::fail_all(const EngineError & error) {
-    for (auto & slot : slots_) {
+void Model::fail_all(const EngineError& error) {
+    for (auto& slot : slots_) {
         if (slot->request != nullptr) {
             fail(*slot, error);
         }
     }
     std::lock_guard<std::mutex> lock(mutex_);
-    for (GenerationRequest * request : queue_) {
+    for (GenerationRequest* request : queue_) {
         request->error = error;
         request->done = true;
         request->done_cv.notify_one();
@@ -459,12 +471,12 @@ void Model::run() {
         while (step()) {
             publish_stats();
         }
-    } catch (const std::exception & error) {
+    } catch (const std::exception& error) {
         {
             std::lock_guard<std::mutex> lock(mutex_);
             stopping_ = true;
         }
-        const bool memory = dynamic_cast<const std::bad_alloc *>(&error) != nullptr;
+        const bool memory = dynamic_cast<const std::bad_alloc*>(&error) != nullptr;
         fail_all(engine_error(memory ? ERR_OUT_OF_MEMORY : ERR_INTERNAL,
                               std::string("llama_cpp: the model's decode loop stopped: ") + error.what()));
     }
@@ -473,37 +485,37 @@ void Model::run() {
 // One round of continuous batching: hand arrived requests to free slots, then decode one batch holding the
 // pending token of every generating slot and as much prompt as fits, then sample for every slot that got logits.
 bool Model::step() {
-    std::vector<GenerationRequest *> arrived;
+    std::vector<GenerationRequest*> arrived;
     {
         std::unique_lock<std::mutex> lock(mutex_);
         const auto busy = [&] {
-            return std::any_of(slots_.begin(), slots_.end(), [](const auto & slot) { return slot->request; });
+            return std::any_of(slots_.begin(), slots_.end(), [](const auto& slot) { return slot->request; });
         };
         wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || busy(); });
         if (stopping_) {
             return false;
         }
-        size_t free_slots = std::count_if(slots_.begin(), slots_.end(), [](const auto & s) { return !s->request; });
+        size_t free_slots = std::count_if(slots_.begin(), slots_.end(), [](const auto& s) { return !s->request; });
         while (!queue_.empty() && arrived.size() < free_slots) {
             arrived.push_back(queue_.front());
             queue_.pop_front();
         }
         queued_ = static_cast<int32_t>(queue_.size());
     }
-    for (GenerationRequest * request : arrived) {
+    for (GenerationRequest* request : arrived) {
         // The free slot whose cached tokens share the longest prefix with the prompt, when that prefix is a
         // real part of what the slot holds; else the least recently used. Without the second condition two
         // prompts that share only the chat template's header would evict each other's cache in turn
         // (llama.cpp's server has the same rule: --slot-prompt-similarity 0.1).
-        Slot * reuse = nullptr;
-        Slot * oldest = nullptr;
+        Slot* reuse = nullptr;
+        Slot* oldest = nullptr;
         size_t best_shared = 0;
-        for (auto & slot : slots_) {
+        for (auto& slot : slots_) {
             if (slot->request != nullptr) {
                 continue;
             }
-            const auto mismatch = std::mismatch(slot->cached.begin(), slot->cached.end(), request->prompt.begin(),
-                                                request->prompt.end());
+            const auto mismatch =
+                std::mismatch(slot->cached.begin(), slot->cached.end(), request->prompt.begin(), request->prompt.end());
             const size_t shared = static_cast<size_t>(mismatch.first - slot->cached.begin());
             if (shared > best_shared && shared * 10 >= slot->cached.size()) {
                 reuse = slot.get();
@@ -517,7 +529,7 @@ bool Model::step() {
     }
 
     batch_.n_tokens = 0;
-    const auto add = [&](llama_token token, const Slot & slot, bool output) {
+    const auto add = [&](llama_token token, const Slot& slot, bool output) {
         const int32_t i = batch_.n_tokens++;
         batch_.token[i] = token;
         batch_.pos[i] = static_cast<llama_pos>(slot.cached.size());
@@ -525,7 +537,7 @@ bool Model::step() {
         batch_.seq_id[i][0] = slot.seq;
         batch_.logits[i] = output;
     };
-    for (auto & slot : slots_) {
+    for (auto& slot : slots_) {
         slot->output = -1;
         if (slot->generating()) {
             slot->output = batch_.n_tokens;
@@ -533,7 +545,7 @@ bool Model::step() {
             slot->cached.push_back(slot->next);
         }
     }
-    for (auto & slot : slots_) {
+    for (auto& slot : slots_) {
         if (!slot->prompting() || batch_.n_tokens == batch_capacity_) {
             continue;
         }
@@ -542,9 +554,9 @@ bool Model::step() {
             finish(*slot, ENGINE_FINISH_CANCELLED);
             continue;
         }
-        const std::vector<llama_token> & prompt = slot->request->prompt;
-        const size_t take = std::min(prompt.size() - slot->prompt_done,
-                                     static_cast<size_t>(batch_capacity_ - batch_.n_tokens));
+        const std::vector<llama_token>& prompt = slot->request->prompt;
+        const size_t take =
+            std::min(prompt.size() - slot->prompt_done, static_cast<size_t>(batch_capacity_ - batch_.n_tokens));
         for (size_t i = 0; i < take; ++i) {
             const llama_token token = prompt[slot->prompt_done++];
             const bool last = slot->prompt_done == prompt.size();
@@ -565,18 +577,18 @@ bool Model::step() {
         const std::string said = log.text();
         const EngineError error = engine_error(
             ERR_INTERNAL, "llama_decode failed (" + std::to_string(status) + ")" + (said.empty() ? "" : ": " + said));
-        for (auto & slot : slots_) {
+        for (auto& slot : slots_) {
             if (slot->request != nullptr) {
                 fail(*slot, error);
             }
         }
         return true;
     }
-    for (auto & slot : slots_) {
+    for (auto& slot : slots_) {
         if (slot->output < 0) {
             continue;
         }
-        const float * logits = lib.llama_get_logits_ith(ctx_, slot->output);
+        const float* logits = lib.llama_get_logits_ith(ctx_, slot->output);
         if (logits == nullptr) {
             fail(*slot, engine_error(ERR_INTERNAL, "llama.cpp gave no logits for the request: " + log.text()));
             continue;
@@ -589,7 +601,7 @@ bool Model::step() {
 void Model::publish_stats() {
     int32_t running = 0;
     uint64_t kv_used = 0;
-    for (const auto & slot : slots_) {
+    for (const auto& slot : slots_) {
         if (slot->request != nullptr) {
             running += 1;
             kv_used += slot->cached.size();
@@ -608,7 +620,7 @@ ModelStats Model::stats() const {
     return stats;
 }
 
-void Model::assign(Slot & slot, GenerationRequest * request) {
+void Model::assign(Slot& slot, GenerationRequest* request) {
     // Keep the K/V of the prefix the prompt shares with what the sequence holds; the prompt's last token is
     // decoded again in any case, for its logits.
     const size_t shared = static_cast<size_t>(
@@ -627,12 +639,12 @@ void Model::assign(Slot & slot, GenerationRequest * request) {
     slot.emitter.emplace(request->stops, request->on_token, request->user_data);
 }
 
-void Model::take_token(Slot & slot, const float * logits_row) {
-    GenerationRequest & request = *slot.request;
+void Model::take_token(Slot& slot, const float* logits_row) {
+    GenerationRequest& request = *slot.request;
     float logprob = 0.0f;
     // The row is llama.cpp's output buffer, rewritten by the next decode; the penalties may edit it in place.
     const llama_token token =
-        slot.sampler->sample(const_cast<float *>(logits_row), n_vocab_, request.logprobs ? &logprob : nullptr);
+        slot.sampler->sample(const_cast<float*>(logits_row), n_vocab_, request.logprobs ? &logprob : nullptr);
     slot.sampler->accept(token);
     ++request.completion_tokens;
 
@@ -643,7 +655,7 @@ void Model::take_token(Slot & slot, const float * logits_row) {
     } else {
         char piece[128];
         std::string long_piece;
-        const char * text = piece;
+        const char* text = piece;
         int32_t length = lib.llama_token_to_piece(vocab_, token, piece, sizeof piece, 0, false);
         if (length < 0) {
             long_piece.resize(static_cast<size_t>(-length));
@@ -666,8 +678,8 @@ void Model::take_token(Slot & slot, const float * logits_row) {
     finish(slot, outcome == TokenEmitter::Outcome::Refused ? ENGINE_FINISH_CANCELLED : reason);
 }
 
-void Model::finish(Slot & slot, int32_t reason) {
-    GenerationRequest * request = slot.request;
+void Model::finish(Slot& slot, int32_t reason) {
+    GenerationRequest* request = slot.request;
     slot.request = nullptr;
     slot.sampler.reset();
     slot.emitter.reset();
@@ -678,7 +690,7 @@ void Model::finish(Slot & slot, int32_t reason) {
     request->done_cv.notify_one();
 }
 
-void Model::fail(Slot & slot, EngineError error) {
+void Model::fail(Slot& slot, EngineError error) {
     slot.request->error = std::move(error);
     lib.llama_memory_seq_rm(lib.llama_get_memory(ctx_), slot.seq, -1, -1);
     slot.cached.clear();

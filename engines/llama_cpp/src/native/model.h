@@ -40,7 +40,7 @@ struct GenerationRequest {
     bool ignore_eos = false;
     std::vector<std::string> stops;
     EngineTokenCallback on_token = nullptr;
-    void * user_data = nullptr;
+    void* user_data = nullptr;
 
     EngineError error;
     int32_t finish_reason = ENGINE_FINISH_STOP;
@@ -51,10 +51,10 @@ struct GenerationRequest {
 
 // What a model is doing, as engine_model_get_stats reports it.
 struct ModelStats {
-    int32_t running = 0;      // requests in a slot
-    int32_t waiting = 0;      // requests queued for a free slot
-    uint64_t kv_used = 0;     // KV cells the requests in slots hold
-    uint64_t kv_total = 0;    // KV cells of all slots
+    int32_t running = 0;    // requests in a slot
+    int32_t waiting = 0;    // requests queued for a free slot
+    uint64_t kv_used = 0;   // KV cells the requests in slots hold
+    uint64_t kv_total = 0;  // KV cells of all slots
 };
 
 class Model {
@@ -63,22 +63,22 @@ public:
 
     // Loads the model and starts its decode loop. With a non-zero `budget_bytes` the estimate is checked
     // before anything is allocated, and llama.cpp's own accounting once the model is loaded.
-    static EngineError load(const LoadSettings & settings, const Runtime & runtime, uint64_t budget_bytes,
-                            std::unique_ptr<Model> * out);
+    static EngineError load(const LoadSettings& settings, const Runtime& runtime, uint64_t budget_bytes,
+                            std::unique_ptr<Model>* out);
     // The memory load() would take, from the GGUF's metadata alone (README.md, "Memory").
-    static EngineError estimate(const LoadSettings & settings, const Runtime & runtime, uint64_t * bytes);
+    static EngineError estimate(const LoadSettings& settings, const Runtime& runtime, uint64_t* bytes);
 
     ~Model();
-    Model(const Model &) = delete;
-    Model & operator=(const Model &) = delete;
+    Model(const Model&) = delete;
+    Model& operator=(const Model&) = delete;
 
     // [any thread] The prompt's tokens; fails with ERR_CONTEXT_OVERFLOW when they do not fit a request's context.
     // `keep_going` is asked now and then; when it says no, `cancelled` is set.
-    EngineError tokenize(const char * text, int32_t len, bool add_special, bool parse_special,
-                         const std::function<bool()> & keep_going, std::vector<llama_token> * tokens,
-                         bool * cancelled) const;
+    EngineError tokenize(const char* text, int32_t len, bool add_special, bool parse_special,
+                         const std::function<bool()>& keep_going, std::vector<llama_token>* tokens,
+                         bool* cancelled) const;
     // [any thread] Queues the request for the decode loop and returns when it is done.
-    void generate(GenerationRequest * request);
+    void generate(GenerationRequest* request);
     // Fails what is queued or in flight with ERR_MODEL_NOT_LOADED and ends the decode loop.
     void stop();
 
@@ -91,22 +91,22 @@ public:
 private:
     struct Slot;
 
-    Model(llama_model * model, llama_context * ctx, int32_t n_ctx_request, int32_t n_parallel);
+    Model(llama_model* model, llama_context* ctx, int32_t n_ctx_request, int32_t n_parallel);
 
     void run();
     bool step();
     void publish_stats();
-    void assign(Slot & slot, GenerationRequest * request);
-    void take_token(Slot & slot, const float * logits_row);
-    void finish(Slot & slot, int32_t reason);
-    void fail(Slot & slot, EngineError error);
+    void assign(Slot& slot, GenerationRequest* request);
+    void take_token(Slot& slot, const float* logits_row);
+    void finish(Slot& slot, int32_t reason);
+    void fail(Slot& slot, EngineError error);
     // Fails every request in a slot or queued.
-    void fail_all(const EngineError & error);
+    void fail_all(const EngineError& error);
 
-    llama_model * model_;
-    llama_context * ctx_;
-    ggml_threadpool * threadpool_ = nullptr;
-    const llama_vocab * vocab_;
+    llama_model* model_;
+    llama_context* ctx_;
+    ggml_threadpool* threadpool_ = nullptr;
+    const llama_vocab* vocab_;
     int32_t n_vocab_;
     PromptTokenizer tokenizer_;
     int32_t n_ctx_request_;
@@ -118,10 +118,10 @@ private:
 
     std::mutex mutex_;
     std::condition_variable wake_;
-    std::deque<GenerationRequest *> queue_;
+    std::deque<GenerationRequest*> queue_;
     bool stopping_ = false;
-    std::atomic<int32_t> queued_{0};     // queue_.size(), readable without mutex_
-    std::atomic<int32_t> running_{0};    // published by the decode loop
-    std::atomic<uint64_t> kv_used_{0};   // published by the decode loop
+    std::atomic<int32_t> queued_{0};    // queue_.size(), readable without mutex_
+    std::atomic<int32_t> running_{0};   // published by the decode loop
+    std::atomic<uint64_t> kv_used_{0};  // published by the decode loop
     std::thread loop_;
 };

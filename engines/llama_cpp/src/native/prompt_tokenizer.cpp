@@ -11,7 +11,7 @@ namespace {
 // How much plain text is tokenized between two questions whether to go on.
 constexpr size_t kPollBytes = 16 * 1024;
 
-std::vector<llama_token> tokenize_whole(const llama_vocab * vocab, const std::string & text, bool add_special) {
+std::vector<llama_token> tokenize_whole(const llama_vocab* vocab, const std::string& text, bool add_special) {
     std::vector<llama_token> tokens(text.size() + 16);
     int32_t n = lib.llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), tokens.data(),
                                    static_cast<int32_t>(tokens.size()), add_special, false);
@@ -25,24 +25,24 @@ bool is_space(char c) {
 
 }  // namespace
 
-PromptTokenizer::PromptTokenizer(const llama_vocab * vocab) : vocab_(vocab) {
+PromptTokenizer::PromptTokenizer(const llama_vocab* vocab) : vocab_(vocab) {
     const int32_t n_tokens = lib.llama_vocab_n_tokens(vocab);
     for (llama_token id = 0; id < n_tokens; ++id) {
         const auto attr = static_cast<uint32_t>(lib.llama_vocab_get_attr(vocab, id));
         const uint32_t special = LLAMA_TOKEN_ATTR_CONTROL | LLAMA_TOKEN_ATTR_USER_DEFINED | LLAMA_TOKEN_ATTR_UNKNOWN;
-        const char * text = lib.llama_vocab_get_text(vocab, id);
+        const char* text = lib.llama_vocab_get_text(vocab, id);
         if ((attr & special) == 0 || text == nullptr || *text == '\0') {
             continue;
         }
         specials_.push_back({text, id, (attr & (LLAMA_TOKEN_ATTR_CONTROL | LLAMA_TOKEN_ATTR_UNKNOWN)) != 0,
                              (attr & LLAMA_TOKEN_ATTR_LSTRIP) != 0, (attr & LLAMA_TOKEN_ATTR_RSTRIP) != 0});
     }
-    for (const Special & special : specials_) {
+    for (const Special& special : specials_) {
         by_first_byte_[static_cast<unsigned char>(special.text[0])].push_back(&special);
     }
-    for (auto & bucket : by_first_byte_) {
+    for (auto& bucket : by_first_byte_) {
         std::stable_sort(bucket.begin(), bucket.end(),
-                         [](const Special * a, const Special * b) { return a->text.size() > b->text.size(); });
+                         [](const Special* a, const Special* b) { return a->text.size() > b->text.size(); });
     }
     // What add_special adds, and where: the tokens of a plain word with it, around the word's own tokens.
     const std::vector<llama_token> bare = tokenize_whole(vocab, "a", false);
@@ -54,9 +54,9 @@ PromptTokenizer::PromptTokenizer(const llama_vocab * vocab) : vocab_(vocab) {
     }
 }
 
-const PromptTokenizer::Special * PromptTokenizer::match(const char * text, size_t length, size_t at,
-                                                        bool parse_special) const {
-    for (const Special * special : by_first_byte_[static_cast<unsigned char>(text[at])]) {
+const PromptTokenizer::Special* PromptTokenizer::match(const char* text, size_t length, size_t at,
+                                                       bool parse_special) const {
+    for (const Special* special : by_first_byte_[static_cast<unsigned char>(text[at])]) {
         if (special->control && !parse_special) {
             continue;
         }
@@ -68,7 +68,7 @@ const PromptTokenizer::Special * PromptTokenizer::match(const char * text, size_
     return nullptr;
 }
 
-bool PromptTokenizer::append_plain(const char * text, size_t length, std::vector<llama_token> * tokens) const {
+bool PromptTokenizer::append_plain(const char* text, size_t length, std::vector<llama_token>* tokens) const {
     if (length == 0) {
         return true;
     }
@@ -83,9 +83,9 @@ bool PromptTokenizer::append_plain(const char * text, size_t length, std::vector
     return true;
 }
 
-EngineError PromptTokenizer::tokenize(const char * text, size_t length, bool add_special, bool parse_special,
-                                      const std::function<bool()> & keep_going, std::vector<llama_token> * tokens,
-                                      bool * cancelled) const {
+EngineError PromptTokenizer::tokenize(const char* text, size_t length, bool add_special, bool parse_special,
+                                      const std::function<bool()>& keep_going, std::vector<llama_token>* tokens,
+                                      bool* cancelled) const {
     *cancelled = false;
     tokens->clear();
     if (add_special) {
@@ -95,7 +95,7 @@ EngineError PromptTokenizer::tokenize(const char * text, size_t length, bool add
     size_t polled_at = 0;
     bool strip_left = false;  // the special token before the plain text strips its whitespace
     for (size_t at = 0; at <= length; ++at) {
-        const Special * special = at < length ? match(text, length, at, parse_special) : nullptr;
+        const Special* special = at < length ? match(text, length, at, parse_special) : nullptr;
         if (special == nullptr && at < length) {
             continue;
         }

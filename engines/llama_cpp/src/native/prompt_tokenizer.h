@@ -17,13 +17,13 @@
 // (BOS, EOS, CLS/SEP) are the ones llama_tokenize adds.
 class PromptTokenizer {
 public:
-    explicit PromptTokenizer(const llama_vocab * vocab);
+    explicit PromptTokenizer(const llama_vocab* vocab);
 
     // The tokens of `text`. `keep_going` is asked between pieces (about every 16 KiB of text); when it says
     // no, tokenizing stops and `cancelled` is set.
-    EngineError tokenize(const char * text, size_t length, bool add_special, bool parse_special,
-                         const std::function<bool()> & keep_going, std::vector<llama_token> * tokens,
-                         bool * cancelled) const;
+    EngineError tokenize(const char* text, size_t length, bool add_special, bool parse_special,
+                         const std::function<bool()>& keep_going, std::vector<llama_token>* tokens,
+                         bool* cancelled) const;
 
 private:
     struct Special {
@@ -35,12 +35,12 @@ private:
     };
 
     // The longest special token that `text[at..]` starts with, or nullptr.
-    const Special * match(const char * text, size_t length, size_t at, bool parse_special) const;
-    bool append_plain(const char * text, size_t length, std::vector<llama_token> * tokens) const;
+    const Special* match(const char* text, size_t length, size_t at, bool parse_special) const;
+    bool append_plain(const char* text, size_t length, std::vector<llama_token>* tokens) const;
 
-    const llama_vocab * vocab_;
+    const llama_vocab* vocab_;
     std::vector<Special> specials_;
-    std::array<std::vector<const Special *>, 256> by_first_byte_;  // each longest first
+    std::array<std::vector<const Special*>, 256> by_first_byte_;  // each longest first
     std::vector<llama_token> prefix_;  // what llama_tokenize adds before a prompt with add_special
     std::vector<llama_token> suffix_;  // ... and after it
 };

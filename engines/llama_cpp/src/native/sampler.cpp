@@ -12,18 +12,18 @@ namespace {
 // load time (x86-64-v3: AVX2 + FMA; v4: AVX-512), since the portable baseline is SSE2 and these loops run over
 // the whole vocabulary per token.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && defined(__ELF__)
-#define VOCAB_KERNEL __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#  define VOCAB_KERNEL __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
-#define VOCAB_KERNEL
+#  define VOCAB_KERNEL
 #endif
 
-constexpr int32_t kBlock = 1024;  // block size of the two-level scans (argmax, min-p, the draw)
+constexpr int32_t kBlock = 1024;     // block size of the two-level scans (argmax, min-p, the draw)
 constexpr int32_t kTopKBlock = 128;  // top-k skips blocks whose maximum cannot enter the heap
 
 // e^x for x <= 0, within 2 ulp: reduction to r in [-ln2/2, ln2/2] and Cephes' expf polynomial, in branch-free
 // arithmetic that vectorises. Inputs below -86 give about e^-86 instead of underflowing (harmless in sums).
 inline float exp_nonpositive(float x) {
-    x = std::max(x, -86.0f);  // a vector max only under -fno-trapping-math (set in CMakeLists.txt)
+    x = std::max(x, -86.0f);            // a vector max only under -fno-trapping-math (set in CMakeLists.txt)
     const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer held in the low bits
     const float t = x * 1.44269504088896341f + shifter;
     const float n = t - shifter;
@@ -45,7 +45,7 @@ inline float exp_nonpositive(float x) {
     return p;
 }
 
-VOCAB_KERNEL float max_of(const float * x, int32_t n) {
+VOCAB_KERNEL float max_of(const float* x, int32_t n) {
     float m = -std::numeric_limits<float>::infinity();
 #pragma omp simd reduction(max : m)
     for (int32_t i = 0; i < n; ++i) {
@@ -54,7 +54,7 @@ VOCAB_KERNEL float max_of(const float * x, int32_t n) {
     return m;
 }
 
-VOCAB_KERNEL float min_of(const float * x, int32_t n) {
+VOCAB_KERNEL float min_of(const float* x, int32_t n) {
     float m = std::numeric_limits<float>::infinity();
 #pragma omp simd reduction(min : m)
     for (int32_t i = 0; i < n; ++i) {
@@ -63,7 +63,7 @@ VOCAB_KERNEL float min_of(const float * x, int32_t n) {
     return m;
 }
 
-VOCAB_KERNEL float sum_of(const float * x, int32_t n) {
+VOCAB_KERNEL float sum_of(const float* x, int32_t n) {
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (int32_t i = 0; i < n; ++i) {
@@ -73,14 +73,14 @@ VOCAB_KERNEL float sum_of(const float * x, int32_t n) {
 }
 
 // out[i] = e^((x[i] - shift) * scale), for shift >= every x[i] and scale > 0.
-VOCAB_KERNEL void exp_scaled(const float * x, int32_t n, float shift, float scale, float * out) {
+VOCAB_KERNEL void exp_scaled(const float* x, int32_t n, float shift, float scale, float* out) {
 #pragma omp simd
     for (int32_t i = 0; i < n; ++i) {
         out[i] = exp_nonpositive((x[i] - shift) * scale);
     }
 }
 
-VOCAB_KERNEL float sum_exp_scaled(const float * x, int32_t n, float shift, float scale) {
+VOCAB_KERNEL float sum_exp_scaled(const float* x, int32_t n, float shift, float scale) {
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (int32_t i = 0; i < n; ++i) {
@@ -90,7 +90,7 @@ VOCAB_KERNEL float sum_exp_scaled(const float * x, int32_t n, float shift, float
 }
 
 // weights[i] = 0 where x[i] < floor.
-VOCAB_KERNEL void mask_below(const float * x, int32_t n, float floor, float * weights) {
+VOCAB_KERNEL void mask_below(const float* x, int32_t n, float floor, float* weights) {
 #pragma omp simd
     for (int32_t i = 0; i < n; ++i) {
         weights[i] = x[i] < floor ? 0.0f : weights[i];
@@ -98,7 +98,7 @@ VOCAB_KERNEL void mask_below(const float * x, int32_t n, float floor, float * we
 }
 
 // out[i] = min(last, (int) ((top - x[i]) * scale)): bucket numbers, 0 for the largest x.
-VOCAB_KERNEL void bucket_numbers(const float * x, int32_t n, float top, float scale, int32_t last, int32_t * out) {
+VOCAB_KERNEL void bucket_numbers(const float* x, int32_t n, float top, float scale, int32_t last, int32_t* out) {
 #pragma omp simd
     for (int32_t i = 0; i < n; ++i) {
         const int32_t b = static_cast<int32_t>((top - x[i]) * scale);
@@ -107,7 +107,7 @@ VOCAB_KERNEL void bucket_numbers(const float * x, int32_t n, float top, float sc
 }
 
 // The first index of the largest logit: block maxima (vectorised), then one scan of the winning block.
-int32_t argmax(const float * x, int32_t n) {
+int32_t argmax(const float* x, int32_t n) {
     float best = -std::numeric_limits<float>::infinity();
     int32_t best_block = 0;
     for (int32_t b = 0; b < n; b += kBlock) {
@@ -128,7 +128,7 @@ int32_t argmax(const float * x, int32_t n) {
 
 }  // namespace
 
-Sampler::Sampler(const SamplingParams & params)
+Sampler::Sampler(const SamplingParams& params)
     : params_(params),
       inv_temperature_(params.temperature > 0.0f ? 1.0f / params.temperature : 1.0f),
       rng_(params.seed) {}
@@ -140,8 +140,8 @@ void Sampler::accept(int32_t token) {
 }
 
 // OpenAI semantics: each token already generated loses presence_penalty once and frequency_penalty per use.
-void Sampler::apply_penalties(float * logits) const {
-    for (const auto & [token, count] : counts_) {
+void Sampler::apply_penalties(float* logits) const {
+    for (const auto& [token, count] : counts_) {
         logits[token] -= params_.presence_penalty + params_.frequency_penalty * static_cast<float>(count);
     }
 }
@@ -150,7 +150,7 @@ double Sampler::uniform() {
     return static_cast<double>(rng_() >> 11) * 0x1.0p-53;  // [0, 1), the same on every standard library
 }
 
-int32_t Sampler::sample(float * logits, int32_t n_vocab, float * logprob) {
+int32_t Sampler::sample(float* logits, int32_t n_vocab, float* logprob) {
     apply_penalties(logits);
     if (params_.temperature <= 0.0f) {
         const int32_t token = argmax(logits, n_vocab);
@@ -171,9 +171,9 @@ int32_t Sampler::sample(float * logits, int32_t n_vocab, float * logprob) {
 
 // One pass keeps the k largest logits in a min-heap (blocks whose maximum cannot enter it are skipped whole);
 // min-p and top-p then cut the sorted k.
-int32_t Sampler::sample_top_k(const float * logits, int32_t n_vocab, float * logprob) {
+int32_t Sampler::sample_top_k(const float* logits, int32_t n_vocab, float* logprob) {
     const int32_t k = params_.top_k;
-    const auto smaller_first = [](const Candidate & a, const Candidate & b) { return a.logit > b.logit; };
+    const auto smaller_first = [](const Candidate& a, const Candidate& b) { return a.logit > b.logit; };
     candidates_.clear();
     for (int32_t i = 0; i < k; ++i) {
         candidates_.push_back({logits[i], i});
@@ -223,7 +223,7 @@ int32_t Sampler::sample_top_k(const float * logits, int32_t n_vocab, float * log
 }
 
 // Every token is a candidate: one vectorised pass of exponentials, min-p and top-p as masks over it.
-int32_t Sampler::sample_vocabulary(const float * logits, int32_t n_vocab, float * logprob) {
+int32_t Sampler::sample_vocabulary(const float* logits, int32_t n_vocab, float* logprob) {
     const float max_logit = max_of(logits, n_vocab);
     weights_.resize(n_vocab);
     exp_scaled(logits, n_vocab, max_logit, inv_temperature_, weights_.data());
@@ -240,7 +240,7 @@ int32_t Sampler::sample_vocabulary(const float * logits, int32_t n_vocab, float 
 // The smallest logit of the most-likely set whose weight (weights_) reaches top_p of the total. Sorting the
 // vocabulary is avoided: tokens are bucketed by logit in one pass, whole buckets above the one where the
 // weight crosses top_p are in, and only that bucket is sorted.
-float Sampler::top_p_floor(const float * logits, int32_t n_vocab, float max_logit) {
+float Sampler::top_p_floor(const float* logits, int32_t n_vocab, float max_logit) {
     constexpr int32_t kBuckets = 1024;
     // Buckets span the scaled logits, at most 40 below the top (e^-40 weighs nothing next to it).
     const float span = std::min((max_logit - min_of(logits, n_vocab)) * inv_temperature_, 40.0f);
@@ -269,8 +269,8 @@ float Sampler::top_p_floor(const float * logits, int32_t n_vocab, float max_logi
         }
     }
     std::sort(candidates_.begin(), candidates_.end(),
-              [](const Candidate & a, const Candidate & b) { return a.logit > b.logit; });
-    for (const Candidate & c : candidates_) {
+              [](const Candidate& a, const Candidate& b) { return a.logit > b.logit; });
+    for (const Candidate& c : candidates_) {
         above += weights_[c.id];
         if (above >= target) {
             return c.logit;
@@ -281,7 +281,7 @@ float Sampler::top_p_floor(const float * logits, int32_t n_vocab, float max_logi
 
 // Draws an index with probability proportional to weights (not all zero). Block sums let the walk to the
 // drawn index skip whole blocks.
-size_t Sampler::draw(const std::vector<float> & weights, float * logprob) {
+size_t Sampler::draw(const std::vector<float>& weights, float* logprob) {
     const int32_t n = static_cast<int32_t>(weights.size());
     sums_.clear();
     double total = 0.0;

@@ -27,11 +27,11 @@ struct SamplingParams {
 // log-probability under the soft-max of the penalised logits (temperature 1, no cuts).
 class Sampler {
 public:
-    explicit Sampler(const SamplingParams & params);
+    explicit Sampler(const SamplingParams& params);
 
     // Chooses the next token from `logits` (n_vocab floats; the penalties are applied to them in place).
     // When `logprob` is not null, stores the token's natural-log probability there.
-    int32_t sample(float * logits, int32_t n_vocab, float * logprob);
+    int32_t sample(float* logits, int32_t n_vocab, float* logprob);
 
     // Records a generated token for the presence and frequency penalties.
     void accept(int32_t token);
@@ -42,11 +42,11 @@ private:
         int32_t id;
     };
 
-    void apply_penalties(float * logits) const;
-    int32_t sample_top_k(const float * logits, int32_t n_vocab, float * logprob);
-    int32_t sample_vocabulary(const float * logits, int32_t n_vocab, float * logprob);
-    float top_p_floor(const float * logits, int32_t n_vocab, float max_logit);
-    size_t draw(const std::vector<float> & weights, float * logprob);
+    void apply_penalties(float* logits) const;
+    int32_t sample_top_k(const float* logits, int32_t n_vocab, float* logprob);
+    int32_t sample_vocabulary(const float* logits, int32_t n_vocab, float* logprob);
+    float top_p_floor(const float* logits, int32_t n_vocab, float max_logit);
+    size_t draw(const std::vector<float>& weights, float* logprob);
     double uniform();
 
     SamplingParams params_;

@@ -2,15 +2,15 @@
 
 #include <algorithm>
 
-TokenEmitter::TokenEmitter(std::vector<std::string> stops, EngineTokenCallback callback, void * user_data)
+TokenEmitter::TokenEmitter(std::vector<std::string> stops, EngineTokenCallback callback, void* user_data)
     : stops_(std::move(stops)), callback_(callback), user_data_(user_data) {
     stops_.erase(std::remove(stops_.begin(), stops_.end(), std::string()), stops_.end());
-    for (const std::string & stop : stops_) {
+    for (const std::string& stop : stops_) {
         longest_stop_ = std::max(longest_stop_, stop.size());
     }
 }
 
-bool TokenEmitter::emit(int32_t token, float logprob, const char * text, size_t len) {
+bool TokenEmitter::emit(int32_t token, float logprob, const char* text, size_t len) {
     const TokenResult result{token, static_cast<int32_t>(len), text, logprob};
     return callback_(user_data_, &result) == 0;
 }
@@ -19,7 +19,7 @@ TokenEmitter::Outcome TokenEmitter::poll() {
     return callback_(user_data_, nullptr) == 0 ? Outcome::Continue : Outcome::Refused;
 }
 
-TokenEmitter::Outcome TokenEmitter::push(int32_t token, float logprob, const char * piece, size_t piece_len) {
+TokenEmitter::Outcome TokenEmitter::push(int32_t token, float logprob, const char* piece, size_t piece_len) {
     if (stops_.empty()) {
         return emit(token, logprob, piece, piece_len) ? Outcome::Continue : Outcome::Refused;
     }
@@ -30,7 +30,7 @@ TokenEmitter::Outcome TokenEmitter::push(int32_t token, float logprob, const cha
     held_.push_back({token, logprob, text_.size()});
 
     size_t stop_at = std::string::npos;
-    for (const std::string & stop : stops_) {
+    for (const std::string& stop : stops_) {
         stop_at = std::min(stop_at, text_.find(stop, search_from));
     }
     if (stop_at != std::string::npos) {
@@ -39,7 +39,7 @@ TokenEmitter::Outcome TokenEmitter::push(int32_t token, float logprob, const cha
 
     // Hold back the longest tail of the text that a stop string begins with.
     size_t safe_end = text_.size();
-    for (const std::string & stop : stops_) {
+    for (const std::string& stop : stops_) {
         for (size_t len = std::min(stop.size() - 1, text_.size()); len > 0; --len) {
             if (text_.compare(text_.size() - len, len, stop, 0, len) == 0) {
                 safe_end = std::min(safe_end, text_.size() - len);
@@ -74,7 +74,7 @@ TokenEmitter::Outcome TokenEmitter::emit_held(size_t safe_end, bool cut) {
         return Outcome::Continue;
     }
     text_.erase(0, start);
-    for (Held & token : held_) {
+    for (Held& token : held_) {
         token.end -= start;
     }
     return Outcome::Continue;

@@ -20,9 +20,9 @@ public:
         Refused,     // the callback asked to stop
     };
 
-    TokenEmitter(std::vector<std::string> stops, EngineTokenCallback callback, void * user_data);
+    TokenEmitter(std::vector<std::string> stops, EngineTokenCallback callback, void* user_data);
 
-    Outcome push(int32_t token, float logprob, const char * piece, size_t piece_len);
+    Outcome push(int32_t token, float logprob, const char* piece, size_t piece_len);
     // Emits every held token: the generation ended for another reason.
     Outcome flush();
     // Asks the callback whether to go on, emitting nothing (a NULL token).
@@ -38,12 +38,12 @@ private:
     // Emits held tokens whose text ends at or before `safe_end`; with `cut`, every held token that starts
     // before `safe_end`, cut there, and drops the rest.
     Outcome emit_held(size_t safe_end, bool cut);
-    bool emit(int32_t token, float logprob, const char * text, size_t len);
+    bool emit(int32_t token, float logprob, const char* text, size_t len);
 
     std::vector<std::string> stops_;
     size_t longest_stop_ = 0;
     EngineTokenCallback callback_;
-    void * user_data_;
+    void* user_data_;
     std::string text_;  // held text, from the first held token on
     std::deque<Held> held_;
 };

@@ -7,7 +7,7 @@
 inline int g_checks = 0;
 inline int g_failures = 0;
 
-inline void check(bool ok, const std::string & what, const char * file, int line) {
+inline void check(bool ok, const std::string& what, const char* file, int line) {
     ++g_checks;
     if (!ok) {
         ++g_failures;
@@ -17,11 +17,11 @@ inline void check(bool ok, const std::string & what, const char * file, int line
 
 #define CHECK(condition) check((condition), #condition, __FILE__, __LINE__)
 #define CHECK_MSG(condition, message) check((condition), (message), __FILE__, __LINE__)
-#define RUN(test)                                  \
-    do {                                           \
-        std::printf("%s\n", #test);                \
-        test;                                      \
-    } while (0)
+#define RUN(test)               \
+  do {                          \
+    std::printf("%s\n", #test); \
+    test;                       \
+  } while (0)
 
 inline int check_summary() {
     std::printf("%d checks, %d failed\n", g_checks, g_failures);

@@ -14,7 +14,7 @@
 
 namespace {
 
-std::vector<llama_token> llama_cpp_tokens(const llama_vocab * vocab, const std::string & text, bool add_special,
+std::vector<llama_token> llama_cpp_tokens(const llama_vocab* vocab, const std::string& text, bool add_special,
                                           bool parse_special) {
     std::vector<llama_token> tokens(text.size() + 16);
     const int32_t n = lib.llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), tokens.data(),
@@ -23,16 +23,17 @@ std::vector<llama_token> llama_cpp_tokens(const llama_vocab * vocab, const std::
     return tokens;
 }
 
-std::vector<llama_token> our_tokens(const PromptTokenizer & tokenizer, const std::string & text, bool add_special,
+std::vector<llama_token> our_tokens(const PromptTokenizer& tokenizer, const std::string& text, bool add_special,
                                     bool parse_special) {
     std::vector<llama_token> tokens;
     bool cancelled = false;
-    tokenizer.tokenize(text.data(), text.size(), add_special, parse_special, [] { return true; }, &tokens, &cancelled);
+    tokenizer.tokenize(
+        text.data(), text.size(), add_special, parse_special, [] { return true; }, &tokens, &cancelled);
     return tokens;
 }
 
 // llama.cpp's own tokenizer test inputs (models/ggml-vocab-*.gguf.inp), one per separator.
-std::vector<std::string> corpus(const std::string & path) {
+std::vector<std::string> corpus(const std::string& path) {
     std::ifstream file(path, std::ios::binary);
     std::stringstream all;
     all << file.rdbuf();
@@ -49,20 +50,20 @@ std::vector<std::string> corpus(const std::string & path) {
     return inputs;
 }
 
-void check_vocab(const std::string & source, const char * name, const std::vector<std::string> & extra) {
+void check_vocab(const std::string& source, const char* name, const std::vector<std::string>& extra) {
     llama_model_params params = lib.llama_model_default_params();
     params.vocab_only = true;
     const std::string path = source + "/models/ggml-vocab-" + name + ".gguf";
-    llama_model * model = lib.llama_model_load_from_file(path.c_str(), params);
+    llama_model* model = lib.llama_model_load_from_file(path.c_str(), params);
     CHECK_MSG(model != nullptr, std::string("cannot load ") + path);
     if (model == nullptr) {
         return;
     }
-    const llama_vocab * vocab = lib.llama_model_get_vocab(model);
+    const llama_vocab* vocab = lib.llama_model_get_vocab(model);
     const PromptTokenizer tokenizer(vocab);
     std::vector<std::string> prompts = corpus(path + ".inp");
     prompts.insert(prompts.end(), extra.begin(), extra.end());
-    for (const std::string & prompt : prompts) {
+    for (const std::string& prompt : prompts) {
         for (const bool add_special : {false, true}) {
             for (const bool parse_special : {false, true}) {
                 CHECK_MSG(our_tokens(tokenizer, prompt, add_special, parse_special) ==
@@ -74,7 +75,7 @@ void check_vocab(const std::string & source, const char * name, const std::vecto
     lib.llama_model_free(model);
 }
 
-void prompt_tokenizer_tests(const std::string & source) {
+void prompt_tokenizer_tests(const std::string& source) {
     // Llama 3 (BPE): special tokens mid-text, adjacent, at both ends, cut short, among whitespace.
     check_vocab(source, "llama-bpe",
                 {"<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHello!<|eot_id|>"
@@ -85,11 +86,11 @@ void prompt_tokenizer_tests(const std::string & source) {
     check_vocab(source, "bert-bge", {"[CLS] hello [SEP] world", "[MASK][MASK] x"});
 }
 
-void prompt_tokenizer_is_linear(const std::string & source) {
+void prompt_tokenizer_is_linear(const std::string& source) {
     llama_model_params params = lib.llama_model_default_params();
     params.vocab_only = true;
-    llama_model * model = lib.llama_model_load_from_file((source + "/models/ggml-vocab-llama-bpe.gguf").c_str(), params);
-    const llama_vocab * vocab = lib.llama_model_get_vocab(model);
+    llama_model* model = lib.llama_model_load_from_file((source + "/models/ggml-vocab-llama-bpe.gguf").c_str(), params);
+    const llama_vocab* vocab = lib.llama_model_get_vocab(model);
     const PromptTokenizer tokenizer(vocab);
     std::string dense;
     for (int i = 0; i < 30000; ++i) {
@@ -105,7 +106,8 @@ void prompt_tokenizer_is_linear(const std::string & source) {
     int asked = 0;
     bool cancelled = false;
     std::vector<llama_token> partial;
-    tokenizer.tokenize(dense.data(), dense.size(), false, true, [&] { return ++asked < 3; }, &partial, &cancelled);
+    tokenizer.tokenize(
+        dense.data(), dense.size(), false, true, [&] { return ++asked < 3; }, &partial, &cancelled);
     CHECK(cancelled);
     CHECK(partial.size() < tokens.size());
     lib.llama_model_free(model);
@@ -113,7 +115,7 @@ void prompt_tokenizer_is_linear(const std::string & source) {
 
 }  // namespace
 
-int main(int argc, char ** argv) {
+int main(int argc, char** argv) {
     if (argc != 3) {
         std::fprintf(stderr, "usage: engine_native_tests <plugin folder> <llama.cpp source folder>\n");
         return 2;
@@ -122,7 +124,7 @@ int main(int argc, char ** argv) {
         std::fprintf(stderr, "%s\n", error.message.c_str());
         return 2;
     }
-    lib.llama_log_set([](ggml_log_level, const char *, void *) {}, nullptr);
+    lib.llama_log_set([](ggml_log_level, const char*, void*) {}, nullptr);
     RUN(prompt_tokenizer_tests(argv[2]));
     RUN(prompt_tokenizer_is_linear(argv[2]));
     return check_summary();
