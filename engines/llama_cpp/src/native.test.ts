@@ -21,7 +21,7 @@ const built = backend !== undefined && existsSync(binary);
 if (!built && backend !== undefined && process.env.CI) throw new Error(`${binary} was not built`);
 
 describe.skipIf(!built)("the plugin's native tests", () => {
-  it("pass: prompt tokenization equal to llama.cpp's, in linear time, cancellable", async () => {
+  it("pass: prompt tokenization equal to llama.cpp's, in linear time, cancellable; sampling as its reference distribution; stop strings cut right across any split", async () => {
     const { stdout } = await promisify(execFile)(binary, [join(packageDir, backend!), join(packageDir, 'build', 'llama.cpp')]);
     expect(stdout).toMatch(/\d+ checks, 0 failed/);
   });

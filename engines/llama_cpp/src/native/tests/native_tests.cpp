@@ -1,5 +1,6 @@
 // Tests of the plugin's own arithmetic and text handling, against straightforward references and llama.cpp
-// itself: run by src/native.test.ts as `engine_native_tests <plugin folder> <llama.cpp source folder>`.
+// itself: run by src/native.test.ts as `engine_native_tests <plugin folder> <llama.cpp source folder>`. The
+// prompt tokenizer's are here; the sampler's and the token emitter's in files of their own.
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -115,6 +116,9 @@ void prompt_tokenizer_is_linear(const std::string& source) {
 
 }  // namespace
 
+void sampler_tests();
+void token_emitter_tests();
+
 int main(int argc, char** argv) {
     if (argc != 3) {
         std::fprintf(stderr, "usage: engine_native_tests <plugin folder> <llama.cpp source folder>\n");
@@ -127,5 +131,7 @@ int main(int argc, char** argv) {
     lib.llama_log_set([](ggml_log_level, const char*, void*) {}, nullptr);
     RUN(prompt_tokenizer_tests(argv[2]));
     RUN(prompt_tokenizer_is_linear(argv[2]));
+    RUN(sampler_tests());
+    RUN(token_emitter_tests());
     return check_summary();
 }
