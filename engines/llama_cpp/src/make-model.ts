@@ -60,9 +60,20 @@ export async function makeModel(outPath: string, shape: Partial<ModelShape> = {}
   const s: ModelShape = { ...DEFAULT_SHAPE, ...shape };
   checkShape(s);
   const vocabulary = await readVocabulary();
+  const metadata = await llamaMetadata(s, vocabulary, options.metadata ?? {});
+  const nVocab = (vocabulary['tokenizer.ggml.tokens']!.value as string[]).length;
+  await mkdir(dirname(outPath), { recursive: true });
+  await writeGguf(outPath, metadata, randomTensors(s, nVocab));
+}
+
+/** The GGUF metadata of a llama model of this shape, with the vocabulary and the chat template. */
+async function llamaMetadata(
+  s: ModelShape,
+  vocabulary: Record<string, GGUFTypedMetadata[string]>,
+  extra: NonNullable<MakeModelOptions['metadata']>,
+): Promise<Record<string, GGUFTypedMetadata[string]>> {
   const nVocab = (vocabulary['tokenizer.ggml.tokens']!.value as string[]).length;
   const headDim = s.dim / s.heads;
-
   const metadata: Record<string, GGUFTypedMetadata[string]> = {
     'general.architecture': { value: 'llama', type: GGUFValueType.STRING },
     'general.name': {
@@ -84,10 +95,16 @@ export async function makeModel(outPath: string, shape: Partial<ModelShape> = {}
     'tokenizer.ggml.add_bos_token': { value: true, type: GGUFValueType.BOOL },
     'tokenizer.chat_template': { value: await readFile(CHAT_TEMPLATE, 'utf8'), type: GGUFValueType.STRING },
   };
-  for (const [key, value] of Object.entries(options.metadata ?? {})) {
+  for (const [key, value] of Object.entries(extra)) {
     metadata[key] = typeof value === 'string' ? { value, type: GGUFValueType.STRING } : { value, type: GGUFValueType.UINT32 };
   }
 
+  return metadata;
+}
+
+/** Every tensor of a llama model of this shape: random weights drawn from the shape's seed, norms of 1. */
+function randomTensors(s: ModelShape, nVocab: number): GgufTensor[] {
+  const headDim = s.dim / s.heads;
   const random = mulberry32(s.seed);
   const matrix = (name: string, inputs: number, outputs: number, scale = 1 / Math.sqrt(inputs)): GgufTensor => {
     const values = new Float32Array(inputs * outputs);
@@ -120,8 +137,7 @@ export async function makeModel(outPath: string, shape: Partial<ModelShape> = {}
   }
   tensors.push(norm('output_norm.weight'), matrix('output.weight', s.dim, nVocab));
 
-  await mkdir(dirname(outPath), { recursive: true });
-  await writeGguf(outPath, metadata, tensors);
+  return tensors;
 }
 
 function checkShape(s: ModelShape): void {

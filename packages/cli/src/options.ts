@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, InvalidArgumentError, Option, type OptionValues } from 'commander';
 import { GPU_BACKENDS, parseSize } from '@llm-node/gpu-detect';
 import type { GpuBackend } from '@llm-node/gpu-detect';
 import { versionLine } from './version.js';
@@ -46,6 +46,72 @@ export type ParsedCommandLine = { run: true; options: NodeOptions } | { run: fal
 /** A usage error (bad flag or value): the process exits 2 with this message. */
 export class UsageError extends Error {}
 
+/** The flags, each with its environment variable and its default where the CLI owns one: declared once here. */
+const FLAGS: readonly Option[] = [
+  new Option(
+    '--engines-dir <dir>',
+    'engine plugins: <dir>/<engine_id>/<gpu_backend>/ (default: ./engines when it exists), then installed engine packages',
+  ).env('LLM_NODE_ENGINES_DIR'),
+  new Option('--models-dir <dir>', 'models: <dir>/<model_id>.gguf or <dir>/<model_id>/').env('LLM_NODE_MODELS_DIR').default('./models'),
+  new Option('--vram-limit <size>', 'most VRAM models may hold, e.g. 8G, 512M, 8589934592 (default: all of it)')
+    .env('LLM_NODE_VRAM_LIMIT')
+    .argParser(sizeArgument),
+  new Option('--monitor-interval <ms>', 'how often the resource monitor samples VRAM')
+    .env('LLM_NODE_MONITOR_INTERVAL_MS')
+    .argParser(integerArgument(10, 3_600_000))
+    .default(1000),
+  new Option('--port <port>', 'HTTP port').env('LLM_NODE_PORT').argParser(integerArgument(0, 65_535)).default(3000),
+  new Option('--host <address>', 'address to listen on').env('LLM_NODE_HOST').default('127.0.0.1'),
+  new Option('--gpu-backend <backend>', 'use this backend instead of detecting one (cpu: development only)')
+    .env('LLM_NODE_GPU_BACKEND')
+    .choices(GPU_BACKENDS),
+  new Option('--gpu-device <index>', 'the GPU to serve from, when the machine has several (run one node per GPU)')
+    .env('LLM_NODE_GPU_DEVICE')
+    .argParser(integerArgument(0, 255))
+    .default(0),
+  new Option('--allow-network <engine_ids>', 'engines whose plugins may use the network, comma-separated (all others are denied it)')
+    .env('LLM_NODE_ALLOW_NETWORK')
+    .argParser(idList)
+    .default([]),
+  new Option('--engine-stall-timeout <seconds>', 'restart an engine whose generations make no progress this long (default 120)')
+    .env('LLM_NODE_ENGINE_STALL_TIMEOUT')
+    .argParser(integerArgument(1, 86_400)),
+  new Option('--model-load-timeout <seconds>', 'restart an engine that takes longer than this to load a model (default 600)')
+    .env('LLM_NODE_MODEL_LOAD_TIMEOUT')
+    .argParser(integerArgument(1, 86_400)),
+  new Option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1 and /api').env('LLM_NODE_API_KEY'),
+  new Option(
+    '--allowed-hosts <names>',
+    'Host names served besides IP addresses and localhost, comma-separated (.example.com: a domain and its subdomains; all: any)',
+  )
+    .env('LLM_NODE_ALLOWED_HOSTS')
+    .argParser(hostList)
+    .default([]),
+  new Option(
+    '--max-connections <n>',
+    'connections kept open at most; the longest idle one makes room for a new one (default: half the open-file limit)',
+  )
+    .env('LLM_NODE_MAX_CONNECTIONS')
+    .argParser(integerArgument(16, 1_000_000)),
+  new Option(
+    '--shutdown-grace <seconds>',
+    'on SIGTERM or SIGINT, refuse new requests and let those in flight finish for this long before ending them',
+  )
+    .env('LLM_NODE_SHUTDOWN_GRACE')
+    .argParser(integerArgument(0, 86_400))
+    .default(30),
+  new Option('--agent-port <port>', "answer HAProxy's agent check on this port: the node's weight from its load, or drain")
+    .env('LLM_NODE_AGENT_PORT')
+    .argParser(integerArgument(0, 65_535)),
+  new Option('--log-level <level>', 'log verbosity').env('LLM_NODE_LOG_LEVEL').choices(LOG_LEVELS).default('info'),
+  new Option('--context-length <tokens>', 'context per request for models loaded without one (default: min(trained, 4096))')
+    .env('LLM_NODE_CONTEXT_LENGTH')
+    .argParser(integerArgument(1, 10_000_000)),
+  new Option('--parallel <n>', "requests generated at once per model, each with its own KV cache (default 4, as llama.cpp's server)")
+    .env('LLM_NODE_PARALLEL')
+    .argParser(integerArgument(1, 1024)),
+];
+
 /**
  * Reads argv (without the node and script entries) and the environment. Flags win over environment
  * variables, which win over defaults. --help and --version print and return { run: false }.
@@ -56,101 +122,10 @@ export function parseCommandLine(argv: readonly string[], print: (text: string) 
     .description("Serve LLMs from this machine's GPU through pluggable engines (OpenAI-compatible API).")
     .version(versionLine(), '-v, --version', 'print the version and the engine ABI version')
     .helpOption('-h, --help', 'show this help')
-    .addOption(
-      new Option(
-        '--engines-dir <dir>',
-        'engine plugins: <dir>/<engine_id>/<gpu_backend>/ (default: ./engines when it exists), then installed engine packages',
-      ).env('LLM_NODE_ENGINES_DIR'),
-    )
-    .addOption(
-      new Option('--models-dir <dir>', 'models: <dir>/<model_id>.gguf or <dir>/<model_id>/').env('LLM_NODE_MODELS_DIR').default('./models'),
-    )
-    .addOption(
-      new Option('--vram-limit <size>', 'most VRAM models may hold, e.g. 8G, 512M, 8589934592 (default: all of it)')
-        .env('LLM_NODE_VRAM_LIMIT')
-        .argParser(sizeArgument),
-    )
-    .addOption(
-      new Option('--monitor-interval <ms>', 'how often the resource monitor samples VRAM')
-        .env('LLM_NODE_MONITOR_INTERVAL_MS')
-        .argParser(integerArgument(10, 3_600_000))
-        .default(1000),
-    )
-    .addOption(new Option('--port <port>', 'HTTP port').env('LLM_NODE_PORT').argParser(integerArgument(0, 65_535)).default(3000))
-    .addOption(new Option('--host <address>', 'address to listen on').env('LLM_NODE_HOST').default('127.0.0.1'))
-    .addOption(
-      new Option('--gpu-backend <backend>', 'use this backend instead of detecting one (cpu: development only)')
-        .env('LLM_NODE_GPU_BACKEND')
-        .choices(GPU_BACKENDS),
-    )
-    .addOption(
-      new Option('--gpu-device <index>', 'the GPU to serve from, when the machine has several (run one node per GPU)')
-        .env('LLM_NODE_GPU_DEVICE')
-        .argParser(integerArgument(0, 255))
-        .default(0),
-    )
-    .addOption(
-      new Option('--allow-network <engine_ids>', 'engines whose plugins may use the network, comma-separated (all others are denied it)')
-        .env('LLM_NODE_ALLOW_NETWORK')
-        .argParser(idList)
-        .default([]),
-    )
-    .addOption(
-      new Option('--engine-stall-timeout <seconds>', 'restart an engine whose generations make no progress this long (default 120)')
-        .env('LLM_NODE_ENGINE_STALL_TIMEOUT')
-        .argParser(integerArgument(1, 86_400)),
-    )
-    .addOption(
-      new Option('--model-load-timeout <seconds>', 'restart an engine that takes longer than this to load a model (default 600)')
-        .env('LLM_NODE_MODEL_LOAD_TIMEOUT')
-        .argParser(integerArgument(1, 86_400)),
-    )
-    .addOption(new Option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1 and /api').env('LLM_NODE_API_KEY'))
-    .addOption(
-      new Option(
-        '--allowed-hosts <names>',
-        'Host names served besides IP addresses and localhost, comma-separated (.example.com: a domain and its subdomains; all: any)',
-      )
-        .env('LLM_NODE_ALLOWED_HOSTS')
-        .argParser(hostList)
-        .default([]),
-    )
-    .addOption(
-      new Option(
-        '--max-connections <n>',
-        'connections kept open at most; the longest idle one makes room for a new one (default: half the open-file limit)',
-      )
-        .env('LLM_NODE_MAX_CONNECTIONS')
-        .argParser(integerArgument(16, 1_000_000)),
-    )
-    .addOption(
-      new Option(
-        '--shutdown-grace <seconds>',
-        'on SIGTERM or SIGINT, refuse new requests and let those in flight finish for this long before ending them',
-      )
-        .env('LLM_NODE_SHUTDOWN_GRACE')
-        .argParser(integerArgument(0, 86_400))
-        .default(30),
-    )
-    .addOption(
-      new Option('--agent-port <port>', "answer HAProxy's agent check on this port: the node's weight from its load, or drain")
-        .env('LLM_NODE_AGENT_PORT')
-        .argParser(integerArgument(0, 65_535)),
-    )
-    .addOption(new Option('--log-level <level>', 'log verbosity').env('LLM_NODE_LOG_LEVEL').choices(LOG_LEVELS).default('info'))
-    .addOption(
-      new Option('--context-length <tokens>', 'context per request for models loaded without one (default: min(trained, 4096))')
-        .env('LLM_NODE_CONTEXT_LENGTH')
-        .argParser(integerArgument(1, 10_000_000)),
-    )
-    .addOption(
-      new Option('--parallel <n>', "requests generated at once per model, each with its own KV cache (default 4, as llama.cpp's server)")
-        .env('LLM_NODE_PARALLEL')
-        .argParser(integerArgument(1, 1024)),
-    )
     .allowExcessArguments(false)
     .exitOverride()
     .configureOutput({ writeOut: print, writeErr: () => {} });
+  for (const flag of FLAGS) program.addOption(flag);
 
   try {
     program.parse([...argv], { from: 'user' });
@@ -164,30 +139,31 @@ export function parseCommandLine(argv: readonly string[], print: (text: string) 
   }
   if (answered) return { run: false };
 
-  const o = program.opts();
+  return { run: true, options: toNodeOptions(program.opts()) };
+}
+
+/** Commander's values under the names NodeOptions gives them. */
+function toNodeOptions(o: OptionValues): NodeOptions {
   return {
-    run: true,
-    options: {
-      enginesDir: o.enginesDir,
-      modelsDir: o.modelsDir,
-      vramLimitBytes: o.vramLimit,
-      monitorIntervalMs: o.monitorInterval,
-      port: o.port,
-      host: o.host,
-      gpuBackend: o.gpuBackend,
-      gpuDevice: o.gpuDevice,
-      allowNetwork: o.allowNetwork,
-      engineStallTimeoutSeconds: o.engineStallTimeout,
-      modelLoadTimeoutSeconds: o.modelLoadTimeout,
-      apiKey: o.apiKey,
-      allowedHosts: o.allowedHosts,
-      maxConnections: o.maxConnections,
-      shutdownGraceSeconds: o.shutdownGrace,
-      agentPort: o.agentPort,
-      logLevel: o.logLevel,
-      contextLength: o.contextLength,
-      parallel: o.parallel,
-    },
+    enginesDir: o.enginesDir,
+    modelsDir: o.modelsDir,
+    vramLimitBytes: o.vramLimit,
+    monitorIntervalMs: o.monitorInterval,
+    port: o.port,
+    host: o.host,
+    gpuBackend: o.gpuBackend,
+    gpuDevice: o.gpuDevice,
+    allowNetwork: o.allowNetwork,
+    engineStallTimeoutSeconds: o.engineStallTimeout,
+    modelLoadTimeoutSeconds: o.modelLoadTimeout,
+    apiKey: o.apiKey,
+    allowedHosts: o.allowedHosts,
+    maxConnections: o.maxConnections,
+    shutdownGraceSeconds: o.shutdownGrace,
+    agentPort: o.agentPort,
+    logLevel: o.logLevel,
+    contextLength: o.contextLength,
+    parallel: o.parallel,
   };
 }
 

@@ -30,6 +30,42 @@ export async function startNode(options: NodeOptions, logger: Logger): Promise<R
   const gpu = await findGpu(options);
   logGpu(gpu, options, logger);
 
+  const registry = await openRegistry(options, gpu, logger);
+
+  const server = createServer({
+    registry,
+    logger,
+    monitorIntervalMs: options.monitorIntervalMs,
+    allowedHosts: options.allowedHosts,
+    ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
+    ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
+    ...(options.agentPort === undefined ? {} : { agentPort: options.agentPort }),
+  });
+  let address: AddressInfo;
+  try {
+    address = await server.listen(options.port, options.host);
+  } catch (error) {
+    await registry.close();
+    throw new StartupError(`Cannot listen on ${options.host}:${options.port}: ${(error as Error).message}`);
+  }
+  logger.info(`llm-node listening on http://${formatHost(address.address)}:${address.port}`);
+  const { agentAddress } = server;
+  if (agentAddress) logger.info(`HAProxy agent check on ${formatHost(agentAddress.address)}:${agentAddress.port}`);
+
+  let closing: Promise<void> | null = null;
+  return {
+    address,
+    agentAddress,
+    close(closeOptions) {
+      const serverClosed = server.close(closeOptions);
+      closing ??= serverClosed.then(() => registry.close());
+      return closing;
+    },
+  };
+}
+
+/** Discovers and opens the engine plugins for the GPU found; logs what became of each. */
+async function openRegistry(options: NodeOptions, gpu: GpuDetection, logger: Logger): Promise<Registry> {
   const enginesDirs = findEnginesDirs(options.enginesDir);
   logger.info(`Engines from: ${enginesDirs.length > 0 ? enginesDirs.join(', ') : 'nowhere (no ./engines, no engine package installed)'}`);
   const timeouts = {
@@ -63,36 +99,7 @@ export async function startNode(options: NodeOptions, logger: Logger): Promise<R
     );
   }
 
-  const server = createServer({
-    registry,
-    logger,
-    monitorIntervalMs: options.monitorIntervalMs,
-    allowedHosts: options.allowedHosts,
-    ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
-    ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
-    ...(options.agentPort === undefined ? {} : { agentPort: options.agentPort }),
-  });
-  let address: AddressInfo;
-  try {
-    address = await server.listen(options.port, options.host);
-  } catch (error) {
-    await registry.close();
-    throw new StartupError(`Cannot listen on ${options.host}:${options.port}: ${(error as Error).message}`);
-  }
-  logger.info(`llm-node listening on http://${formatHost(address.address)}:${address.port}`);
-  const { agentAddress } = server;
-  if (agentAddress) logger.info(`HAProxy agent check on ${formatHost(agentAddress.address)}:${agentAddress.port}`);
-
-  let closing: Promise<void> | null = null;
-  return {
-    address,
-    agentAddress,
-    close(closeOptions) {
-      const serverClosed = server.close(closeOptions);
-      closing ??= serverClosed.then(() => registry.close());
-      return closing;
-    },
-  };
+  return registry;
 }
 
 const BACKEND_NAMES: Record<GpuBackend, string> = { cuda: 'CUDA', metal: 'Metal', directml: 'DirectML', cpu: 'cpu' };

@@ -64,87 +64,103 @@ export interface LlmNodeServer {
 const WRITES_PER_TURN = 8;
 
 export function createServer(options: ServerOptions): LlmNodeServer {
-  const { registry, logger } = options;
-  const context: ServerContext = {
-    registry,
-    logger,
-    lifecycle: new Lifecycle(),
-    metrics: new Metrics(registry),
-    chatTemplates: createChatTemplates(),
-    writeTurns: new WriteTurns(WRITES_PER_TURN),
-  };
-  const app = createApp(context, options);
-  let httpServer: Server | null = null;
-  let agentCheck: AgentCheck | null = null;
-  let stopMonitor = () => {};
-  let closing: Promise<void> | null = null;
-  let hurry = () => {}; // ends the drain's grace at once
+  return new NodeServer(options);
+}
 
-  return {
-    app,
-    get agentAddress() {
-      return agentCheck?.address ?? null;
-    },
-    async listen(port, host = '127.0.0.1') {
-      // The parser looks for connections over their headers' time limit every second, not every 30 s.
-      const server = createHttpServer({ noDelay: true, connectionsCheckingInterval: 1000 }, app);
-      guardConnections(server, options.maxConnections ?? defaultMaxConnections());
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.off('error', reject);
-          resolve();
-        });
+class NodeServer implements LlmNodeServer {
+  readonly app: Express;
+  readonly #options: ServerOptions;
+  readonly #context: ServerContext;
+  #httpServer: Server | null = null;
+  #agentCheck: AgentCheck | null = null;
+  #stopMonitor = () => {};
+  #closing: Promise<void> | null = null;
+  #hurry = () => {}; // ends the drain's grace at once
+
+  constructor(options: ServerOptions) {
+    const { registry, logger } = options;
+    this.#options = options;
+    this.#context = {
+      registry,
+      logger,
+      lifecycle: new Lifecycle(),
+      metrics: new Metrics(registry),
+      chatTemplates: createChatTemplates(),
+      writeTurns: new WriteTurns(WRITES_PER_TURN),
+    };
+    this.app = createApp(this.#context, options);
+  }
+
+  get agentAddress(): AddressInfo | null {
+    return this.#agentCheck?.address ?? null;
+  }
+
+  async listen(port: number, host = '127.0.0.1'): Promise<AddressInfo> {
+    // The parser looks for connections over their headers' time limit every second, not every 30 s.
+    const server = createHttpServer({ noDelay: true, connectionsCheckingInterval: 1000 }, this.app);
+    guardConnections(server, this.#options.maxConnections ?? defaultMaxConnections());
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
       });
-      httpServer = server;
-      if (options.agentPort !== undefined) {
-        try {
-          agentCheck = await startAgentCheck(options.agentPort, host, async () => {
-            const reason = notReady(context);
-            if (reason === 'draining') return 'drain';
-            if (reason === 'no_engine') return 'down';
-            return `ready up ${trafficWeight(await registry.modelActivity())}%`;
-          });
-        } catch (error) {
-          await new Promise((resolve) => server.close(resolve));
-          throw error;
-        }
+    });
+    this.#httpServer = server;
+    if (this.#options.agentPort !== undefined) {
+      try {
+        this.#agentCheck = await startAgentCheck(this.#options.agentPort, host, () => this.#agentReply());
+      } catch (error) {
+        await new Promise((resolve) => server.close(resolve));
+        throw error;
       }
-      stopMonitor = startResourceMonitor(registry, options.monitorIntervalMs ?? 1000, logger);
-      return server.address() as AddressInfo;
-    },
-    close({ graceMs = 0 } = {}) {
-      if (closing) {
-        if (graceMs === 0) hurry();
-        return closing;
-      }
-      closing = (async () => {
-        context.lifecycle.drain();
-        // Keep-alive connections with nothing in flight are not needed to finish anything.
-        httpServer?.closeIdleConnections();
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, graceMs);
-          hurry = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-          void context.lifecycle.idle().then(hurry);
-        });
-        stopMonitor();
-        const server = httpServer;
-        const closed = server
-          ? new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())))
-          : Promise.resolve();
-        await context.lifecycle.shutdown();
-        // Nothing is in flight any more: what is left are idle keep-alive connections.
-        server?.closeAllConnections();
-        await closed;
-        await agentCheck?.close();
-        await context.chatTemplates.close();
-      })();
-      return closing;
-    },
-  };
+    }
+    const { registry, monitorIntervalMs = 1000, logger } = this.#options;
+    this.#stopMonitor = startResourceMonitor(registry, monitorIntervalMs, logger);
+    return server.address() as AddressInfo;
+  }
+
+  close({ graceMs = 0 }: CloseOptions = {}): Promise<void> {
+    if (this.#closing) {
+      if (graceMs === 0) this.#hurry();
+      return this.#closing;
+    }
+    this.#closing = this.#drainAndStop(graceMs);
+    return this.#closing;
+  }
+
+  async #agentReply(): Promise<string> {
+    const reason = notReady(this.#context);
+    if (reason === 'draining') return 'drain';
+    if (reason === 'no_engine') return 'down';
+    return `ready up ${trafficWeight(await this.#options.registry.modelActivity())}%`;
+  }
+
+  async #drainAndStop(graceMs: number): Promise<void> {
+    const { lifecycle, chatTemplates } = this.#context;
+    lifecycle.drain();
+    // Keep-alive connections with nothing in flight are not needed to finish anything.
+    this.#httpServer?.closeIdleConnections();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, graceMs);
+      this.#hurry = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      void lifecycle.idle().then(this.#hurry);
+    });
+    this.#stopMonitor();
+    const server = this.#httpServer;
+    const closed = server
+      ? new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())))
+      : Promise.resolve();
+    await lifecycle.shutdown();
+    // Nothing is in flight any more: what is left are idle keep-alive connections.
+    server?.closeAllConnections();
+    await closed;
+    await this.#agentCheck?.close();
+    await chatTemplates.close();
+  }
 }
 
 function createApp(context: ServerContext, options: ServerOptions): Express {
