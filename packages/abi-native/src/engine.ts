@@ -255,12 +255,8 @@ export class PluginEngine implements Engine {
 
   async #close(): Promise<void> {
     this.#closed = true;
-    this.#phase = 'shut_down';
-    await this.#quiesce();
-    if (this.#needsShutdown) {
-      this.#needsShutdown = false;
-      await this.#track(this.#plugin.shutdown());
-    }
+    this.#shuttingDown ??= this.#shutdown();
+    await this.#shuttingDown;
     this.#plugin.close();
     this.#exit(CLOSED);
   }

@@ -8,7 +8,7 @@ import type { TestPluginName } from '@llm-node/abi-native/testing';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Registry } from './registry.js';
 import type { OpenEngine } from './discovery.js';
-import { cpuGpu, fixedSampler } from './test-support/fake-engine.js';
+import { cpuGpu, fixedSampler } from './testing/fake-engine.js';
 
 // The bad-input corpus for plugin folders, driven through the real binding with real compiled plugins:
 // each case is a layout an operator or a broken build could leave in the engines folder, and the outcome

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { buildTestPlugin, installTestPlugin } from '@llm-node/abi-native/testing';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Registry } from './registry.js';
-import { GiB, cpuGpu, fixedSampler } from './test-support/fake-engine.js';
+import { GiB, cpuGpu, fixedSampler } from './testing/fake-engine.js';
 import { writeGgufModel } from './testing/index.js';
 
 // The product path end to end: the real binding, real compiled plugins, models written to disk.

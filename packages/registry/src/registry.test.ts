@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Registry } from './registry.js';
 import type { RegistryOptions } from './registry.js';
-import { GiB, cpuGpu, fakeOpener, fixedSampler, writeFakePlugin } from './test-support/fake-engine.js';
-import type { FakeEngineBehaviour } from './test-support/fake-engine.js';
+import { GiB, cpuGpu, fakeOpener, fixedSampler, writeFakePlugin } from './testing/fake-engine.js';
+import type { FakeEngineBehaviour } from './testing/fake-engine.js';
 import type { GpuDetection, VramSampler } from '@llm-node/gpu-detect';
 import { writeGgufModel } from './testing/index.js';
 

@@ -1,6 +1,6 @@
 import OpenAI, { AuthenticationError } from 'openai';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startTestNode, type TestNode } from './test-node.fixture.js';
+import { startTestNode, type TestNode } from './testing/test-node.js';
 
 let node: TestNode;
 

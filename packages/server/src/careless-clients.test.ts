@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { writeGgufModel } from '@llm-node/registry/testing';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestNode, type TestNode } from './test-node.fixture.js';
+import { startTestNode, type TestNode } from './testing/test-node.js';
 
 // Clients that are careless or hostile while sending well-formed requests: each gets a clear answer or its
 // stream ended, and nothing they do holds the node or its other clients up.

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { writeGgufModel } from '@llm-node/registry/testing';
-import { startTestNode, writeSafetensorsModel, type TestNode } from './test-node.fixture.js';
+import { startTestNode, writeSafetensorsModel, type TestNode } from './testing/test-node.js';
 
 // Meta-Llama-3-8B-Instruct's chat template (tokenizer_config.json): BOS first, a header per message.
 const LLAMA3_TEMPLATE =

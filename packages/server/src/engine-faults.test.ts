@@ -4,7 +4,7 @@ import { buildTestPlugin, installTestPlugin } from '@llm-node/abi-native/testing
 import { writeGgufModel } from '@llm-node/registry/testing';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestNode, type TestNode } from './test-node.fixture.js';
+import { startTestNode, type TestNode } from './testing/test-node.js';
 
 // A plugin that crashes, exits, hangs or writes garbage, beside a healthy engine, in a whole node: the fault
 // costs the faulty engine's own requests (each gets the error envelope), never the node, /health or the

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { writeGgufModel } from '@llm-node/registry/testing';
-import { startTestNode, type TestNode } from './test-node.fixture.js';
+import { startTestNode, type TestNode } from './testing/test-node.js';
 
 const MIB = 1024 * 1024;
 let node: TestNode;

@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import { Registry } from '@llm-node/registry';
 import { afterEach, describe, expect, test, vi } from 'vitest';
 import { createServer } from './index.js';
-import { startTestNode, type TestNode } from './test-node.fixture.js';
+import { startTestNode, type TestNode } from './testing/test-node.js';
 
 // What load balancers and routers read of a node: readiness, the agent check, the model-server protocol's
 // gauges, and a drain that finishes what it started.

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry as PrometheusRegistry, collectDefaultMetrics } from 'prom-client';
 import type { ModelActivity, Registry } from '@llm-node/registry';
 
 export interface GenerationFigures {
@@ -14,10 +14,10 @@ export interface GenerationFigures {
 /**
  * The Prometheus metrics of one server, in their own prom-client registry (two servers in one process do
  * not collide). Request and generation figures are counted as they happen, once per request; VRAM,
- * engines and models are read from the registry when scraped.
+ * engines and models are read from the node's registry when scraped.
  */
 export class Metrics {
-  readonly registry = new MetricsRegistry();
+  readonly #prometheus = new PrometheusRegistry();
   readonly #requests: Counter<'method' | 'route' | 'status'>;
   readonly #promptTokens: Counter<'model'>;
   readonly #generatedTokens: Counter<'model'>;
@@ -25,9 +25,18 @@ export class Metrics {
   readonly #tokensPerSecond: Histogram<'model'>;
   readonly activeGenerations: Gauge;
 
+  /** The Prometheus text exposition format, and its content type. */
+  get contentType(): string {
+    return this.#prometheus.contentType;
+  }
+
+  exposition(): Promise<string> {
+    return this.#prometheus.metrics();
+  }
+
   constructor(nodeRegistry: Registry) {
-    const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'llm_node_' });
+    const registers = [this.#prometheus];
+    collectDefaultMetrics({ register: this.#prometheus, prefix: 'llm_node_' });
     this.#requests = new Counter({
       name: 'llm_node_http_requests_total',
       help: 'HTTP requests answered, by route and status',
@@ -85,7 +94,7 @@ function oncePerScrape<T>(read: () => Promise<T>): () => Promise<T> {
 }
 
 /** Gauges read from the node's registry at scrape time. */
-function registerNodeGauges(registers: MetricsRegistry[], nodeRegistry: Registry): void {
+function registerNodeGauges(registers: PrometheusRegistry[], nodeRegistry: Registry): void {
   const readVram = oncePerScrape(() => nodeRegistry.vramStatus());
   new Gauge({
     name: 'llm_node_vram_used_bytes',
@@ -144,7 +153,7 @@ function registerNodeGauges(registers: MetricsRegistry[], nodeRegistry: Registry
  * Inference Extension (llm-d's endpoint picker) and other routers that read vLLM scrape to choose a backend.
  * A model's KV gauges are left out when its engine does not report its KV cache.
  */
-function registerModelServerGauges(registers: MetricsRegistry[], nodeRegistry: Registry): void {
+function registerModelServerGauges(registers: PrometheusRegistry[], nodeRegistry: Registry): void {
   const readActivity = oncePerScrape(() => nodeRegistry.modelActivity());
   const perModel = (name: string, help: string, value: (model: ModelActivity) => number | null) =>
     new Gauge({

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
-import { settableSampler, startTestNode, type TestNode } from './test-node.fixture.js';
+import { settableSampler, startTestNode, type TestNode } from './testing/test-node.js';
 
 const GIB = 1024 ** 3;
 const sampler = settableSampler();

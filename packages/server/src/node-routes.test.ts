@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildTestPlugin, installTestPlugin } from '@llm-node/abi-native/testing';
 import { writeGgufModel } from '@llm-node/registry/testing';
-import { startTestNode, type TestNode } from './test-node.fixture.js';
+import { startTestNode, type TestNode } from './testing/test-node.js';
 
 let node: TestNode;
 

@@ -173,7 +173,7 @@ function createApp(context: ServerContext, options: ServerOptions): Express {
   app.use(healthRoutes(context));
   if (options.apiKey !== undefined) app.use(['/v1', '/api', '/apply-template', '/metrics'], requireApiKey(options.apiKey));
   app.get('/metrics', async (_req, res) => {
-    res.type(context.metrics.registry.contentType).send(await context.metrics.registry.metrics());
+    res.type(context.metrics.contentType).send(await context.metrics.exposition());
   });
   app.use(context.lifecycle.track);
   app.use(express.json({ limit: options.bodyLimit ?? '4mb' }));

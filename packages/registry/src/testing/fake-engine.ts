@@ -1,5 +1,5 @@
-// Test doubles for the registry's own unit tests (not built into dist). The product path, and the tests
-// of plugin folders with binaries, use the real binding and abi-native's compiled test plugins.
+// Test doubles for the registry's own unit tests, left out of the build (not in dist, not in ./testing). The
+// product path, and the tests of plugin folders with binaries, use the real binding and abi-native's test plugins.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EngineError } from '@llm-node/abi-native';

@@ -7,9 +7,9 @@ import { buildTestPlugin, installTestPlugin } from '@llm-node/abi-native/testing
 import type { GpuDetection, VramSample, VramSampler } from '@llm-node/gpu-detect';
 import { Registry, type RegistryOptions } from '@llm-node/registry';
 import { writeGgufModel } from '@llm-node/registry/testing';
-import { createServer, type LlmNodeServer, type ServerOptions } from './index.js';
+import { createServer, type LlmNodeServer, type ServerOptions } from '../index.js';
 
-// Test support, not shipped (tsconfig.build.json leaves *.fixture.ts out).
+// Test support, not shipped (tsconfig.build.json leaves src/testing/ out).
 
 /** Per-token delay of the slow echo engine: long enough that a stream is still going when a test acts on it. */
 export const SLOW_TOKEN_DELAY_US = 20_000;
