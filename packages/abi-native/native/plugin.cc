@@ -5,6 +5,7 @@
 #include <mutex>
 #include <system_error>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -170,10 +171,105 @@ uint32_t InfoFlags(const EngineInfo& info) {
     return info.struct_size >= offsetof(EngineInfo, flags) + sizeof(info.flags) ? info.flags : 0;
 }
 
-template <typename T>
-bool Resolve(const SharedLibrary& library, const char* name, T& entry) {
-    entry = reinterpret_cast<T>(library.Symbol(name));
-    return entry != nullptr;
+// ---- Entry points, by name ------------------------------------------------------------------------
+
+// The slots of EntryPoints have a type each; these let one table fill and read them all.
+template <auto Slot>
+void StoreEntryPoint(EntryPoints& fn, void* address) {
+    fn.*Slot = reinterpret_cast<std::remove_reference_t<decltype(fn.*Slot)>>(address);
+}
+
+template <auto Slot>
+bool HasEntryPoint(const EntryPoints& fn) {
+    return fn.*Slot != nullptr;
+}
+
+struct NamedEntryPoint {
+    const char* name;
+    bool required;  // a plugin without it is refused; an optional one is reported by optionalEntryPoints()
+    void (*store)(EntryPoints&, void*);
+    bool (*has)(const EntryPoints&);
+};
+
+template <auto Slot>
+constexpr NamedEntryPoint Required(const char* name) {
+    return {name, true, &StoreEntryPoint<Slot>, &HasEntryPoint<Slot>};
+}
+
+template <auto Slot>
+constexpr NamedEntryPoint Optional(const char* name) {
+    return {name, false, &StoreEntryPoint<Slot>, &HasEntryPoint<Slot>};
+}
+
+// engine_api.h's order, which is also the order in which a refusal names the missing ones and
+// optionalEntryPoints() lists the ones found.
+constexpr NamedEntryPoint kEntryPoints[] = {
+    Required<&EntryPoints::get_info>("engine_get_info"),
+    Required<&EntryPoints::init>("engine_init"),
+    Required<&EntryPoints::load_model>("engine_load_model"),
+    Required<&EntryPoints::generate>("engine_generate"),
+    Required<&EntryPoints::shutdown>("engine_shutdown"),
+    Optional<&EntryPoints::get_last_error>("engine_get_last_error"),
+    Optional<&EntryPoints::model_load>("engine_model_load"),
+    Optional<&EntryPoints::model_unload>("engine_model_unload"),
+    Optional<&EntryPoints::model_estimate_vram>("engine_model_estimate_vram"),
+    Optional<&EntryPoints::get_vram_used>("engine_get_vram_used"),
+    Optional<&EntryPoints::generate_stream>("engine_generate_stream"),
+    Optional<&EntryPoints::model_get_stats>("engine_model_get_stats"),
+};
+
+// Fills `fn` from the library at `path`. Returns why the host refuses the plugin, or "" when it does not.
+std::string ResolveEntryPoints(const SharedLibrary& library, const std::string& path, EntryPoints& fn) {
+    std::string missing;  // all of them, so that a plugin author fixes them in one go
+    for (const NamedEntryPoint& entry : kEntryPoints) {
+        void* address = library.Symbol(entry.name);
+        entry.store(fn, address);
+        if (address == nullptr && entry.required) missing += (missing.empty() ? "" : ", ") + std::string(entry.name);
+    }
+    if (!missing.empty()) return path + " does not export the required entry point(s) " + missing;
+    bool has_load = fn.model_load != nullptr;
+    if (has_load != (fn.model_unload != nullptr)) {
+        // engine_api.h: the two come as a pair; with only one the host could load and never free, or the reverse.
+        return path + " exports " +
+               (has_load ? "engine_model_load without engine_model_unload"
+                         : "engine_model_unload without engine_model_load") +
+               "; they come as a pair";
+    }
+    return "";
+}
+
+// ---- One call into the plugin ----------------------------------------------------------------------
+
+// What CallPlugin needs to know about an entry point besides how to call it.
+struct CallSpec {
+    const char* name;
+    PluginCall::Kind hold;
+    bool lifecycle;     // engine_init, engine_shutdown: engine_model_get_stats must not run beside them
+    bool changes_vram;  // re-read engine_get_vram_used after it, so that vramUsed() need not wait for the plugin
+};
+
+constexpr CallSpec kInit{"engine_init", PluginCall::kAlone, true, false};
+constexpr CallSpec kLoadModel{"engine_load_model", PluginCall::kAlone, false, true};
+constexpr CallSpec kModelLoad{"engine_model_load", PluginCall::kConcurrent, false, true};
+constexpr CallSpec kModelUnload{"engine_model_unload", PluginCall::kConcurrent, false, true};
+constexpr CallSpec kEstimateVram{"engine_model_estimate_vram", PluginCall::kConcurrent, false, false};
+constexpr CallSpec kShutdown{"engine_shutdown", PluginCall::kAlone, true, false};
+
+// Makes `call` (which returns the plugin's error code) while holding the plugin as `spec` says. A failure's
+// message is read first thing after it, on the same thread and still holding the plugin: engine_api.h keeps
+// it only until the next call into the plugin on that thread (engine_get_vram_used included), and
+// engine_get_last_error is itself a call that a plugin which is not thread-safe must get alone.
+template <typename Call>
+CallOutcome CallPlugin(PluginCore& core, const CallSpec& spec, Call call) {
+    CallOutcome outcome;
+    outcome.call = spec.name;
+    PluginCall hold(core, spec.hold);
+    std::unique_lock<std::shared_mutex> lifecycle(core.lifecycle, std::defer_lock);
+    if (spec.lifecycle) lifecycle.lock();
+    int32_t rc = call();
+    if (rc != ERR_OK) outcome.Failed(core, rc);
+    if (spec.changes_vram) core.RefreshVramUsed();
+    return outcome;
 }
 
 }  // namespace
@@ -208,42 +304,14 @@ Plugin::Plugin(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Plugin>(info) 
         return;
     }
 
-    const SharedLibrary& lib = core_->library;
-    EntryPoints& fn = core_->fn;
-    std::string missing;
-    auto require = [&](const char* name, bool found) {
-        if (!found) missing += (missing.empty() ? "" : ", ") + std::string(name);
-    };
-    require("engine_get_info", Resolve(lib, "engine_get_info", fn.get_info));
-    require("engine_init", Resolve(lib, "engine_init", fn.init));
-    require("engine_load_model", Resolve(lib, "engine_load_model", fn.load_model));
-    require("engine_generate", Resolve(lib, "engine_generate", fn.generate));
-    require("engine_shutdown", Resolve(lib, "engine_shutdown", fn.shutdown));
-    Resolve(lib, "engine_get_last_error", fn.get_last_error);
-    bool has_load = Resolve(lib, "engine_model_load", fn.model_load);
-    bool has_unload = Resolve(lib, "engine_model_unload", fn.model_unload);
-    Resolve(lib, "engine_model_estimate_vram", fn.model_estimate_vram);
-    Resolve(lib, "engine_get_vram_used", fn.get_vram_used);
-    Resolve(lib, "engine_generate_stream", fn.generate_stream);
-    Resolve(lib, "engine_model_get_stats", fn.model_get_stats);
-
-    std::string refusal;
-    if (!missing.empty()) {
-        refusal = path + " does not export the required entry point(s) " + missing;
-    } else if (has_load != has_unload) {
-        // engine_api.h: the two come as a pair; with only one the host could load and never free, or the reverse.
-        refusal = path + " exports " +
-                  (has_load ? "engine_model_load without engine_model_unload"
-                            : "engine_model_unload without engine_model_load") +
-                  "; they come as a pair";
-    }
+    std::string refusal = ResolveEntryPoints(core_->library, path, core_->fn);
     if (!refusal.empty()) {
         core_->library.Close();
         core_->closed = true;
         ThrowHostError(env, "missing_symbol", refusal);
         return;
     }
-    const EngineInfo* raw = fn.get_info();
+    const EngineInfo* raw = core_->fn.get_info();
     core_->thread_safe =
         raw != nullptr && raw->abi_version == ENGINE_ABI_VERSION && (InfoFlags(*raw) & ENGINE_FLAG_THREAD_SAFE) != 0;
 }
@@ -268,15 +336,10 @@ Napi::Value Plugin::Info(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Plugin::OptionalEntryPoints(const Napi::CallbackInfo& info) {
-    const EntryPoints& fn = core_->fn;
     std::vector<const char*> found;
-    if (fn.get_last_error != nullptr) found.push_back("engine_get_last_error");
-    if (fn.model_load != nullptr) found.push_back("engine_model_load");
-    if (fn.model_unload != nullptr) found.push_back("engine_model_unload");
-    if (fn.model_estimate_vram != nullptr) found.push_back("engine_model_estimate_vram");
-    if (fn.get_vram_used != nullptr) found.push_back("engine_get_vram_used");
-    if (fn.generate_stream != nullptr) found.push_back("engine_generate_stream");
-    if (fn.model_get_stats != nullptr) found.push_back("engine_model_get_stats");
+    for (const NamedEntryPoint& entry : kEntryPoints) {
+        if (!entry.required && entry.has(core_->fn)) found.push_back(entry.name);
+    }
     Napi::Array names = Napi::Array::New(info.Env(), found.size());
     for (uint32_t i = 0; i < found.size(); ++i) names.Set(i, found[i]);
     return names;
@@ -301,14 +364,11 @@ Napi::Value Plugin::Init(const Napi::CallbackInfo& info) {
             raw.plugin_dir = plugin_dir.c_str();
             raw.vram_budget_bytes = vram_budget;
             raw.n_threads = threads;
-            CallOutcome outcome;
-            outcome.call = "engine_init";
-            PluginCall call(*core, PluginCall::kAlone);
-            std::unique_lock<std::shared_mutex> lifecycle(core->lifecycle);
-            int32_t rc = core->fn.init(&raw);
-            if (rc != ERR_OK) outcome.Failed(*core, rc);
-            core->initialized = rc == ERR_OK;
-            return outcome;
+            return CallPlugin(*core, kInit, [&]() {
+                int32_t rc = core->fn.init(&raw);
+                core->initialized = rc == ERR_OK;
+                return rc;
+            });
         },
         Undefined);
 }
@@ -319,15 +379,7 @@ Napi::Value Plugin::LoadModel(const Napi::CallbackInfo& info) {
     std::shared_ptr<PluginCore> core = core_;
     return RunOffThread(
         info.Env(), core,
-        [=]() {
-            CallOutcome outcome;
-            outcome.call = "engine_load_model";
-            PluginCall call(*core, PluginCall::kAlone);
-            int32_t rc = core->fn.load_model(path.c_str());
-            if (rc != ERR_OK) outcome.Failed(*core, rc);
-            core->RefreshVramUsed();
-            return outcome;
-        },
+        [=]() { return CallPlugin(*core, kLoadModel, [&]() { return core->fn.load_model(path.c_str()); }); },
         Undefined);
 }
 
@@ -340,20 +392,15 @@ Napi::Value Plugin::ModelLoad(const Napi::CallbackInfo& info) {
     return RunOffThread(
         info.Env(), core,
         [=]() {
-            CallOutcome outcome;
-            outcome.call = "engine_model_load";
             EngineModelLoadParams raw = params->Raw();
             *loaded = EngineModelInfo{};
             loaded->struct_size = sizeof(EngineModelInfo);
-            PluginCall call(*core, PluginCall::kConcurrent);
-            int32_t rc = core->fn.model_load(id.c_str(), &raw, loaded.get());
-            if (rc != ERR_OK) {
-                outcome.Failed(*core, rc);
-            } else if (loaded->context_length < 0) {
+            CallOutcome outcome =
+                CallPlugin(*core, kModelLoad, [&]() { return core->fn.model_load(id.c_str(), &raw, loaded.get()); });
+            if (outcome.ok() && loaded->context_length < 0) {
                 outcome.Garbage("engine_model_load reported a negative context length (" +
                                 std::to_string(loaded->context_length) + ")");
             }
-            core->RefreshVramUsed();
             return outcome;
         },
         [loaded](Napi::Env env) -> Napi::Value {
@@ -370,15 +417,7 @@ Napi::Value Plugin::ModelUnload(const Napi::CallbackInfo& info) {
     std::shared_ptr<PluginCore> core = core_;
     return RunOffThread(
         info.Env(), core,
-        [=]() {
-            CallOutcome outcome;
-            outcome.call = "engine_model_unload";
-            PluginCall call(*core, PluginCall::kConcurrent);
-            int32_t rc = core->fn.model_unload(id.c_str());
-            if (rc != ERR_OK) outcome.Failed(*core, rc);
-            core->RefreshVramUsed();
-            return outcome;
-        },
+        [=]() { return CallPlugin(*core, kModelUnload, [&]() { return core->fn.model_unload(id.c_str()); }); },
         Undefined);
 }
 
@@ -390,13 +429,8 @@ Napi::Value Plugin::EstimateVram(const Napi::CallbackInfo& info) {
     return RunOffThread(
         info.Env(), core,
         [=]() {
-            CallOutcome outcome;
-            outcome.call = "engine_model_estimate_vram";
             EngineModelLoadParams raw = params->Raw();
-            PluginCall call(*core, PluginCall::kConcurrent);
-            int32_t rc = core->fn.model_estimate_vram(&raw, bytes.get());
-            if (rc != ERR_OK) outcome.Failed(*core, rc);
-            return outcome;
+            return CallPlugin(*core, kEstimateVram, [&]() { return core->fn.model_estimate_vram(&raw, bytes.get()); });
         },
         [bytes](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(*bytes)); });
 }
@@ -452,13 +486,11 @@ Napi::Value Plugin::Shutdown(const Napi::CallbackInfo& info) {
     return RunOffThread(
         info.Env(), core,
         [=]() {
-            CallOutcome outcome;
-            outcome.call = "engine_shutdown";
-            PluginCall call(*core, PluginCall::kAlone);
-            std::unique_lock<std::shared_mutex> lifecycle(core->lifecycle);
-            core->initialized = false;
-            core->fn.shutdown();
-            return outcome;
+            return CallPlugin(*core, kShutdown, [&]() {
+                core->initialized = false;
+                core->fn.shutdown();
+                return static_cast<int32_t>(ERR_OK);  // engine_shutdown cannot fail
+            });
         },
         Undefined);
 }
