@@ -1,4 +1,4 @@
-import type { RegistryLogger } from './registry.js';
+import type { RegistryLogger } from './types.js';
 
 /** Lines an engine may log per second; what is beyond is counted and said once the second is over. */
 const LINES_PER_SECOND = 50;

@@ -12,7 +12,7 @@ export type {
   RegistryLogger,
   RegistryOptions,
   VramStatus,
-} from './registry.js';
+} from './types.js';
 export type { EngineRecord, EngineStatus, OpenEngine } from './discovery.js';
 export type { RestartPolicy } from './engine-supervisor.js';
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Registry } from './registry.js';
-import type { RegistryOptions } from './registry.js';
+import type { RegistryOptions } from './types.js';
 import { GiB, cpuGpu, fakeOpener, fixedSampler, writeFakePlugin } from './testing/fake-engine.js';
 import type { FakeEngineBehaviour } from './testing/fake-engine.js';
 import type { GpuDetection, VramSampler } from '@llm-node/gpu-detect';

@@ -17,133 +17,17 @@ import { modelInfoReader } from './model-info.js';
 import type { ModelInfo } from './model-info.js';
 import { parseModelRef } from './model-ref.js';
 import { estimateModelVram } from './vram.js';
+import {
+  checkLoadOptions,
+  checkSameLoad,
+  DEFAULT_CONTEXT_LENGTH,
+  DEFAULT_PARALLEL,
+  lease,
+  type ModelState,
+  snapshot,
+} from './model-state.js';
+import type { LoadedModel, LoadModelOptions, ModelActivity, ModelLease, RegistryLogger, RegistryOptions, VramStatus } from './types.js';
 
-/** pino's `logger.info(fields, message)` shape, so a pino logger fits as is. */
-export interface RegistryLogger {
-  info(fields: Record<string, unknown>, message: string): void;
-  warn(fields: Record<string, unknown>, message: string): void;
-  error(fields: Record<string, unknown>, message: string): void;
-}
-
-export interface RegistryOptions {
-  /** Engine folders, searched in order; the first plugin to take an id keeps it. Each must exist. */
-  enginesDirs: readonly string[];
-  modelsDir: string;
-  gpu: GpuDetection;
-  /** The GPU the engines run on, by its index in `gpu.devices`; default 0. */
-  deviceIndex?: number;
-  /** The most device memory all models may hold together; default: the device's total (Infinity without one). */
-  vramLimitBytes?: number;
-  /**
-   * Opens plugin libraries; default: each in an engine host process of its own (abi-native's EngineHost).
-   * Benchmarks pass abi-native's openEngine to compare with plugins in this process; tests may pass fakes.
-   */
-  openEngine?: OpenEngine;
-  /** Engine ids whose plugins may use the network; every other engine host is denied it. */
-  allowNetwork?: readonly string[];
-  /** How long engine hosts may take before they are killed as hung (EngineHost's defaults otherwise). */
-  engineTimeouts?: EngineHostTimeouts;
-  /** When an engine that keeps crashing is given up. */
-  restartPolicy?: RestartPolicy;
-  /** Reads free device memory; default gpu-detect's sampler for `gpu`. */
-  sampler?: VramSampler;
-  logger?: RegistryLogger;
-  /** Context length for loads that name none; default min(the model's trained length, 4096). */
-  defaultContextLength?: number;
-  /** Parallel sequences for loads that name none; default 4, as llama.cpp's server. */
-  defaultParallel?: number;
-}
-
-export interface LoadModelOptions {
-  /** The format the caller expects; a model stored in another format is a 400 `format_mismatch`. */
-  format?: ModelFormat;
-  /** Tokens of context per request; default min(the model's trained length, 4096). */
-  contextLength?: number;
-  /** Requests generated at once on the model, each with its own KV cache; default the registry's defaultParallel. */
-  parallel?: number;
-}
-
-/** A loaded model as the server and the monitor see it (a snapshot). */
-export interface LoadedModel {
-  /** The model_id it was loaded under, exactly as requested (`llama-3.2-1b`, `llama-3.2-1b:Q4_K_M`). */
-  id: string;
-  engineId: string;
-  format: ModelFormat;
-  architecture: string;
-  /** The GGUF file (first shard) or safetensors folder the engine opened. */
-  path: string;
-  quantization: string | null;
-  /** Tokens of context per request, as the engine reported after loading. */
-  contextLength: number;
-  parallel: number;
-  /** Device memory the model holds: what the engine reports, or the admitted estimate when it reports 0. */
-  vramBytes: number;
-  /** Epoch milliseconds. */
-  loadedAt: number;
-  /** Epoch milliseconds: the last acquire or release. */
-  lastUsedAt: number;
-  activeRequests: number;
-  info: ModelInfo;
-}
-
-/** A model held for generations; the monitor never unloads it until release() (idempotent). */
-export interface ModelLease {
-  model: LoadedModel;
-  /** Generates on the leased model; what fails is a NodeError. */
-  generate(request: Omit<GenerateRequest, 'modelId'>, options?: { signal?: AbortSignal }): Generation;
-  release(): void;
-}
-
-/** What a model is doing now: the figures load balancers route by (the server's /metrics). */
-export interface ModelActivity {
-  id: string;
-  /** Generations being decoded. */
-  running: number;
-  /** Requests for the model not decoding yet: waiting for its load, or for a free sequence in the engine. */
-  waiting: number;
-  /** Sequences the model decodes at once (its `parallel`). */
-  parallel: number;
-  /** KV cache cells (token positions) of the model, all sequences together; null when its engine does not say. */
-  kvCells: number | null;
-  /** Fraction of those cells the running generations hold, 0–1; null when its engine does not say. */
-  kvCacheUsage: number | null;
-}
-
-/** Device memory as admission sees it, on the one device the engines run on. */
-export interface VramStatus {
-  backend: GpuBackend;
-  /** The device's index in the detection. */
-  deviceIndex: number;
-  limitBytes: number;
-  /** Held by loaded models (the sum of their vramBytes). */
-  heldBytes: number;
-  /** Detected in use now on the device by every process; null when the backend cannot tell. */
-  usedBytes: number | null;
-  /** Detected free now on the device (free RAM on `cpu`); null when the backend cannot tell. */
-  freeBytes: number | null;
-  /** What a new model may take: min(limit − held, detected free). */
-  availableBytes: number;
-  /** Every device's sample. */
-  devices: VramSample[];
-}
-
-interface ModelState {
-  id: string;
-  engine: Engine;
-  engineId: string;
-  /** What the load asked for, which a later load of the id must not contradict. */
-  requested: { contextLength: number; parallel: number };
-  /** Set while the model unloads: a request for it waits, then loads it again. */
-  unloading: Promise<void> | null;
-  model: Omit<LoadedModel, 'lastUsedAt' | 'activeRequests'>;
-  lastUsedAt: number;
-  activeRequests: number;
-  /** Generations started on it and not ended. */
-  generating: number;
-}
-
-const DEFAULT_CONTEXT_LENGTH = 4096;
-const DEFAULT_PARALLEL = 4;
 // How long a model's activity waits for its engine's stats before counting for itself: a scrape must not
 // hang on an engine host that is busy or dying.
 const STATS_WAIT_MS = 250;
@@ -573,28 +457,6 @@ export class Registry {
     }
   }
 }
-
-function lease(state: ModelState, toPublic: (error: unknown) => NodeError): ModelLease {
-  state.activeRequests += 1;
-  state.lastUsedAt = Date.now();
-  let released = false;
-  return {
-    model: snapshot(state),
-    generate: (request, options) => {
-      state.generating += 1;
-      const generation = new LeasedGeneration(state.engine.generate({ ...request, modelId: state.id }, options), toPublic);
-      void generation.result.catch(() => undefined).finally(() => (state.generating -= 1));
-      return generation;
-    },
-    release() {
-      if (released) return;
-      released = true;
-      state.activeRequests -= 1;
-      state.lastUsedAt = Date.now();
-    },
-  };
-}
-
 /** `promise`'s value, or null when it takes longer than `ms`. */
 function withinMs<T>(promise: Promise<T | null>, ms: number): Promise<T | null> {
   let timer: NodeJS.Timeout | undefined;
@@ -602,51 +464,7 @@ function withinMs<T>(promise: Promise<T | null>, ms: number): Promise<T | null> 
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
-function snapshot(state: ModelState): LoadedModel {
-  return { ...state.model, lastUsedAt: state.lastUsedAt, activeRequests: state.activeRequests };
-}
-
 function pluginNames(engines: { record: EngineRecord }[]): string {
   const names = engines.map((d) => `'${d.record.id}'`);
   return names.length === 1 ? `plugin ${names[0]}` : `plugins ${names.join(', ')}`;
-}
-
-/** A load of a loaded (or loading) id with settings of its own must name the ones it was loaded with. */
-function checkSameLoad(modelId: string, state: ModelState, options: LoadModelOptions): void {
-  if (options.format !== undefined && options.format !== state.model.format) {
-    throw new NodeError(`Model '${modelId}' is ${state.model.format}, not ${options.format}`, {
-      type: 'invalid_request_error',
-      code: 'format_mismatch',
-    });
-  }
-  for (const [field, name] of [
-    ['contextLength', 'context_length'],
-    ['parallel', 'parallel'],
-  ] as const) {
-    const wanted = options[field];
-    if (wanted !== undefined && wanted !== state.requested[field]) {
-      throw new NodeError(
-        `Model '${modelId}' is loaded with ${name} ${state.requested[field]}, not ${wanted}; unload it first to load it with other settings`,
-        { type: 'invalid_request_error', code: 'model_loaded_differently', status: 409 },
-      );
-    }
-  }
-}
-
-function checkLoadOptions(options: LoadModelOptions): void {
-  for (const field of ['contextLength', 'parallel'] as const) {
-    const value = options[field];
-    if (value !== undefined && !(Number.isSafeInteger(value) && value > 0)) {
-      throw new NodeError(`${field} must be a positive integer, got ${JSON.stringify(value)}`, {
-        type: 'invalid_request_error',
-        code: 'invalid_parameter',
-      });
-    }
-  }
-  if (options.format !== undefined && options.format !== 'gguf' && options.format !== 'safetensors') {
-    throw new NodeError(`format must be 'gguf' or 'safetensors', got ${JSON.stringify(options.format)}`, {
-      type: 'invalid_request_error',
-      code: 'invalid_parameter',
-    });
-  }
 }
