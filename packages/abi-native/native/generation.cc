@@ -116,16 +116,23 @@ void Generation::RunLegacy() {
     }
     result_.finish_reason = ENGINE_FINISH_STOP;
     if (results == nullptr) return;  // "no tokens"
-    // The array is valid until the next call into the plugin, and we still hold the plugin: copy it now.
+    // The array is valid until the next call into the plugin, and we still hold the plugin: copy it now. In this
+    // process all of it is appended before JS is woken, so that JS gets it as one chunk however busy the CPU.
     for (const TokenResult* token = results; token->text != nullptr; ++token) {
         if (cancelled_) {
             stopped_ = true;
             break;
         }
         if (!Valid(*token)) break;
-        Emit(*token);
+        if (pipe_ != nullptr) {
+            Emit(*token);
+        } else {
+            std::lock_guard<std::mutex> lock(mutex_);
+            AppendLocked(*token);
+        }
         ++result_.completion_tokens;
     }
+    if (pipe_ == nullptr && result_.completion_tokens > 0) WakeJs();
 }
 
 // The per-token path: a relaxed load, a mutex, an append, and a wake-up of JS only if none is pending.
@@ -156,6 +163,17 @@ void Generation::Emit(const TokenResult& token) {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         AppendLocked(token);
+        schedule = !delivery_scheduled_;  // one lock for both: this runs per token
+        delivery_scheduled_ = true;
+    }
+    if (schedule) tsfn_.NonBlockingCall(&tokens_event_);
+}
+
+// Schedules a delivery of the tokens appended so far, unless one is already pending (Emit does the same inline).
+void Generation::WakeJs() {
+    bool schedule;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
         schedule = !delivery_scheduled_;
         delivery_scheduled_ = true;
     }

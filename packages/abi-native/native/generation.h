@@ -49,6 +49,7 @@ private:
     static int32_t OnToken(void* user_data, const TokenResult* token) noexcept;
     bool Valid(const TokenResult& token);
     void Emit(const TokenResult& token);
+    void WakeJs();
     void AppendLocked(const TokenResult& token);
     std::string EndJson() const;
 

@@ -1,16 +1,14 @@
 import { resolve } from 'node:path';
 import { EngineHost } from '@llm-node/abi-native';
-import type { Engine, EngineExit, EngineHostTimeouts, GenerateRequest, Generation, ModelLoadParams } from '@llm-node/abi-native';
+import type { Engine, EngineExit, ModelLoadParams } from '@llm-node/abi-native';
 import { createVramSampler, formatSize } from '@llm-node/gpu-detect';
-import type { GpuBackend, GpuDetection, VramSample, VramSampler } from '@llm-node/gpu-detect';
-import type { ModelFormat } from '@llm-node/manifest';
+import type { GpuBackend, VramSampler } from '@llm-node/gpu-detect';
 import { discoverEngines } from './discovery.js';
 import type { EngineRecord, OpenEngine } from './discovery.js';
 import { engineOutputLogger } from './engine-output.js';
 import { EngineSupervisor } from './engine-supervisor.js';
 import type { RestartPolicy } from './engine-supervisor.js';
 import { NodeError, toNodeError } from './errors.js';
-import { LeasedGeneration } from './leased-generation.js';
 import { publicError } from './public-error.js';
 import { locateModel } from './model-files.js';
 import { modelInfoReader } from './model-info.js';
