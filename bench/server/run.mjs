@@ -1,27 +1,12 @@
-// What the HTTP server adds on top of the engine: 64 concurrent streamed chats through a real llm-node
-// server (bench/server/serve.mjs, its own process) on the echo test engine, measured by a client that
-// counts one token per SSE event with content, as ../shared/bench/oai_load.py does.
-//
-//   pnpm build && node bench/server/run.mjs [streams=64] [tokens=20000]
-//
-// 1. Throughput: the echo engine emitting as fast as it can; aggregate tokens/s received by the clients,
-//    and /health latency polled throughout (one request at a time, 5 ms apart, from a worker thread).
-// 2. Added inter-token latency: an echo build that sleeps DELAY_MS before each token, so that every
-//    stream's tokens leave the engine DELAY_MS apart; the gap between consecutive tokens at the client,
-//    minus DELAY_MS, is what the host (binding, event loop, SSE, socket) adds. It also holds the sleep's
-//    own overshoot (the kernel's timer slack, ~50 µs), so it is an upper bound.
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import http from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { buildTestPlugin, installTestPlugin } from '@llm-node/abi-native/testing';
 import { writeGgufModel } from '@llm-node/registry/testing';
+import { startNode } from '../lib/node.mjs';
 
 const STREAMS = Number(process.argv[2] ?? 64);
 const TOKENS = Number(process.argv[3] ?? 20000);
@@ -45,59 +30,13 @@ await installTestPlugin({
 await writeGgufModel(join(modelsDir, 'echo.gguf'), { architecture: 'echo' });
 await writeGgufModel(join(modelsDir, 'echo-delay.gguf'), { architecture: 'echo_delay' });
 
-const serve = fileURLToPath(new URL('serve.mjs', import.meta.url));
-const child = spawn(process.execPath, [serve, enginesDir, modelsDir], { stdio: ['ignore', 'pipe', 'inherit'] });
-const [line] = await once(createInterface({ input: child.stdout }), 'line');
-const { port } = JSON.parse(line);
-
-const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
-
-function request(method, path, body) {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path, agent, headers: { 'Content-Type': 'application/json' } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (part) => (text += part));
-      res.on('end', () => (res.statusCode === 200 ? resolve(text) : reject(new Error(`${path}: ${res.statusCode} ${text}`))));
-    });
-    req.on('error', reject);
-    req.end(body === undefined ? undefined : JSON.stringify(body));
-  });
-}
-
-/** One streamed chat; resolves with the receipt time of every SSE event that carries content. */
-function streamChat(model, content, maxTokens) {
-  const body = { model, messages: [{ role: 'user', content }], stream: true, max_tokens: maxTokens, ignore_eos: true };
-  return new Promise((resolve, reject) => {
-    const times = [];
-    const req = http.request(
-      { host: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions', agent, headers: { 'Content-Type': 'application/json' } },
-      (res) => {
-        if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode}`));
-        res.setEncoding('utf8');
-        let buffer = '';
-        res.on('data', (text) => {
-          const now = performance.now();
-          buffer += text;
-          for (let end = buffer.indexOf('\n\n'); end !== -1; end = buffer.indexOf('\n\n')) {
-            const event = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            if (event === 'data: [DONE]') continue;
-            if (JSON.parse(event.slice('data: '.length)).choices[0]?.delta?.content) times.push(now);
-          }
-        });
-        res.on('end', () => resolve(times));
-      },
-    );
-    req.on('error', reject);
-    req.end(JSON.stringify(body));
-  });
-}
+const node = await startNode(enginesDir, modelsDir);
+const { port } = node;
 
 /** `STREAMS` chats at once; returns their token times and the wall time from the first request to the last token. */
 async function concurrentChats(model, maxTokens) {
   const start = performance.now();
-  const streams = await Promise.all(Array.from({ length: STREAMS }, (_, i) => streamChat(model, `Story number ${i}.`, maxTokens)));
+  const streams = await Promise.all(Array.from({ length: STREAMS }, (_, i) => node.streamChat(model, `Story number ${i}.`, maxTokens)));
   const end = Math.max(...streams.map((times) => times.at(-1)));
   return { streams, seconds: (end - start) / 1000 };
 }
@@ -144,8 +83,8 @@ async function startHealthPoller() {
 
 try {
   for (const model_id of ['echo', 'echo-delay']) {
-    await request('POST', '/api/models/load', { model_id, context_length: 1_000_000 });
-    await streamChat(model_id, 'warm up', 16);
+    await node.request('POST', '/api/models/load', { model_id, context_length: 1_000_000 });
+    await node.streamChat(model_id, 'warm up', 16);
   }
   const idlePoller = await startHealthPoller();
   await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -188,8 +127,6 @@ try {
   );
   console.log(`        ${healthLine(paced.health)}`);
 } finally {
-  child.kill('SIGTERM');
-  await once(child, 'exit');
-  agent.destroy();
+  await node.stop();
   await rm(root, { recursive: true, force: true });
 }
