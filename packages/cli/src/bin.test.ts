@@ -1,5 +1,6 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { setTimeout } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -155,11 +156,12 @@ describe('the llm-node command', () => {
   // Sent to the whole process group, as Ctrl-C in a terminal and a service manager's stop do: the engine hosts get
   // the signal too, and must leave the ending to the node.
   it.each(['SIGINT', 'SIGTERM'] as const)(
-    'on %s to its process group drains: refuses new requests, lets the open stream finish, unloads, shuts engines down and exits 0',
+    'on %s to its process group, and the same signal passed on by a parent, drains: refuses new requests, lets the open stream finish, unloads, shuts engines down and exits 0',
     async (signal) => {
       const node = await startNode();
       const rest = await openStream(node.url, 50); // about a second
       process.kill(-node.child.pid!, signal);
+      node.child.kill(signal); // and again from a parent that passes signals on, as pnpm start's script does
       await expect.poll(() => node.logLines().some((l) => l.msg.startsWith(`${signal}: draining`))).toBe(true);
       const refused = await fetch(`${node.url}/v1/models`);
       expect(refused.status).toBe(503);
@@ -181,6 +183,7 @@ describe('the llm-node command', () => {
       node.child.kill('SIGTERM');
       if (signals === 2) {
         await expect.poll(() => node.logLines().some((l) => l.msg.startsWith('SIGTERM: draining'))).toBe(true);
+        await setTimeout(600); // a signal right after the first is the same one delivered twice
         node.child.kill('SIGTERM');
       }
       // The client learns why its completion stopped short: a last event in the error envelope.

@@ -5,6 +5,9 @@ import { type RunningNode, StartupError, startNode } from './start.js';
 
 // Exit codes: 0 clean stop (also after SIGINT/SIGTERM), 1 cannot start, crashed, or forced by a third signal,
 // 2 bad usage.
+// Signals this close together are one operator action delivered twice.
+const SAME_SIGNAL_MS = 500;
+
 async function main(): Promise<number> {
   let parsed: ParsedCommandLine;
   try {
@@ -35,8 +38,12 @@ async function main(): Promise<number> {
   logger.info(`${signal}: draining: new requests are refused, those in flight have ${grace} s to finish (${signal} again to end them now)`);
   const signals = ['SIGINT', 'SIGTERM'] as const;
   for (const name of signals) process.removeAllListeners(name);
+  const firstAt = performance.now();
   let more = 0;
   const again = () => {
+    // Ctrl-C reaches every process of the terminal's group, and a parent that passes signals on (pnpm start's
+    // script, a shell wrapper) sends the same one again a moment later: that is still the first.
+    if (more === 0 && performance.now() - firstAt < SAME_SIGNAL_MS) return;
     more += 1;
     if (more === 1) {
       logger.info('ending the requests in flight now (once more to exit at once)');
