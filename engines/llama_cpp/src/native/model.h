@@ -89,17 +89,27 @@ public:
     uint64_t memory_bytes() const { return memory_bytes_; }
 
 private:
-    struct Slot;
+    struct Slot;  // slot.h
 
     Model(llama_model* model, llama_context* ctx, int32_t n_ctx_request, int32_t n_parallel);
 
+    // The decode loop (scheduler.cpp).
     void run();
     bool step();
-    void publish_stats();
+    // Waits for a request or a busy slot; takes as many queued requests as there are free slots. False when
+    // the model is stopping.
+    bool admit(std::vector<GenerationRequest*>* arrived);
+    Slot& choose_slot(const GenerationRequest& request);
     void assign(Slot& slot, GenerationRequest* request);
+    void add_to_batch(const Slot& slot, llama_token token, bool output);
+    void add_generated_tokens();
+    void add_prompt_chunks();
+    void decode_and_sample();
     void take_token(Slot& slot, const float* logits_row);
+    void publish_stats();
     void finish(Slot& slot, int32_t reason);
     void fail(Slot& slot, EngineError error);
+    void fail_slots(const EngineError& error);
     // Fails every request in a slot or queued.
     void fail_all(const EngineError& error);
 
