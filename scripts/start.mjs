@@ -56,7 +56,8 @@ async function main() {
   process.chdir(root);
   const args = await prepareStart({ root, platform: `${process.platform}-${process.arch}`, gpu: await detectGpu(), say: console.log });
   const extra = process.argv.slice(2).filter((a) => a !== '--');
-  const node = spawn(process.execPath, ['packages/cli/dist/bin.js', ...args, ...extra], { stdio: 'inherit' });
+  const cli = fileURLToPath(import.meta.resolve('@llm-node/cli/bin'));
+  const node = spawn(process.execPath, [cli, ...args, ...extra], { stdio: 'inherit' });
   for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => node.kill(signal));
   node.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
 

@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { makeModel } from '@llm-node/engine-llama-cpp';
 import { buildLlamaTools, cacheDir, checkLoadClient, llamaBench, log, median, oaiLoad, repo, startServer } from '../lib/llama-cpp.mjs';
@@ -22,7 +23,7 @@ const contextPerSlot = 2048;
 const concurrency = [slots];
 
 checkLoadClient();
-const cli = join(repo, 'packages/cli/dist/bin.js');
+const cli = fileURLToPath(import.meta.resolve('@llm-node/cli/bin'));
 if (!existsSync(cli) || !existsSync(join(repo, 'engines/llama_cpp/cpu/manifest.json'))) {
   throw new Error('build first: pnpm build (pnpm bench:cpu does)');
 }

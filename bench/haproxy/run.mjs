@@ -16,13 +16,14 @@ import http from 'node:http';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { makeModel } from '@llm-node/engine-llama-cpp';
 import { checkLoadClient, log, median, oaiLoad, repo } from '../lib/llama-cpp.mjs';
 
 const ROUNDS = Number(process.argv[2] ?? 3);
 const CONCURRENCY = Number(process.argv[3] ?? 16);
-const cli = join(repo, 'packages/cli/dist/bin.js');
+const cli = fileURLToPath(import.meta.resolve('@llm-node/cli/bin'));
 checkLoadClient();
 
 const running = new Set(); // every child started, stopped however the run ends

@@ -13,7 +13,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
-const cli = join(repo, 'packages/cli/dist/bin.js');
+const cli = fileURLToPath(import.meta.resolve('@llm-node/cli/bin'));
 const enginesDir = join(repo, 'engines');
 const haproxyInstalled = spawnSync('haproxy', ['-v']).status === 0;
 const built = existsSync(join(enginesDir, 'llama_cpp/cpu/manifest.json'));
