@@ -73,7 +73,7 @@ Try it (the commands of the quickstart):
     -d '{"model_id": "llama-3.2-1b", "format": "gguf"}'
 
   curl -X POST ${base}/v1/chat/completions -H "Content-Type: application/json" \\
-    -d '{"model": "llama-3.2-1b", "messages": [{"role": "user", "content": "Hello!"}], "stream": true}'
+    -d '{"model": "llama-3.2-1b", "messages": [{"role": "user", "content": "Hello!"}], "stream": true, "max_tokens": 64}'
 
 The demo model has random weights: expect fluent-looking noise. Put a real GGUF at ${DEMO_MODEL} for real text.
 Stop with Ctrl+C.

@@ -88,6 +88,38 @@ describe('the llm-node command', () => {
     expect(node.stderr()).toContain("'lots'");
   });
 
+  it("warns of a VRAM limit above the device's memory and of a models dir that does not exist, and starts", async () => {
+    const node = run([
+      '--gpu-backend',
+      'cpu',
+      '--engines-dir',
+      enginesDir,
+      '--models-dir',
+      join(root, 'nowhere'),
+      '--port',
+      '0',
+      '--vram-limit',
+      '999T',
+    ]);
+    const warnings = () =>
+      node
+        .stdout()
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as { level: number; msg: string })
+        .filter((line) => line.level === 40)
+        .map((line) => line.msg);
+    await expect.poll(() => node.stdout().includes('llm-node listening on'), { timeout: 20_000 }).toBe(true);
+    expect(warnings()).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^--vram-limit 999TB is more than GPU 0 has \(/),
+        expect.stringMatching(/^The models dir .*nowhere does not exist/),
+      ]),
+    );
+    node.child.kill('SIGTERM');
+    expect(await node.exited).toBe(0);
+  });
+
   it('exits 1 when the engines dir does not exist', async () => {
     const node = run(['--gpu-backend', 'cpu', '--engines-dir', join(root, 'missing'), '--port', '0']);
     expect(await node.exited).toBe(1);
@@ -192,5 +224,5 @@ describe('the llm-node command', () => {
       });
       expect(await node.exited).toBe(0);
     }
-  });
+  }, 30_000);
 });

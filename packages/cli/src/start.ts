@@ -132,6 +132,15 @@ function logGpu(gpu: GpuDetection, options: NodeOptions, logger: Logger): void {
   }
   const limit = options.vramLimitBytes === undefined ? 'all device memory' : formatSize(options.vramLimitBytes);
   logger.info(`VRAM limit: ${limit}`);
+  const device = gpu.devices.find((d) => d.index === options.gpuDevice);
+  if (device && options.vramLimitBytes !== undefined && options.vramLimitBytes > device.totalBytes) {
+    logger.warn(
+      `--vram-limit ${formatSize(options.vramLimitBytes)} is more than GPU ${device.index} has (${formatSize(device.totalBytes)}): models are admitted up to the limit, so the device runs out of memory first`,
+    );
+  }
+  if (!existsSync(options.modelsDir)) {
+    logger.warn(`The models dir ${options.modelsDir} does not exist: every load answers model_not_found until it does`);
+  }
 }
 
 function logPlugin(record: EngineRecord, logger: Logger): void {

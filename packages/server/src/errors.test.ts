@@ -1,15 +1,27 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { APIError } from 'openai';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { writeGgufModel } from '@llm-node/registry/testing';
 import { startTestNode, type TestNode } from './testing/test-node.js';
 
 const MIB = 1024 * 1024;
 let node: TestNode;
+const logLines: Record<string, unknown>[] = [];
 
 beforeAll(async () => {
   node = await startTestNode({
+    logger: pino(
+      { level: 'info' },
+      new Writable({
+        write(chunk, _encoding, done) {
+          for (const line of String(chunk).split('\n').filter(Boolean)) logLines.push(JSON.parse(line));
+          done();
+        },
+      }),
+    ),
     bodyLimit: 64 * 1024,
     vramLimitBytes: 1 * MIB,
     async prepare({ modelsDir }) {
@@ -156,6 +168,11 @@ describe('model errors', () => {
     const error = await expectError(await node.post('/api/models/load', { model_id: 'huge', format: 'gguf' }), 507, 'oom_vram');
     expect(error.type).toBe('resource_error');
     expect(error.message).toMatch(/^Insufficient VRAM: required /);
+    // The limit doing its job: a warning line for the operator, no error, no stack trace.
+    const logged = logLines.find((line) => line.code === 'oom_vram');
+    expect(logged).toMatchObject({ level: 40, msg: expect.stringMatching(/^request refused: Insufficient VRAM/) });
+    expect(logged).not.toHaveProperty('err');
+    expect(logLines.some((line) => line.level === 50 && (line.err as { code?: string } | undefined)?.code === 'oom_vram')).toBe(false);
   });
 });
 

@@ -58,11 +58,14 @@ export const notFound: RequestHandler = (req, _res, next) => {
   next(apiError('not_found', `No route for ${req.method} ${req.path}`));
 };
 
-/** The last middleware: every error becomes the error body `{"error":{"message","type","code"}}` with its status; 5xx are logged with their cause. */
+/** The last middleware: every error becomes the error body `{"error":{"message","type","code"}}` with its status; 5xx are logged with their cause, refusals for lack of memory as a warning line. */
 export function errorHandler(logger: Logger): ErrorRequestHandler {
   return (error, req, res, _next) => {
     const apiErr = toApiError(error);
-    if (apiErr.status >= 500 && apiErr.code !== 'shutting_down') {
+    if (apiErr.type === 'resource_error') {
+      // A limit doing its job (a model larger than the VRAM left): worth a line, not a stack trace.
+      logger.warn({ method: req.method, url: req.originalUrl, code: apiErr.code }, `request refused: ${apiErr.message}`);
+    } else if (apiErr.status >= 500 && apiErr.code !== 'shutting_down') {
       logger.error({ err: error, method: req.method, url: req.originalUrl }, 'request failed');
     }
     // A stream that already began reports its own errors in-band; anything else still open is cut off.
