@@ -203,6 +203,7 @@ describe('the llm-node command', () => {
       expect(messages).toEqual(expect.arrayContaining(['model unloaded', 'engine shut down', 'stopped']));
       expect(messages.filter((m) => /^engine \S+ stopped/.test(m))).toEqual([]);
     },
+    20_000,
   );
 
   it('ends the streams still open with a shutting_down event when the grace is over, or at a second signal', async () => {

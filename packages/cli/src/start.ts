@@ -31,6 +31,7 @@ export async function startNode(options: NodeOptions, logger: Logger): Promise<R
   logGpu(gpu, options, logger);
 
   const registry = await openRegistry(options, gpu, logger);
+  await logModels(registry, options.modelsDir, logger);
 
   const server = createServer({
     registry,
@@ -140,6 +141,18 @@ function logGpu(gpu: GpuDetection, options: NodeOptions, logger: Logger): void {
   }
   if (!existsSync(options.modelsDir)) {
     logger.warn(`The models dir ${options.modelsDir} does not exist: every load answers model_not_found until it does`);
+  }
+}
+
+/** What the models folder holds: one line per model, so an operator sees what clients can name. */
+async function logModels(registry: Registry, modelsDir: string, logger: Logger): Promise<void> {
+  const models = await registry.catalogue();
+  if (models.length === 0) logger.info(`No models in ${modelsDir}: put <model_id>.gguf files or <model_id>/ folders there`);
+  for (const model of models) {
+    const what = [model.format, model.architecture, model.quantization].filter(Boolean).join(' ');
+    const size = model.sizeBytes === null ? '' : `, ${formatSize(model.sizeBytes)} on disk`;
+    if (model.error) logger.warn(`model ${model.id} (${what}${size}): cannot be served: ${model.error.message}`);
+    else logger.info(`model ${model.id} (${what}${size}): ${model.engineId}, about ${formatSize(model.estimatedVramBytes ?? 0)} VRAM`);
   }
 }
 

@@ -5,6 +5,7 @@ export type { NodeErrorInit, NodeErrorType } from './errors.js';
 // The registry: discovery, model resolution, VRAM admission, engine and model state.
 export { Registry } from './registry.js';
 export type {
+  CatalogueEntry,
   LoadModelOptions,
   LoadedModel,
   ModelActivity,

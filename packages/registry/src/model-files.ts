@@ -72,6 +72,45 @@ export async function locateModel(modelsDir: string, ref: ModelRef, format?: Mod
   return selected[0]!;
 }
 
+/** A model the models folder holds, under the id that loads it; or, when its files cannot be used, why. */
+export type FoundModel = { id: string; candidate: ModelCandidate } | { id: string; error: NodeError };
+
+/**
+ * Every model in `modelsDir`: `<name>.gguf` files (one per shard set) and `<name>/` folders. A name with one
+ * candidate is listed as `name`; with several, each under the id that picks it (`name:Q4_K_M`).
+ */
+export async function listModels(modelsDir: string): Promise<FoundModel[]> {
+  const entries = await readdir(modelsDir, { withFileTypes: true }).catch(() => []);
+  const names = new Set<string>();
+  for (const entry of entries) {
+    if (entry.name.startsWith('.')) continue;
+    const stats = await statOrNull(join(modelsDir, entry.name)); // links followed; FIFOs are neither
+    if (stats?.isDirectory()) names.add(entry.name);
+    else if (stats?.isFile() && isModelGguf(entry.name) && Number(parseGgufShardFilename(entry.name)?.shard ?? 1) === 1) {
+      names.add(entry.name.slice(0, -'.gguf'.length));
+    }
+  }
+  const found: FoundModel[] = [];
+  for (const name of [...names].sort()) {
+    try {
+      const candidates = await findModelCandidates(modelsDir, name);
+      for (const candidate of candidates) {
+        const id = candidates.length === 1 || candidate.quantization === null ? name : `${name}:${candidate.quantization}`;
+        found.push({ id, candidate });
+      }
+    } catch (error) {
+      found.push({ id: name, error: error as NodeError });
+    }
+  }
+  return found;
+}
+
+/** Bytes on disk of the model's files together. */
+export async function sizeOnDisk(candidate: ModelCandidate): Promise<number> {
+  const sizes = await Promise.all(candidate.files.map(async (file) => (await statOrNull(file))?.size ?? 0));
+  return sizes.reduce((a, b) => a + b, 0);
+}
+
 async function folderCandidates(folder: string, name: string): Promise<ModelCandidate[]> {
   const entries = await readdir(folder, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
     throw new NodeError(`Cannot read model folder '${name}': ${error.code ?? error.message}`, {

@@ -451,3 +451,47 @@ describe('Registry under racing and careless requests', () => {
     expect(refused.message).not.toContain(modelsDir);
   });
 });
+
+describe('Registry catalogue', () => {
+  it('lists every model of the models folder with its engine, size, estimate and state, and says why one cannot be served', async () => {
+    const { registry } = await setUp({ estimate: 2 * GiB });
+    await model('loaded-one');
+    await model('spare', 'mistral', { tensorDataBytes: 4096 });
+    await model('phi', 'phi3');
+    await writeFile(join(modelsDir, 'broken.gguf'), 'not a GGUF file');
+    await mkdir(join(modelsDir, 'family'));
+    await writeGgufModel(join(modelsDir, 'family', 'family-Q4_K_M.gguf'), { architecture: 'llama' });
+    await writeGgufModel(join(modelsDir, 'family', 'family-Q8_0.gguf'), { architecture: 'llama' });
+    await writeFile(join(modelsDir, 'notes.txt'), 'not a model');
+    await registry.loadModel('loaded-one');
+
+    const entries = await registry.catalogue();
+    expect(entries.map((e) => [e.id, e.state, e.engineId, e.error?.code ?? null])).toEqual([
+      ['broken', 'unusable', null, 'model_corrupt'],
+      ['family:Q4_K_M', 'available', 'llama_cpp', null],
+      ['family:Q8_0', 'available', 'llama_cpp', null],
+      ['loaded-one', 'loaded', 'llama_cpp', null],
+      ['phi', 'unusable', null, 'architecture_mismatch'],
+      ['spare', 'available', 'llama_cpp', null],
+    ]);
+    const spare = entries.find((e) => e.id === 'spare')!;
+    expect(spare).toMatchObject({ format: 'gguf', architecture: 'mistral', loaded: null });
+    expect(spare.sizeBytes).toBeGreaterThan(4096);
+    expect(spare.estimatedVramBytes).toBeGreaterThan(0);
+    expect(entries.find((e) => e.id === 'loaded-one')!.loaded).toMatchObject({ id: 'loaded-one', vramBytes: 2 * GiB });
+    // Every id it lists loads as listed.
+    await expect(registry.loadModel('family:Q8_0')).resolves.toMatchObject({ quantization: 'Q8_0' });
+  });
+
+  it('lists a model while it loads and after it unloads', async () => {
+    const { registry, engine } = await setUp({ gateLoads: true });
+    await model('m');
+    const loading = registry.loadModel('m');
+    await expect.poll(() => engine.loads.length).toBe(1);
+    expect((await registry.catalogue()).map((e) => e.state)).toEqual(['loading']);
+    engine.releaseLoads();
+    await loading;
+    await registry.unloadModel('m');
+    expect((await registry.catalogue()).map((e) => e.state)).toEqual(['available']);
+  });
+});

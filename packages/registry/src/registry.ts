@@ -10,7 +10,7 @@ import { EngineSupervisor } from './engine-supervisor.js';
 import type { RestartPolicy } from './engine-supervisor.js';
 import { NodeError, toNodeError } from './errors.js';
 import { publicError } from './public-error.js';
-import { locateModel } from './model-files.js';
+import { type FoundModel, listModels, locateModel, sizeOnDisk } from './model-files.js';
 import { modelInfoReader } from './model-info.js';
 import type { ModelInfo } from './model-info.js';
 import { parseModelRef } from './model-ref.js';
@@ -24,7 +24,16 @@ import {
   type ModelState,
   snapshot,
 } from './model-state.js';
-import type { LoadedModel, LoadModelOptions, ModelActivity, ModelLease, RegistryLogger, RegistryOptions, VramStatus } from './types.js';
+import type {
+  LoadedModel,
+  LoadModelOptions,
+  ModelActivity,
+  ModelLease,
+  RegistryLogger,
+  RegistryOptions,
+  VramStatus,
+  CatalogueEntry,
+} from './types.js';
 
 // How long a model's activity waits for its engine's stats before counting for itself: a scrape must not
 // hang on an engine host that is busy or dying.
@@ -137,15 +146,13 @@ export class Registry {
       await loaded?.unloading?.catch(() => undefined); // an unload in progress finishes first
       const candidate = await locateModel(this.#modelsDir, ref, options.format);
       const info = await this.#readModelInfo(candidate);
-      const supervisor = this.#resolveEngine(info);
+      const { supervisor } = this.#resolveEngine(info);
+      const defaults = this.#loadDefaults(info);
       const params: ModelLoadParams = {
         path: candidate.path,
         format: candidate.format,
-        contextLength:
-          options.contextLength ??
-          this.#defaultContextLength ??
-          Math.min(info.trainedContextLength ?? DEFAULT_CONTEXT_LENGTH, DEFAULT_CONTEXT_LENGTH),
-        parallel: options.parallel ?? this.#defaultParallel,
+        contextLength: options.contextLength ?? defaults.contextLength,
+        parallel: options.parallel ?? defaults.parallel,
         ...(candidate.quantization === null ? {} : { quantization: candidate.quantization }),
       };
       return this.#serially(() => this.#admitAndLoad(modelId, supervisor, info, params));
@@ -156,6 +163,61 @@ export class Registry {
     } finally {
       this.#loading.delete(modelId);
     }
+  }
+
+  /**
+   * Every model in the models folder, loaded or not, and any loaded under an id the folder listing does not
+   * give: what it is, the engine that would serve it (or why none can), its size and estimated VRAM.
+   */
+  async catalogue(): Promise<CatalogueEntry[]> {
+    this.#assertOpen();
+    const entries = await Promise.all((await listModels(this.#modelsDir)).map((found) => this.#describe(found)));
+    const listed = new Set(entries.map((entry) => entry.id));
+    for (const state of this.#models.values()) {
+      if (!listed.has(state.id)) entries.push(await this.#describe({ id: state.id, candidate: null }));
+    }
+    return entries.sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  async #describe(found: FoundModel | { id: string; candidate: null }): Promise<CatalogueEntry> {
+    const state = this.#models.get(found.id);
+    const entry: CatalogueEntry = {
+      id: found.id,
+      state: state?.unloading ? 'unloading' : state ? 'loaded' : this.#loading.has(found.id) ? 'loading' : 'available',
+      format: state?.model.format ?? null,
+      quantization: state?.model.quantization ?? null,
+      architecture: state?.model.architecture ?? null,
+      sizeBytes: null,
+      engineId: state?.engineId ?? null,
+      estimatedVramBytes: null,
+      error: null,
+      loaded: state && !state.unloading ? snapshot(state) : null,
+    };
+    if ('error' in found) return { ...entry, state: 'unusable', error: toNodeError(found.error) };
+    if (found.candidate === null) return entry;
+    try {
+      const info = await this.#readModelInfo(found.candidate);
+      Object.assign(entry, {
+        format: info.format,
+        quantization: info.quantization,
+        architecture: info.architecture,
+        sizeBytes: await sizeOnDisk(found.candidate),
+        estimatedVramBytes: estimateModelVram(info, this.#loadDefaults(info)).totalBytes,
+      });
+      entry.engineId ??= this.#resolveEngine(info).record.id;
+    } catch (error) {
+      if (entry.state === 'available') entry.state = 'unusable';
+      entry.error = toNodeError(error);
+    }
+    return entry;
+  }
+
+  /** Context length and parallel sequences for a load of `info` that names none. */
+  #loadDefaults(info: ModelInfo): { contextLength: number; parallel: number } {
+    return {
+      contextLength: this.#defaultContextLength ?? Math.min(info.trainedContextLength ?? DEFAULT_CONTEXT_LENGTH, DEFAULT_CONTEXT_LENGTH),
+      parallel: this.#defaultParallel,
+    };
   }
 
   /** Unloads a loaded model; 404 `model_not_loaded` if it is not, 409 `model_in_use` while leased. */
@@ -340,7 +402,7 @@ export class Registry {
     );
   }
 
-  #resolveEngine(info: ModelInfo): EngineSupervisor {
+  #resolveEngine(info: ModelInfo): { record: EngineRecord; supervisor: EngineSupervisor } {
     const loaded = this.#engines.filter(
       (d): d is { record: EngineRecord & { manifest: NonNullable<EngineRecord['manifest']> }; supervisor: EngineSupervisor } =>
         d.supervisor !== null && d.record.manifest !== null,
@@ -366,7 +428,7 @@ export class Registry {
         code: 'architecture_mismatch',
       });
     }
-    return match.supervisor;
+    return match;
   }
 
   async #admitAndLoad(modelId: string, supervisor: EngineSupervisor, info: ModelInfo, params: ModelLoadParams): Promise<LoadedModel> {

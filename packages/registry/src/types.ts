@@ -2,6 +2,7 @@
 import type { EngineHostTimeouts, GenerateRequest, Generation } from '@llm-node/abi-native';
 import type { GpuBackend, GpuDetection, VramSample, VramSampler } from '@llm-node/gpu-detect';
 import type { ModelFormat } from '@llm-node/manifest';
+import type { NodeError } from './errors.js';
 import type { OpenEngine } from './discovery.js';
 import type { ModelInfo } from './model-info.js';
 import type { RestartPolicy } from './engine-supervisor.js';
@@ -113,4 +114,24 @@ export interface VramStatus {
   availableBytes: number;
   /** Every device's sample. */
   devices: VramSample[];
+}
+
+/** A model of the models folder as the catalogue describes it, loaded or not. */
+export interface CatalogueEntry {
+  /** The model_id that loads it. */
+  id: string;
+  /** `unusable`: its files cannot be read as a model, or no loaded engine can serve it (`error` says why). */
+  state: 'available' | 'loading' | 'loaded' | 'unloading' | 'unusable';
+  format: ModelFormat | null;
+  quantization: string | null;
+  architecture: string | null;
+  /** Its files' bytes on disk. */
+  sizeBytes: number | null;
+  /** The engine that serves it, or would: by its format and architecture. */
+  engineId: string | null;
+  /** The VRAM formula's figure at the load defaults (context length, parallel sequences). */
+  estimatedVramBytes: number | null;
+  error: NodeError | null;
+  /** While loaded: the model as `models()` gives it. */
+  loaded: LoadedModel | null;
 }

@@ -105,14 +105,17 @@ describe('engines', () => {
 });
 
 describe('models', () => {
-  test('load is idempotent, the list shows what is held, unload frees it', async () => {
+  test('load is idempotent, the catalogue shows what is held, unload frees it', async () => {
     const first = await node.post('/api/models/load', { model_id: 'echo', context_length: 512 });
     const again = await node.post('/api/models/load', { model_id: 'echo' });
     expect(first.status).toBe(200);
     expect(again.status).toBe(200);
     const { models } = (await (await fetch(`${node.baseUrl}/api/models`)).json()) as { models: Record<string, unknown>[] };
     expect(models.find((model) => model.id === 'echo')).toMatchObject({
+      state: 'loaded',
       engine: 'echo',
+      size_bytes: expect.any(Number),
+      estimated_vram_bytes: expect.any(Number),
       format: 'gguf',
       architecture: 'echo',
       context_length: 512,
@@ -124,8 +127,12 @@ describe('models', () => {
     expect(listed.data.map((model) => model.id)).toContain('echo');
 
     expect((await node.post('/api/models/unload', { model_id: 'echo' })).status).toBe(200);
-    const { models: after } = (await (await fetch(`${node.baseUrl}/api/models`)).json()) as { models: { id: string }[] };
-    expect(after.map((model) => model.id)).not.toContain('echo');
+    // Still in the catalogue, as a model on disk that is not loaded.
+    const { models: after } = (await (await fetch(`${node.baseUrl}/api/models`)).json()) as { models: Record<string, unknown>[] };
+    const unloaded = after.find((model) => model.id === 'echo');
+    expect(unloaded).toMatchObject({ state: 'available', engine: 'echo', format: 'gguf', architecture: 'echo' });
+    expect(unloaded).not.toHaveProperty('context_length');
+    expect((await node.client.models.list()).data.map((model) => model.id)).not.toContain('echo');
     const again404 = await node.post('/api/models/unload', { model_id: 'echo' });
     expect(again404.status).toBe(404);
     expect(((await again404.json()) as { error: { code: string } }).error.code).toBe('model_not_loaded');

@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import type { EngineRecord, LoadedModel } from '@llm-node/registry';
+import type { CatalogueEntry, EngineRecord, LoadedModel } from '@llm-node/registry';
 import type { ServerContext } from './context.js';
 import { loadModelBody, parseBody, unloadModelBody } from './schemas.js';
 
@@ -12,8 +12,8 @@ export function nodeRoutes(context: ServerContext): Router {
     res.json({ engines: registry.engines.map(engineJson) });
   });
 
-  router.get('/api/models', (_req, res) => {
-    res.json({ models: registry.models().map(modelJson) });
+  router.get('/api/models', async (_req, res) => {
+    res.json({ models: (await registry.catalogue()).map(catalogueJson) });
   });
 
   router.post('/api/models/load', async (req, res) => {
@@ -65,5 +65,21 @@ function modelJson(model: LoadedModel): object {
     vram_bytes: model.vramBytes,
     last_used_at: new Date(model.lastUsedAt).toISOString(),
     active_requests: model.activeRequests,
+  };
+}
+
+/** A model of the catalogue: what it is and its state; while loaded, also what modelJson says of it. */
+function catalogueJson(entry: CatalogueEntry): object {
+  return {
+    id: entry.id,
+    state: entry.state,
+    engine: entry.engineId,
+    format: entry.format,
+    quantization: entry.quantization,
+    architecture: entry.architecture,
+    size_bytes: entry.sizeBytes,
+    estimated_vram_bytes: entry.estimatedVramBytes,
+    ...(entry.loaded ? modelJson(entry.loaded) : {}),
+    ...(entry.error ? { error: entry.error.toJSON().error } : {}),
   };
 }
