@@ -96,9 +96,13 @@ describe.skipIf(!built)('the llama_cpp plugin behind llm-node', () => {
 
     const load = await post('/api/models/load', { model_id: 'tiny', format: 'gguf' });
     expect(load.status).toBe(200);
-    const models = (await (await fetch(`${base}/api/models`)).json()) as { models: { id: string; engine: string; vram_bytes: number }[] };
-    expect(models.models).toEqual([expect.objectContaining({ id: 'tiny', engine: 'llama_cpp', vram_bytes: expect.any(Number) })]);
-    expect(models.models[0]!.vram_bytes).toBeGreaterThan(0);
+    const { models } = (await (await fetch(`${base}/api/models`)).json()) as {
+      models: { id: string; state: string; vram_bytes?: number }[];
+    };
+    const tiny = models.find((model) => model.id === 'tiny');
+    expect(tiny).toMatchObject({ state: 'loaded', engine: 'llama_cpp', vram_bytes: expect.any(Number) });
+    expect(tiny!.vram_bytes).toBeGreaterThan(0);
+    expect(models.filter((model) => model.state === 'loaded')).toHaveLength(1);
   });
 
   it('streams a chat completion: the role first, then the tokens, then the finish reason', async () => {
@@ -190,7 +194,9 @@ describe.skipIf(!built)('the llama_cpp plugin behind llm-node', () => {
     } as OpenAI.ChatCompletionCreateParamsStreaming);
     for await (const chunk of stream) if (chunk.choices[0]?.delta.content) break; // closes the connection
     const active = async () =>
-      ((await (await fetch(`${base}/api/models`)).json()) as { models: { active_requests: number }[] }).models[0]!.active_requests;
+      ((await (await fetch(`${base}/api/models`)).json()) as { models: { id: string; active_requests: number }[] }).models.find(
+        (model) => model.id === 'tiny',
+      )!.active_requests;
     await expect.poll(active, { timeout: 10_000 }).toBe(0);
     // It ended at the next token after the disconnect, far short of its 480.
     expect((await generated()) - before).toBeLessThan(240);
@@ -251,7 +257,9 @@ describe.skipIf(!built)('the llama_cpp plugin behind llm-node', () => {
   it("frees the model's memory on unload", async () => {
     const response = await post('/api/models/unload', { model_id: 'tiny' });
     expect(response.status).toBe(200);
-    expect(await (await fetch(`${base}/api/models`)).json()).toEqual({ models: [] });
+    const { models } = (await (await fetch(`${base}/api/models`)).json()) as { models: { id: string; state: string }[] };
+    expect(models.filter((model) => model.state !== 'available' && model.state !== 'unusable')).toEqual([]);
+    expect(models.find((model) => model.id === 'tiny')).toMatchObject({ state: 'available', engine: 'llama_cpp' });
     const metrics = await (await fetch(`${base}/metrics`)).text();
     expect(metrics.split('\n').filter((line) => line.startsWith('llm_node_model_vram_bytes{'))).toEqual([]);
   });
