@@ -1,4 +1,4 @@
-import type { MetadataValue } from '@huggingface/gguf';
+import type { GgufValue } from './gguf-header.js';
 
 // llama.cpp's own bounds (src/llama-hparams.h); beyond them its loader asserts and aborts its process.
 const MAX_LAYERS = 512;
@@ -11,7 +11,7 @@ const INT32_MAX = 2 ** 31 - 1;
  * model for an engine that does not use them is not refused for lacking them. Returns why the file is
  * refused, naming the key, or null.
  */
-export function ggufHyperparameterProblem(metadata: Record<string, MetadataValue>, architecture: string): string | null {
+export function ggufHyperparameterProblem(metadata: Record<string, GgufValue>, architecture: string): string | null {
   const key = (name: string) => `${architecture}.${name}`;
   const read = (name: string) => integers(metadata[key(name)]);
 
@@ -65,7 +65,7 @@ function expertProblem(key: (name: string) => string, read: (name: string) => nu
 }
 
 /** The integers of a scalar or array value; undefined when absent, null when not integers. */
-function integers(value: MetadataValue | undefined): number[] | null | undefined {
+function integers(value: GgufValue | undefined): number[] | null | undefined {
   if (value === undefined) return undefined;
   const values = Array.isArray(value) ? value : [value];
   const numbers = values.map((v) => (typeof v === 'bigint' ? Number(v) : v));

@@ -1,10 +1,9 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { gguf } from '@huggingface/gguf';
-import type { GGUFParseOutput, MetadataValue } from '@huggingface/gguf';
 import type { ModelFormat } from '@llm-node/manifest';
 import { NodeError } from './errors.js';
 import { ggufHyperparameterProblem } from './gguf-checks.js';
+import { GgufFormatError, GgufTruncatedError, type GgufValue, readGgufHeaderFrom } from './gguf-header.js';
 import type { ModelCandidate } from './model-files.js';
 
 /**
@@ -61,7 +60,7 @@ export function modelInfoReader(): (candidate: ModelCandidate) => Promise<ModelI
   };
 }
 
-type GgufMetadata = Record<string, MetadataValue>;
+type GgufMetadata = Record<string, GgufValue>;
 
 async function readGgufInfo(candidate: ModelCandidate): Promise<ModelInfo> {
   const [first, ...rest] = await Promise.all(candidate.files.map(readGgufHeader));
@@ -102,27 +101,27 @@ async function readGgufInfo(candidate: ModelCandidate): Promise<ModelInfo> {
 }
 
 /**
- * Parses one GGUF file's header (local file, no network) and checks it against the file's size: the
- * reader pads a short file with zeros, so a truncated header shows up as offsets past the end.
+ * Reads one GGUF file's header (gguf-header.ts) and checks its tensor data against the file's size: a file
+ * cut short loses its last tensors first.
  */
 async function readGgufHeader(path: string): Promise<{ metadata: GgufMetadata; dataBytes: number }> {
   const size = await fileSize(path);
-  let parsed: GGUFParseOutput<{ strict: false }>;
+  let header: Awaited<ReturnType<typeof readGgufHeaderFrom>>;
   try {
-    parsed = (await gguf(path, { allowLocalFile: true })) as unknown as GGUFParseOutput<{ strict: false }>;
+    header = await readGgufHeaderFrom(path);
   } catch (error) {
-    throw corrupt(`${basename(path)} is not a readable GGUF file: ${(error as Error).message}`, error);
+    if (error instanceof GgufTruncatedError) throw corrupt(`${basename(path)} is truncated: ${error.message}`, error);
+    if (!(error instanceof GgufFormatError)) throw error;
+    throw corrupt(`${basename(path)} is not a readable GGUF file: ${error.message}`, error);
   }
-  const dataOffset = Number(parsed.tensorDataOffset);
-  if (dataOffset > size) {
-    throw corrupt(`${basename(path)} is truncated: its GGUF header needs ${dataOffset} bytes, the file has ${size}`);
+  const dataBytes = size - header.tensorDataOffset;
+  if (dataBytes < 0) {
+    throw corrupt(`${basename(path)} is truncated: its GGUF header needs ${header.tensorDataOffset} bytes, the file has ${size}`);
   }
-  const dataBytes = size - dataOffset;
-  const lastTensorStart = parsed.tensorInfos.reduce((max, t) => Math.max(max, Number(t.offset)), -1);
-  if (lastTensorStart >= dataBytes) {
+  if (header.lastTensorOffset >= dataBytes) {
     throw corrupt(`${basename(path)} is truncated: tensor data ends before its last tensor starts`);
   }
-  return { metadata: parsed.metadata as GgufMetadata, dataBytes };
+  return { metadata: header.metadata, dataBytes };
 }
 
 async function readSafetensorsInfo(candidate: ModelCandidate): Promise<ModelInfo> {
