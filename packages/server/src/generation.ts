@@ -66,8 +66,9 @@ async function serve(context: ServerContext, res: Response, job: CompletionJob):
     generation.result.catch(ignore);
     context.metrics.activeGenerations.inc();
     try {
-      if (job.stream) await streamCompletion(context, res, job, generation, signal, timing);
-      else await answerCompletion(context, res, job, generation, signal, timing);
+      const answering: Answering = { context, res, job, generation, signal, timing };
+      if (job.stream) await streamCompletion(answering);
+      else await answerCompletion(answering);
     } finally {
       context.metrics.activeGenerations.dec();
       // The model stays leased until the engine has really finished with it.
@@ -78,14 +79,17 @@ async function serve(context: ServerContext, res: Response, job: CompletionJob):
   }
 }
 
-async function streamCompletion(
-  context: ServerContext,
-  res: Response,
-  job: CompletionJob,
-  generation: Generation,
-  signal: AbortSignal,
-  timing: Timing,
-): Promise<void> {
+/** A generation being answered: what both ways of answering it (streamed, whole) work from. */
+interface Answering {
+  context: ServerContext;
+  res: Response;
+  job: CompletionJob;
+  generation: Generation;
+  signal: AbortSignal;
+  timing: Timing;
+}
+
+async function streamCompletion({ context, res, job, generation, signal, timing }: Answering): Promise<void> {
   const { format } = job;
   // Waiting for the first token before the headers lets a prompt the engine refuses (context overflow)
   // still be answered with its HTTP status.
@@ -124,14 +128,7 @@ function endAborted(context: ServerContext, res: Response, signal: AbortSignal):
   if (error) res.end(`data: ${JSON.stringify(error.toJSON())}\n\n`);
 }
 
-async function answerCompletion(
-  context: ServerContext,
-  res: Response,
-  job: CompletionJob,
-  generation: Generation,
-  signal: AbortSignal,
-  timing: Timing,
-): Promise<void> {
+async function answerCompletion({ context, res, job, generation, signal, timing }: Answering): Promise<void> {
   let text = '';
   const logprobs: TokenLogprobs | null = job.options.logprobs ? { tokens: [], textOffsets: [] } : null;
   for await (const chunk of generation) {
