@@ -65,7 +65,7 @@ async function main() {
   const base = `http://localhost:${port}`;
   if (await ready(node, `${base}/health`)) {
     console.log(`
-Try it (the commands of the quickstart):
+Try it:
 
   curl ${base}/api/engines
 

@@ -90,7 +90,7 @@ async function chat(content: string, options: Partial<OpenAI.ChatCompletionCreat
 }
 
 describe.skipIf(!built)('the llama_cpp plugin behind llm-node', () => {
-  it("is loaded from engines/llama_cpp and loads a model with the quickstart's request", async () => {
+  it("is loaded from engines/llama_cpp and loads a model with the README's request", async () => {
     const engines = (await (await fetch(`${base}/api/engines`)).json()) as { engines: { id: string; status: string }[] };
     expect(engines.engines).toContainEqual(expect.objectContaining({ id: 'llama_cpp', status: 'loaded' }));
 

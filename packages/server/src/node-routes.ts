@@ -36,7 +36,7 @@ export function nodeRoutes(context: ServerContext): Router {
 }
 
 /**
- * The quickstart's fields first; skipped and rejected plugins carry their error envelope's inner object. No path
+ * The fields the README's example shows first; skipped and rejected plugins carry their error envelope's inner object. No path
  * of this machine: the log has those.
  */
 function engineJson(engine: EngineRecord): object {
