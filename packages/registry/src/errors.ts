@@ -30,17 +30,21 @@ export interface NodeErrorInit {
   code: string;
   /** HTTP status; defaults by type (invalid_request 400, not_found 404, resource 507, plugin/engine 500, …). */
   status?: number;
+  /** The request field at fault (`temperature`, `messages[1].content`), as OpenAI's errors name it. */
+  param?: string;
   cause?: unknown;
 }
 
 /**
  * The one error class of the host. Everything the registry refuses, and everything the server adds, is
- * a NodeError; `toJSON()` is the API's error body `{"error":{"message","type","code"}}`.
+ * a NodeError; `toJSON()` is the API's error body `{"error":{"message","type","code"}}` (and `param`, the
+ * request field at fault, when there is one).
  */
 export class NodeError extends Error {
   readonly type: NodeErrorType;
   readonly code: string;
   readonly status: number;
+  readonly param: string | undefined;
 
   constructor(message: string, init: NodeErrorInit) {
     super(message, init.cause === undefined ? undefined : { cause: init.cause });
@@ -48,10 +52,14 @@ export class NodeError extends Error {
     this.type = init.type;
     this.code = init.code;
     this.status = init.status ?? STATUS_BY_TYPE[init.type];
+    this.param = init.param;
   }
 
-  toJSON(): { error: { message: string; type: NodeErrorType; code: string } } {
-    return { error: { message: this.message, type: this.type, code: this.code } };
+  /** The body, with `param` only when a request field is at fault. */
+  toJSON(): { error: { message: string; type: NodeErrorType; code: string; param?: string } } {
+    return {
+      error: { message: this.message, type: this.type, code: this.code, ...(this.param === undefined ? {} : { param: this.param }) },
+    };
   }
 }
 

@@ -40,9 +40,14 @@ afterAll(async () => {
 /** The error body `{"error":{"message","type","code"}}`, as JSON, with the status and code expected; returns the error object. */
 async function expectError(response: Response, status: number, code: string) {
   expect(response.headers.get('content-type')).toMatch(/^application\/json/);
-  const body = (await response.json()) as { error: { message: string; type: string; code: string } };
+  const body = (await response.json()) as { error: { message: string; type: string; code: string; param?: string } };
   expect(Object.keys(body)).toEqual(['error']);
-  expect(Object.keys(body.error).sort()).toEqual(['code', 'message', 'type']);
+  // `param`, as OpenAI's errors carry it, only where a request field is at fault.
+  expect(
+    Object.keys(body.error)
+      .filter((key) => key !== 'param')
+      .sort(),
+  ).toEqual(['code', 'message', 'type']);
   expect({ status: response.status, code: body.error.code }).toEqual({ status, code });
   expect(body.error.message).not.toBe('');
   return body.error;
@@ -79,6 +84,7 @@ describe('request errors', () => {
     );
     expect(error.message).toContain('best_of');
     expect(error.message).toContain('messages[0].mood');
+    expect(error.param).toMatch(/^(best_of|messages\[0\]\.mood)$/);
   });
 
   test.each([
@@ -95,13 +101,25 @@ describe('request errors', () => {
   ])('%s out of range is a 400 invalid_parameter naming it', async (field, values) => {
     const error = await expectError(await chat({ model: 'echo', messages: hello, ...values }), 400, 'invalid_parameter');
     expect(error.message).toContain(field);
+    expect(error.param).toBe(field);
   });
 
-  test('n > 1 and top_logprobs are a 400 unsupported_parameter', async () => {
-    await expectError(await chat({ model: 'echo', messages: hello, n: 2 }), 400, 'unsupported_parameter');
-    await expectError(await chat({ model: 'echo', messages: hello, logprobs: true, top_logprobs: 2 }), 400, 'unsupported_parameter');
+  test('n > 1 and top_logprobs are a 400 unsupported_parameter naming the field', async () => {
+    expect((await expectError(await chat({ model: 'echo', messages: hello, n: 2 }), 400, 'unsupported_parameter')).param).toBe('n');
+    const top = await expectError(
+      await chat({ model: 'echo', messages: hello, logprobs: true, top_logprobs: 2 }),
+      400,
+      'unsupported_parameter',
+    );
+    expect(top.param).toBe('top_logprobs');
     const completion = await node.post('/v1/completions', { model: 'echo', prompt: 'Hi', logprobs: 2 });
-    await expectError(completion, 400, 'unsupported_parameter');
+    expect((await expectError(completion, 400, 'unsupported_parameter')).param).toBe('logprobs');
+    // The official client reads it as APIError.param.
+    const error = await node.client.chat.completions
+      .create({ model: 'echo', messages: [{ role: 'user', content: 'Hi' }], n: 3 })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(APIError);
+    expect((error as APIError).param).toBe('n');
   });
 
   test('harmless fields (n: 1, user) are accepted', async () => {

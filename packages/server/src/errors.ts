@@ -25,9 +25,9 @@ const SERVER_ERRORS = {
 
 export type ServerErrorCode = keyof typeof SERVER_ERRORS;
 
-export function apiError(code: ServerErrorCode, message: string): NodeError {
+export function apiError(code: ServerErrorCode, message: string, param?: string): NodeError {
   const [type, status] = SERVER_ERRORS[code];
-  return new NodeError(message, { type, code, status });
+  return new NodeError(message, { type, code, status, ...(param === undefined ? {} : { param }) });
 }
 
 /** Anything thrown while serving a request, as the NodeError the client is shown. */

@@ -91,10 +91,14 @@ export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
     issue.code === 'unrecognized_keys' ? issue.keys.map((key) => fieldName([...issue.path, key])) : [],
   );
   if (unknownFields.length > 0) {
-    throw apiError('unsupported_parameter', `Unsupported parameter(s): ${unknownFields.join(', ')}`);
+    throw apiError('unsupported_parameter', `Unsupported parameter(s): ${unknownFields.join(', ')}`, unknownFields[0]);
   }
   const problems = parsed.error.issues.map((issue) => `${fieldName(issue.path)}: ${issue.message}`);
-  throw apiError('invalid_parameter', `Invalid request: ${problems.join('; ')}`);
+  throw apiError(
+    'invalid_parameter',
+    `Invalid request: ${problems.join('; ')}`,
+    fieldName(parsed.error.issues[0]?.path ?? []) || undefined,
+  );
 }
 
 /** `messages[0].content`, as a client would write the path. */
@@ -107,9 +111,14 @@ function fieldName(path: readonly PropertyKey[]): string {
 
 /** Values the schema allows but the server cannot serve: a 400 that says which. */
 function refuseUnsupported(body: ChatCompletionBody | CompletionBody, topLogprobs: number): void {
-  if ((body.n ?? 1) > 1) throw apiError('unsupported_parameter', 'n > 1 is not supported: ask for one choice per request');
+  if ((body.n ?? 1) > 1) throw apiError('unsupported_parameter', 'n > 1 is not supported: ask for one choice per request', 'n');
   if (topLogprobs > 0) {
-    throw apiError('unsupported_parameter', 'Alternatives per token (top_logprobs, or logprobs > 0 in completions) are not supported');
+    const param = 'messages' in body ? 'top_logprobs' : 'logprobs';
+    throw apiError(
+      'unsupported_parameter',
+      'Alternatives per token (top_logprobs, or logprobs > 0 in completions) are not supported',
+      param,
+    );
   }
 }
 
