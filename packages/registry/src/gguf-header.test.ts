@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gguf } from '@huggingface/gguf';
@@ -63,5 +63,26 @@ describe('readGgufHeaderFrom', () => {
         expect(error).toBeInstanceOf(GgufFormatError);
       });
     }
+  });
+
+  it('refuses headers beyond any real model (keys, vocabulary, strings) at once, and steps over a huge array of numbers', async () => {
+    const u32 = (n: number) => Buffer.from(new Uint32Array([n]).buffer);
+    const u64 = (n: number) => Buffer.from(new BigUint64Array([BigInt(n)]).buffer);
+    const str = (text: string) => Buffer.concat([u64(Buffer.byteLength(text)), Buffer.from(text)]);
+    const header = (kvCount: number, ...kvs: Buffer[]) => Buffer.concat([Buffer.from('GGUF'), u32(3), u64(0), u64(kvCount), ...kvs]);
+    const crafted = async (bytes: Buffer, size: number) => {
+      const path = join(dir, 'crafted.gguf');
+      await writeFile(path, bytes);
+      await truncate(path, size); // sparse: no disk spent
+      return readGgufHeaderFrom(path);
+    };
+    const GiB = 2 ** 30;
+    await expect(crafted(header(1_000_000), GiB)).rejects.toThrow(/metadata keys/);
+    const vocabulary = Buffer.concat([str('tokenizer.ggml.tokens'), u32(9), u32(8), u64(5_000_000)]);
+    await expect(crafted(header(1, vocabulary), GiB)).rejects.toThrow(/5000000 entries/);
+    await expect(crafted(header(1, str('tokenizer.chat_template'), u32(8), u64(100 << 20)), GiB)).rejects.toThrow(/a string of/);
+    const numbers = Buffer.concat([str('tokenizer.ggml.tokens'), u32(9), u32(0), u64(200_000_000)]);
+    const stepped = await crafted(header(1, numbers), GiB);
+    expect(stepped.metadata['tokenizer.ggml.tokens']).toEqual({ skipped: true, length: 200_000_000 });
   });
 });

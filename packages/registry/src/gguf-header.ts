@@ -24,6 +24,9 @@ export interface GgufHeader {
 const KEPT_ARRAYS = new Set(['tokenizer.ggml.tokens']);
 const LONGEST_KEPT_LIST = 4096;
 const CHUNK = 1 << 20;
+// Bounds far above any real model's (a few hundred keys, tens of thousands of tensors, 262,144 tokens, chat
+// templates of kilobytes), so that a crafted header cannot make the node spend minutes or gigabytes on it.
+const LIMITS = { keys: 65_536, tensors: 1_000_000, vocabulary: 4_194_304, stringBytes: 16 << 20 };
 
 /**
  * Reads a GGUF file's header (version 2 or 3): its metadata, and where its tensor data lies. Throws a
@@ -38,6 +41,9 @@ export async function readGgufHeaderFrom(path: string): Promise<GgufHeader> {
     if (version !== 2 && version !== 3) throw new GgufFormatError(`GGUF version ${version} (2 and 3 are read)`);
     const tensorCount = await reader.count();
     const kvCount = await reader.count();
+    if (tensorCount > LIMITS.tensors || kvCount > LIMITS.keys) {
+      throw new GgufFormatError(`${tensorCount} tensors and ${kvCount} metadata keys`);
+    }
     const metadata: Record<string, GgufValue> = {};
     for (let i = 0; i < kvCount; i++) {
       const key = await reader.string();
@@ -127,7 +133,9 @@ class Reader {
   }
 
   async string(): Promise<string> {
-    return (await this.bytes(await this.count())).toString('utf8');
+    const length = await this.count();
+    if (length > LIMITS.stringBytes) throw new GgufFormatError(`a string of ${length} bytes`);
+    return (await this.bytes(length)).toString('utf8');
   }
 
   async value(type: number, key: string): Promise<GgufValue> {
@@ -137,7 +145,9 @@ class Reader {
     if (type !== ARRAY) throw new GgufFormatError(`value type ${type} of ${key}`);
     const elementType = await this.u32();
     const length = await this.count();
-    const keep = KEPT_ARRAYS.has(key) || length <= LONGEST_KEPT_LIST;
+    const vocabulary = KEPT_ARRAYS.has(key) && elementType === STRING;
+    if (vocabulary && length > LIMITS.vocabulary) throw new GgufFormatError(`${key} holds ${length} entries`);
+    const keep = vocabulary || length <= LONGEST_KEPT_LIST;
     if (elementType === ARRAY) throw new GgufFormatError(`an array of arrays in ${key}`);
     const elementSize = SCALAR_SIZES[elementType];
     if (!keep && elementSize !== undefined) {
@@ -164,7 +174,9 @@ class Reader {
       while (i < length && this.#at + 8 <= buffer.length) {
         // Two 32-bit halves rather than a BigInt: this runs once per string.
         const n = buffer.readUInt32LE(this.#at);
-        if (buffer.readUInt32LE(this.#at + 4) !== 0 || n > this.size - this.position - 8) await this.#peekCount(); // throws
+        if (buffer.readUInt32LE(this.#at + 4) !== 0 || n > Math.min(this.size - this.position - 8, LIMITS.stringBytes)) {
+          await this.#peekCount(); // throws
+        }
         const end = this.#at + 8 + n;
         if (end > buffer.length) break;
         out?.push(buffer.toString('utf8', this.#at + 8, end));
@@ -176,12 +188,13 @@ class Reader {
     return out;
   }
 
-  /** The u64 count at the read position, checked, without consuming it. */
+  /** The length of the string at the read position, checked, without consuming it. */
   async #peekCount(): Promise<bigint> {
     await this.#ensure(8);
     const n = this.#buffer.readBigUInt64LE(this.#at);
     if (n > BigInt(this.size - this.position - 8))
       throw new GgufTruncatedError(`its GGUF header counts ${n} in a file of ${this.size} bytes`);
+    if (n > BigInt(LIMITS.stringBytes)) throw new GgufFormatError(`a string of ${n} bytes`);
     return n;
   }
 }
