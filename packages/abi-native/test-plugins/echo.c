@@ -24,6 +24,7 @@
  * Compile-time options:
  *   -DENGINE_ID=name          the engine id it reports (default: echo)
  *   -DECHO_TOKEN_DELAY_US=n   sleep n microseconds before each token: the slow engine for cancellation tests
+ *   -DECHO_LOAD_DELAY_US=n    sleep n microseconds in engine_model_load: a load a client can walk away from
  */
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,9 @@
 
 #ifndef ENGINE_ID
 #  define ENGINE_ID echo
+#endif
+#ifndef ECHO_LOAD_DELAY_US
+#  define ECHO_LOAD_DELAY_US 0
 #endif
 #ifndef ECHO_TOKEN_DELAY_US
 #  define ECHO_TOKEN_DELAY_US 0
@@ -145,6 +149,7 @@ ENGINE_API int engine_load_model(const char* model_path) {
 ENGINE_API int32_t engine_model_load(const char* model_id, const EngineModelLoadParams* params,
                                      EngineModelInfo* info_out) {
     if (model_id == NULL || model_id[0] == '\0') return tp_fail(ERR_INVALID_ARGUMENT, "empty model id");
+    if (ECHO_LOAD_DELAY_US > 0) tp_sleep_us(ECHO_LOAD_DELAY_US);
     EchoModel loaded;
     int32_t n_parallel = TP_HAS_FIELD(params, EngineModelLoadParams, n_parallel) ? params->n_parallel : 0;
     int32_t rc =

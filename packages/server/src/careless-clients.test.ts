@@ -3,6 +3,7 @@ import { connect, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
+import { buildTestPlugin, installTestPlugin } from '@llm-node/abi-native/testing';
 import { writeGgufModel } from '@llm-node/registry/testing';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -28,10 +29,14 @@ beforeAll(async () => {
         },
       }),
     ),
-    prepare: async ({ modelsDir }) => {
-      // A vocabulary this large takes its metadata a second or more to read: a load that can be walked away from.
-      const tokens = Array.from({ length: 300_000 }, (_, i) => `token-${i}`);
-      await writeGgufModel(join(modelsDir, 'slow-load.gguf'), { architecture: 'echo', tokens });
+    prepare: async ({ enginesDir, modelsDir }) => {
+      // An engine whose loads take a second and a half: a load that can be walked away from.
+      await installTestPlugin({
+        enginesDir,
+        plugin: await buildTestPlugin('echo', { defines: { ECHO_LOAD_DELAY_US: 1_500_000, ENGINE_ID: 'echo_slow_load' } }),
+        manifest: { architectures: ['echo_slow_load'] },
+      });
+      await writeGgufModel(join(modelsDir, 'slow-load.gguf'), { architecture: 'echo_slow_load' });
       await writeGgufModel(join(modelsDir, 'endless-template.gguf'), {
         architecture: 'echo',
         chatTemplate: '{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}',
