@@ -30,29 +30,33 @@ async function main(): Promise<number> {
     return 1;
   }
 
+  // One listener for the whole shutdown: were SIGINT or SIGTERM left without one for a moment (between the first
+  // signal and the next listener), a second signal in that moment would kill the process the default way.
+  let firstAt: number | null = null;
+  let more = 0;
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
+    const onSignal = (received: NodeJS.Signals) => {
+      if (firstAt === null) {
+        firstAt = performance.now();
+        resolve(received);
+        return;
+      }
+      // Ctrl-C reaches every process of the terminal's group, and a parent that passes signals on (pnpm start's
+      // script, a shell wrapper) sends the same one again a moment later: that is still the first.
+      if (more === 0 && performance.now() - firstAt < SAME_SIGNAL_MS) return;
+      more += 1;
+      if (more === 1) {
+        logger.info('ending the requests in flight now (once more to exit at once)');
+        void node.close({ graceMs: 0 });
+      } else {
+        process.exit(1);
+      }
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
   });
   const grace = parsed.options.shutdownGraceSeconds;
   logger.info(`${signal}: draining: new requests are refused, those in flight have ${grace} s to finish (${signal} again to end them now)`);
-  const signals = ['SIGINT', 'SIGTERM'] as const;
-  for (const name of signals) process.removeAllListeners(name);
-  const firstAt = performance.now();
-  let more = 0;
-  const again = () => {
-    // Ctrl-C reaches every process of the terminal's group, and a parent that passes signals on (pnpm start's
-    // script, a shell wrapper) sends the same one again a moment later: that is still the first.
-    if (more === 0 && performance.now() - firstAt < SAME_SIGNAL_MS) return;
-    more += 1;
-    if (more === 1) {
-      logger.info('ending the requests in flight now (once more to exit at once)');
-      void node.close({ graceMs: 0 });
-    } else {
-      process.exit(1);
-    }
-  };
-  for (const name of signals) process.on(name, again);
   await node.close({ graceMs: grace * 1000 });
   logger.info('stopped');
   logger.flush();
