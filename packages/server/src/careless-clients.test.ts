@@ -1,18 +1,16 @@
 import { request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { Writable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { buildTestPlugin, installTestPlugin } from '@llm-node/abi-native/testing';
 import { writeGgufModel } from '@llm-node/registry/testing';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestNode, type TestNode } from './testing/test-node.js';
+import { capturedLogger, startTestNode, type TestNode } from './testing/test-node.js';
 
 // Clients that are careless or hostile while sending well-formed requests: each gets a clear answer or its
 // stream ended, and nothing they do holds the node or its other clients up.
 
-const logLines: Record<string, unknown>[] = [];
+const { logger, lines: logLines } = capturedLogger();
 let node: TestNode;
 let port: number;
 
@@ -20,15 +18,7 @@ beforeAll(async () => {
   node = await startTestNode({
     maxConnections: 50,
     allowedHosts: ['llm.internal', '.corp.example'],
-    logger: pino(
-      { level: 'info' },
-      new Writable({
-        write(chunk, _encoding, done) {
-          for (const line of String(chunk).split('\n').filter(Boolean)) logLines.push(JSON.parse(line));
-          done();
-        },
-      }),
-    ),
+    logger,
     prepare: async ({ enginesDir, modelsDir }) => {
       // An engine whose loads take a second and a half: a load that can be walked away from.
       await installTestPlugin({

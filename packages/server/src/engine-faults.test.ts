@@ -1,29 +1,18 @@
-import { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { buildTestPlugin, installTestPlugin } from '@llm-node/abi-native/testing';
 import { writeGgufModel } from '@llm-node/registry/testing';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestNode, type TestNode } from './testing/test-node.js';
+import { capturedLogger, startTestNode, type TestNode } from './testing/test-node.js';
 
 // A plugin that crashes, exits, hangs or writes garbage, beside a healthy engine, in a whole node: the fault
 // costs the faulty engine's own requests (each gets the error envelope), never the node, /health or the
 // other engine's streams; the engine comes back for the next request.
 
-const logLines: Record<string, unknown>[] = [];
+const { logger, lines: logLines } = capturedLogger();
 let node: TestNode;
 
 beforeAll(async () => {
   const faulty = await buildTestPlugin('faulty');
-  const logger = pino(
-    { level: 'info' },
-    new Writable({
-      write(chunk, _encoding, done) {
-        for (const line of String(chunk).split('\n').filter(Boolean)) logLines.push(JSON.parse(line));
-        done();
-      },
-    }),
-  );
   node = await startTestNode({
     logger,
     registry: { engineTimeouts: { stallMs: 2_000, cancelMs: 500 }, restartPolicy: { maxCrashes: 1000, windowMs: 1000, firstDelayMs: 20 } },

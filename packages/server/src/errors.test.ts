@@ -1,27 +1,17 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { APIError } from 'openai';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { writeGgufModel } from '@llm-node/registry/testing';
-import { startTestNode, type TestNode } from './testing/test-node.js';
+import { capturedLogger, startTestNode, type TestNode } from './testing/test-node.js';
 
 const MIB = 1024 * 1024;
 let node: TestNode;
-const logLines: Record<string, unknown>[] = [];
+const { logger, lines: logLines } = capturedLogger();
 
 beforeAll(async () => {
   node = await startTestNode({
-    logger: pino(
-      { level: 'info' },
-      new Writable({
-        write(chunk, _encoding, done) {
-          for (const line of String(chunk).split('\n').filter(Boolean)) logLines.push(JSON.parse(line));
-          done();
-        },
-      }),
-    ),
+    logger,
     bodyLimit: 64 * 1024,
     vramLimitBytes: 1 * MIB,
     async prepare({ modelsDir }) {

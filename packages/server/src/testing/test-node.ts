@@ -2,6 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
+import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { buildTestPlugin, installTestPlugin } from '@llm-node/abi-native/testing';
 import type { GpuDetection, VramSample, VramSampler } from '@llm-node/gpu-detect';
@@ -133,4 +134,16 @@ export async function writeSafetensorsModel(
   await writeFile(join(dir, 'config.json'), JSON.stringify(config));
   await writeFile(join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig));
   await writeFile(join(dir, 'model.safetensors'), Buffer.alloc(64));
+}
+
+/** A logger at `info` whose JSON lines land, parsed, in `lines`: for tests of what the node logs. */
+export function capturedLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+      done();
+    },
+  });
+  return { logger: pino({ level: 'info' }, sink), lines };
 }
