@@ -20,7 +20,13 @@ async function main(): Promise<number> {
   if (!parsed.run) return 0;
 
   const logger = createLogger(parsed.options.logLevel);
-  let node: RunningNode;
+  // Listening before start-up begins: a signal that came between the "listening" line and a listener set up after it
+  // would kill the node the default way, and one during start-up stops the node as soon as it is up.
+  let node: RunningNode | null = null;
+  const signal = listenForShutdown(() => {
+    logger.info('ending the requests in flight now (once more to exit at once)');
+    void node?.close({ graceMs: 0 });
+  });
   try {
     node = await startNode(parsed.options, logger);
   } catch (error) {
@@ -30,11 +36,26 @@ async function main(): Promise<number> {
     return 1;
   }
 
-  // One listener for the whole shutdown: were SIGINT or SIGTERM left without one for a moment (between the first
-  // signal and the next listener), a second signal in that moment would kill the process the default way.
+  const received = await signal;
+  const grace = parsed.options.shutdownGraceSeconds;
+  logger.info(
+    `${received}: draining: new requests are refused, those in flight have ${grace} s to finish (${received} again to end them now)`,
+  );
+  await node.close({ graceMs: grace * 1000 });
+  logger.info('stopped');
+  logger.flush();
+  return 0;
+}
+
+/**
+ * Resolves at the first SIGINT or SIGTERM; calls `endNow` at the next, and exits 1 at the one after. One listener
+ * for the whole shutdown: were the signals left without one for a moment, a signal in that moment would kill the
+ * process the default way.
+ */
+function listenForShutdown(endNow: () => void): Promise<NodeJS.Signals> {
   let firstAt: number | null = null;
   let more = 0;
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+  return new Promise((resolve) => {
     const onSignal = (received: NodeJS.Signals) => {
       if (firstAt === null) {
         firstAt = performance.now();
@@ -45,22 +66,12 @@ async function main(): Promise<number> {
       // script, a shell wrapper) sends the same one again a moment later: that is still the first.
       if (more === 0 && performance.now() - firstAt < SAME_SIGNAL_MS) return;
       more += 1;
-      if (more === 1) {
-        logger.info('ending the requests in flight now (once more to exit at once)');
-        void node.close({ graceMs: 0 });
-      } else {
-        process.exit(1);
-      }
+      if (more === 1) endNow();
+      else process.exit(1);
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
-  const grace = parsed.options.shutdownGraceSeconds;
-  logger.info(`${signal}: draining: new requests are refused, those in flight have ${grace} s to finish (${signal} again to end them now)`);
-  await node.close({ graceMs: grace * 1000 });
-  logger.info('stopped');
-  logger.flush();
-  return 0;
 }
 
 main().then(
