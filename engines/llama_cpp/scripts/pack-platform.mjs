@@ -12,7 +12,10 @@ const [command, backend] = process.argv.slice(2);
 rmSync('engines', { recursive: true, force: true });
 if (command === 'copy') {
   const engineDir = dirname(dirname(fileURLToPath(import.meta.url)));
-  const { name, os, cpu } = JSON.parse(readFileSync('package.json', 'utf8'));
+  // os and cpu sit in publishConfig (pnpm moves them to the top of the packed manifest) so that the workspace
+  // does not warn, at every pnpm command, that four of these packages are for other platforms.
+  const { name, publishConfig } = JSON.parse(readFileSync('package.json', 'utf8'));
+  const { os, cpu } = publishConfig;
   const platform = `${os[0]}-${cpu[0]}`;
   const built = [
     join(engineDir, 'platforms', platform, backend),
