@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { EngineError, openEngine } from '@llm-node/abi-native';
-import type { Engine, GenerateRequest, GenerateResult, TokenDetail } from '@llm-node/abi-native';
+import type { Engine, GenerateRequest, GenerateResult, LoadProgress, TokenDetail } from '@llm-node/abi-native';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { makeModel } from './make-model.js';
@@ -181,6 +181,18 @@ describeWithPlugin('loading and unloading', () => {
     expect(await engine.vramUsed()).toBe(before);
     const still = await generate({ maxTokens: 4 });
     expect(still.result.completionTokens).toBe(4);
+  });
+
+  it('reports its progress while loading: the weights from 0 to 1, then the context', async () => {
+    const heard: LoadProgress[] = [];
+    await engine.loadModel('watched', { path: modelPath, format: 'gguf', contextLength: 256, parallel: 1 }, (p) => heard.push(p));
+    await engine.unloadModel('watched');
+    await expect.poll(() => heard.at(-1)).toEqual({ phase: 'context', fraction: 1 });
+    const weights = heard.filter((p) => p.phase === 'weights').map((p) => p.fraction);
+    expect(weights[0]).toBe(0);
+    expect(weights.at(-1)).toBe(1);
+    expect(weights).toEqual([...weights].sort((a, b) => a - b));
+    expect(heard.map((p) => p.phase)).toEqual([...weights.map(() => 'weights'), 'context', 'context']);
   });
 
   it('refuses a second model under an id in use', async () => {

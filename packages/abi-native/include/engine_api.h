@@ -173,6 +173,12 @@ ENGINE_API const char* engine_get_last_error(void);
 /* engine_model_load and engine_model_unload come as a pair: a plugin exporting one without the other is
    refused. With them a plugin holds several models at once, each named by a host-chosen id. */
 
+/* [the thread running engine_model_load, during that call only] How far a load has got: `fraction` from 0
+   to 1, never going back within a phase; `phase` a short NUL-terminated word naming the step ("weights",
+   "context", ...), owned by the plugin and read only during the call. Call it as often as is natural (the
+   host passes on what changed); a plugin that never calls it loads as well, without progress. */
+typedef void (*EngineLoadProgressCallback)(void* user_data, float fraction, const char* phase);
+
 typedef struct EngineModelLoadParams {
     uint32_t struct_size;       /* sizeof(EngineModelLoadParams) as the host compiled it */
     int32_t context_length;     /* tokens of context each request may use; 0 = the model's trained length */
@@ -182,6 +188,10 @@ typedef struct EngineModelLoadParams {
     uint64_t vram_budget_bytes; /* the most device memory this model may hold; fail with
                                    ERR_OUT_OF_MEMORY rather than exceed it; 0 = no limit */
     int32_t n_parallel;         /* most requests generated at once on this model; 0 = the plugin's choice */
+    /* Appended in ABI 1 after the fields above: a load's progress for those waiting on it. NULL (or outside
+       struct_size: a host built before it) = report nothing. Pass `progress_user_data` back unchanged. */
+    EngineLoadProgressCallback progress;
+    void* progress_user_data;
 } EngineModelLoadParams;
 
 typedef struct EngineModelInfo {

@@ -1,8 +1,10 @@
 #include "plugin.h"
 
 #include <cstddef>
+#include <cstring>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <system_error>
 #include <thread>
 #include <type_traits>
@@ -164,6 +166,69 @@ struct ModelLoadParams {
     int32_t context_length;
     uint64_t vram_budget_bytes;
     int32_t parallel;
+};
+
+// A load's progress on its way from the plugin to a JS listener. The plugin calls Report on its loading thread
+// (or threads) as often as it likes; what moved by less than a percent within a phase is not passed on.
+class LoadProgress {
+public:
+    // nullptr when `listener` is not a function: the load then gets no callback at all.
+    static std::shared_ptr<LoadProgress> For(Napi::Env env, Napi::Value listener) {
+        if (!listener.IsFunction()) return nullptr;
+        auto progress = std::make_shared<LoadProgress>();
+        progress->tsfn_ = Tsfn::New(env, listener.As<Napi::Function>(), "llm-node:load-progress", 0, 1);
+        return progress;
+    }
+
+    ~LoadProgress() { Done(); }  // a load that never reached the plugin
+
+    void Attach(EngineModelLoadParams& raw) {
+        raw.progress = &LoadProgress::Report;
+        raw.progress_user_data = this;
+    }
+
+    // After engine_model_load returned: later reports are dropped (the plugin broke the header's rule).
+    void Done() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (done_) return;
+        done_ = true;
+        tsfn_.Release();
+    }
+
+private:
+    struct Step {
+        float fraction;
+        std::string phase;
+    };
+    static void CallListener(Napi::Env env, Napi::Function listener, std::nullptr_t*, Step* step) {
+        if (env != nullptr)
+            listener.Call({Napi::Number::New(env, step->fraction), Napi::String::New(env, step->phase)});
+        delete step;
+    }
+    using Tsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, Step, CallListener>;
+
+    static void Report(void* user_data, float fraction, const char* phase) {
+        static constexpr size_t kMaxPhase = 64;
+        auto* self = static_cast<LoadProgress*>(user_data);
+        if (!(fraction >= 0.0f)) fraction = 0.0f;  // NaN too
+        if (fraction > 1.0f) fraction = 1.0f;
+        std::string name = phase != nullptr ? std::string(phase, strnlen(phase, kMaxPhase)) : "";
+        std::lock_guard<std::mutex> lock(self->mutex_);
+        if (self->done_) return;
+        if (name == self->phase_ && fraction < self->fraction_ + 0.01f &&
+            !(fraction == 1.0f && self->fraction_ < 1.0f)) {
+            return;
+        }
+        self->phase_ = name;
+        self->fraction_ = fraction;
+        self->tsfn_.NonBlockingCall(new Step{fraction, std::move(name)});
+    }
+
+    std::mutex mutex_;
+    Tsfn tsfn_;
+    bool done_ = false;
+    std::string phase_;
+    float fraction_ = -1.0f;
 };
 
 // EngineInfo.flags, or 0 when struct_size does not cover it (the plugin guide's minimal plugin leaves it 0).
@@ -383,20 +448,23 @@ Napi::Value Plugin::LoadModel(const Napi::CallbackInfo& info) {
         Undefined);
 }
 
-// modelLoad(id, params) → Promise<{ contextLength, vramBytes }>
+// modelLoad(id, params, onProgress?: (fraction, phase) => void) → Promise<{ contextLength, vramBytes }>
 Napi::Value Plugin::ModelLoad(const Napi::CallbackInfo& info) {
     std::string id = info[0].As<Napi::String>();
     auto params = std::make_shared<ModelLoadParams>(info[1].As<Napi::Object>());
+    std::shared_ptr<LoadProgress> progress = LoadProgress::For(info.Env(), info[2]);
     auto loaded = std::make_shared<EngineModelInfo>();
     std::shared_ptr<PluginCore> core = core_;
     return RunOffThread(
         info.Env(), core,
         [=]() {
             EngineModelLoadParams raw = params->Raw();
+            if (progress) progress->Attach(raw);
             *loaded = EngineModelInfo{};
             loaded->struct_size = sizeof(EngineModelInfo);
             CallOutcome outcome =
                 CallPlugin(*core, kModelLoad, [&]() { return core->fn.model_load(id.c_str(), &raw, loaded.get()); });
+            if (progress) progress->Done();
             if (outcome.ok() && loaded->context_length < 0) {
                 outcome.Garbage("engine_model_load reported a negative context length (" +
                                 std::to_string(loaded->context_length) + ")");

@@ -75,7 +75,7 @@ export interface NativePlugin {
   optionalEntryPoints(): string[];
   init(config: NativeInitConfig): Promise<void>;
   loadModel(path: string): Promise<void>;
-  modelLoad(id: string, params: NativeModelLoadParams): Promise<LoadedModelInfo>;
+  modelLoad(id: string, params: NativeModelLoadParams, onProgress?: (fraction: number, phase: string) => void): Promise<LoadedModelInfo>;
   modelUnload(id: string): Promise<void>;
   estimateVram(params: NativeModelLoadParams): Promise<number>;
   vramUsed(): number;

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EngineHost } from './engine-host.js';
 import type { EngineHostOptions } from './engine-host.js';
 import { buildTestPlugin } from './testing/index.js';
-import type { Generation } from './types.js';
+import type { Generation, LoadProgress } from './types.js';
 
 // The plugin in a process of its own: the faulty test plugin's faults end its host, never this process.
 
@@ -45,6 +45,18 @@ describe('an engine in a host process', () => {
     await expect(generation.result).resolves.toEqual({ finishReason: 'stop', promptTokens: 3, completionTokens: 3 });
     await expect(host.vramUsed()).resolves.toBeGreaterThan(0);
     await expect(host.modelStats('m')).resolves.toMatchObject({ running: 0, kvCellsUsed: 0 });
+  });
+
+  it("passes the plugin's load progress on while the load runs, in order", async () => {
+    const slowLoad = await buildTestPlugin('echo', { defines: { ECHO_LOAD_DELAY_US: '200000' } });
+    const host = await EngineHost.start(slowLoad);
+    hosts.push(host);
+    await host.init({ gpuBackend: 'cpu', pluginDir: '/' });
+    const heard: LoadProgress[] = [];
+    await host.loadModel('m', { path: slowLoad, format: 'gguf' }, (progress) => heard.push(progress));
+    // The last report may cross the load's reply and be dropped: the reply says the rest.
+    expect(heard.slice(0, 4)).toEqual([0, 0.25, 0.5, 0.75].map((fraction) => ({ phase: 'weights', fraction })));
+    await host.loadModel('n', { path: slowLoad, format: 'gguf' }); // no listener: nothing is sent for it
   });
 
   it('refuses a plugin that reports another id, as openEngine does, and leaves no host behind', async () => {

@@ -15,6 +15,8 @@ import type {
   GenerateRequest,
   Generation,
   LoadedModelInfo,
+  LoadProgress,
+  LoadProgressListener,
   ModelLoadParams,
   ModelStats,
 } from './types.js';
@@ -66,6 +68,7 @@ interface PendingCall {
   resolve(value: unknown): void;
   reject(error: unknown): void;
   timer: NodeJS.Timeout;
+  onProgress?: LoadProgressListener | undefined;
 }
 
 interface RunningGeneration {
@@ -205,8 +208,13 @@ export class EngineHost implements Engine {
     return this.#call({ call: 'init', id: 0, config }, this.#timeouts.initMs, 'engine_init') as Promise<void>;
   }
 
-  loadModel(modelId: string, params: ModelLoadParams): Promise<LoadedModelInfo> {
-    return this.#call({ call: 'loadModel', id: 0, modelId, params }, this.#timeouts.loadMs, 'loading a model') as Promise<LoadedModelInfo>;
+  loadModel(modelId: string, params: ModelLoadParams, onProgress?: LoadProgressListener): Promise<LoadedModelInfo> {
+    return this.#call(
+      { call: 'loadModel', id: 0, modelId, params },
+      this.#timeouts.loadMs,
+      'loading a model',
+      onProgress,
+    ) as Promise<LoadedModelInfo>;
   }
 
   unloadModel(modelId: string): Promise<void> {
@@ -274,12 +282,12 @@ export class EngineHost implements Engine {
     this.#kill(reason);
   }
 
-  #call(message: HostCall, timeoutMs: number, what: string): Promise<unknown> {
+  #call(message: HostCall, timeoutMs: number, what: string, onProgress?: LoadProgressListener): Promise<unknown> {
     if (this.#exit) return Promise.reject(this.#exitError());
     const id = this.#nextId++;
     return new Promise((resolveCall, rejectCall) => {
       const timer = setTimeout(() => this.#kill(`${what} did not return within ${timeoutMs / 1000} s`), timeoutMs);
-      this.#calls.set(id, { resolve: resolveCall, reject: rejectCall, timer });
+      this.#calls.set(id, { resolve: resolveCall, reject: rejectCall, timer, onProgress });
       this.#send({ ...message, id });
     });
   }
@@ -299,6 +307,8 @@ export class EngineHost implements Engine {
       clearTimeout(call.timer);
       if (message.error) call.reject(fromWire(message.error));
       else call.resolve(message.value);
+    } else if ('loading' in message) {
+      this.#calls.get(message.loading)?.onProgress?.(checkedProgress(message.progress));
     } else if ('end' in message) {
       this.#ended(message.generation, 'error' in message.end ? { error: fromWire(message.end.error) } : message.end);
     } else if (message.progress !== this.#lastProgress) {
@@ -401,4 +411,13 @@ function readLines(stream: NodeJS.ReadableStream, onLine: (line: string) => void
   stream.on('end', () => {
     if (partial !== '') onLine(partial);
   });
+}
+
+/** The host runs the plugin's code: what it says of a load's progress is read as untrusted. */
+function checkedProgress(progress: LoadProgress): LoadProgress {
+  const fraction = Number(progress?.fraction);
+  return {
+    phase: String(progress?.phase ?? '').slice(0, 64),
+    fraction: fraction >= 0 ? Math.min(fraction, 1) : 0,
+  };
 }

@@ -13,6 +13,7 @@ import type {
   GenerateRequest,
   Generation,
   LoadedModelInfo,
+  LoadProgressListener,
   ModelLoadParams,
   ModelStats,
 } from './types.js';
@@ -135,11 +136,14 @@ export class PluginEngine implements Engine {
     if (this.#phase === 'initializing') this.#phase = 'ready';
   }
 
-  async loadModel(modelId: string, params: ModelLoadParams): Promise<LoadedModelInfo> {
+  async loadModel(modelId: string, params: ModelLoadParams, onProgress?: LoadProgressListener): Promise<LoadedModelInfo> {
     this.#assertReady();
     checkModelId(modelId);
     const native = toNativeModelLoadParams(params);
-    if (this.#has('model_load')) return this.#track(this.#plugin.modelLoad(modelId, native));
+    if (this.#has('model_load')) {
+      const report = onProgress && ((fraction: number, phase: string) => onProgress({ phase, fraction }));
+      return this.#track(this.#plugin.modelLoad(modelId, native, report));
+    }
 
     // engine_load_model holds one default model, replacing any earlier one.
     if (this.#defaultModelId !== undefined && this.#defaultModelId !== modelId) {

@@ -44,7 +44,7 @@ async function answer(message: HostCall): Promise<unknown> {
     case 'init':
       return engine.init(message.config);
     case 'loadModel':
-      return engine.loadModel(message.modelId, message.params);
+      return engine.loadModel(message.modelId, message.params, (progress) => send({ loading: message.id, progress }));
     case 'unloadModel':
       return engine.unloadModel(message.modelId);
     case 'estimateVram':

@@ -8,6 +8,7 @@ import type {
   EngineInitConfig,
   GenerateRequest,
   GenerateResult,
+  LoadProgress,
   ModelLoadParams,
 } from './types.js';
 
@@ -51,5 +52,7 @@ export type HostMessage =
   | { reply: number; value?: unknown; error?: WireError }
   /** Sent while generations are in flight: plugins' token callbacks so far, polls included. */
   | { progress: number }
+  /** How far the model load of call `loading` has got. */
+  | { loading: number; progress: LoadProgress }
   /** A generation refused before it reached the plugin (so nothing of it comes on the token pipe). */
   | { generation: number; end: { result: GenerateResult } | { error: WireError } };

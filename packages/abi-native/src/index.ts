@@ -17,6 +17,8 @@ export type {
   GenerateResult,
   Generation,
   LoadedModelInfo,
+  LoadProgress,
+  LoadProgressListener,
   ModelLoadParams,
   ModelStats,
   TokenChunk,

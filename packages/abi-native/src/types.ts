@@ -35,6 +35,17 @@ export interface ModelLoadParams {
   parallel?: number;
 }
 
+/**
+ * How far a model load has got, as the plugin reports it: `fraction` from 0 to 1 within `phase` (a short word
+ * the plugin chooses: "weights", "context"). Plugins without progress report nothing.
+ */
+export interface LoadProgress {
+  phase: string;
+  fraction: number;
+}
+
+export type LoadProgressListener = (progress: LoadProgress) => void;
+
 export interface LoadedModelInfo {
   contextLength: number;
   vramBytes: number;
@@ -125,7 +136,8 @@ export interface Engine {
   readonly info: EngineInfo;
   readonly capabilities: readonly EngineCapability[];
   init(config: EngineInitConfig): Promise<void>;
-  loadModel(modelId: string, params: ModelLoadParams): Promise<LoadedModelInfo>;
+  /** `onProgress` hears the plugin's progress reports until the load settles. */
+  loadModel(modelId: string, params: ModelLoadParams, onProgress?: LoadProgressListener): Promise<LoadedModelInfo>;
   unloadModel(modelId: string): Promise<void>;
   /** null when the plugin offers no estimate. */
   estimateVram(params: ModelLoadParams): Promise<number | null>;

@@ -24,7 +24,8 @@
  * Compile-time options:
  *   -DENGINE_ID=name          the engine id it reports (default: echo)
  *   -DECHO_TOKEN_DELAY_US=n   sleep n microseconds before each token: the slow engine for cancellation tests
- *   -DECHO_LOAD_DELAY_US=n    sleep n microseconds in engine_model_load: a load a client can walk away from
+ *   -DECHO_LOAD_DELAY_US=n    sleep n microseconds in engine_model_load: a load a client can walk away from,
+ *                            or watch (it reports "weights" 0, 0.25, ... 1 across the delay, then "context" 1)
  */
 #include <stdlib.h>
 #include <string.h>
@@ -146,10 +147,22 @@ ENGINE_API int engine_load_model(const char* model_path) {
     return load("", model_path, 0, 1, 0, &loaded);
 }
 
+/* Progress as a real load reports it: the "weights" in four steps (the load delay spread over them), then the
+   "context". */
+static void report_load_progress(const EngineModelLoadParams* params) {
+    EngineLoadProgressCallback progress =
+        TP_HAS_FIELD(params, EngineModelLoadParams, progress_user_data) ? params->progress : NULL;
+    for (int step = 0; step <= 4; step++) {
+        if (progress != NULL) progress(params->progress_user_data, (float)step / 4, "weights");
+        if (step < 4 && ECHO_LOAD_DELAY_US > 0) tp_sleep_us(ECHO_LOAD_DELAY_US / 4);
+    }
+    if (progress != NULL) progress(params->progress_user_data, 1.0f, "context");
+}
+
 ENGINE_API int32_t engine_model_load(const char* model_id, const EngineModelLoadParams* params,
                                      EngineModelInfo* info_out) {
     if (model_id == NULL || model_id[0] == '\0') return tp_fail(ERR_INVALID_ARGUMENT, "empty model id");
-    if (ECHO_LOAD_DELAY_US > 0) tp_sleep_us(ECHO_LOAD_DELAY_US);
+    report_load_progress(params);
     EchoModel loaded;
     int32_t n_parallel = TP_HAS_FIELD(params, EngineModelLoadParams, n_parallel) ? params->n_parallel : 0;
     int32_t rc =

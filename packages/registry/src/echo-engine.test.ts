@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { buildTestPlugin, installTestPlugin } from '@llm-node/abi-native/testing';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Registry } from './registry.js';
+import type { LoadProgress } from './index.js';
 import { GiB, cpuGpu, fixedSampler } from './testing/fake-engine.js';
 import { writeGgufModel } from './testing/index.js';
 
@@ -105,6 +106,30 @@ describe('the registry over the echo test engine', () => {
     const lease = await reg.acquireModel('m');
     await reg.close();
     await expect(collect(lease.generate({ prompt: 'Hello' }))).rejects.toMatchObject({ code: 'engine_closed', status: 503 });
+  });
+});
+
+describe("a load's progress", () => {
+  it('reaches every caller waiting on the load, and the log once per phase and quarter', async () => {
+    const slowLoad = await buildTestPlugin('echo', { defines: { ENGINE_ID: 'echo_slow_load', ECHO_LOAD_DELAY_US: 200_000 } });
+    await installTestPlugin({ enginesDir, plugin: slowLoad, manifest: { architectures: ['slow'] } });
+    await writeGgufModel(join(modelsDir, 'slow.gguf'), { architecture: 'slow' });
+    const lines: { phase?: string; percent?: number }[] = [];
+    const log = (fields: object, message: string) => message === 'loading' && lines.push(fields);
+    registry = await Registry.create({
+      enginesDirs: [enginesDir],
+      modelsDir,
+      gpu: cpuGpu(),
+      sampler: fixedSampler(32 * GiB),
+      logger: { info: log, warn: log, error: log },
+    });
+    const first: LoadProgress[] = [];
+    const second: LoadProgress[] = [];
+    await Promise.all([registry.loadModel('slow', {}, (p) => first.push(p)), registry.loadModel('slow', {}, (p) => second.push(p))]);
+    expect(first.slice(0, 4).map((p) => p.fraction)).toEqual([0, 0.25, 0.5, 0.75]);
+    expect(second.length).toBeGreaterThanOrEqual(3); // it joined a moment later
+    expect(second.every((p) => p.phase === 'weights' || p.phase === 'context')).toBe(true);
+    expect(lines.slice(0, 4)).toEqual([0, 25, 50, 75].map((percent) => ({ model: 'slow', phase: 'weights', percent })));
   });
 });
 

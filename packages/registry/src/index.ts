@@ -18,7 +18,15 @@ export type { EngineRecord, EngineStatus, OpenEngine } from './discovery.js';
 export type { RestartPolicy } from './engine-supervisor.js';
 
 // What a model lease generates, as the engines produce it.
-export type { GenerateRequest, GenerateResult, Generation, TokenChunk, TokenDetail } from '@llm-node/abi-native';
+export type {
+  GenerateRequest,
+  GenerateResult,
+  Generation,
+  LoadProgress,
+  LoadProgressListener,
+  TokenChunk,
+  TokenDetail,
+} from '@llm-node/abi-native';
 
 // Models: what a model's files say.
 export type { ModelInfo } from './model-info.js';

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { EngineHost } from '@llm-node/abi-native';
-import type { Engine, EngineExit, ModelLoadParams } from '@llm-node/abi-native';
+import type { Engine, EngineExit, LoadProgress, LoadProgressListener, ModelLoadParams } from '@llm-node/abi-native';
 import { createVramSampler, formatSize } from '@llm-node/gpu-detect';
 import type { GpuBackend, VramSampler } from '@llm-node/gpu-detect';
 import { discoverEngines } from './discovery.js';
@@ -58,7 +58,7 @@ export class Registry {
   readonly #defaultContextLength: number | undefined;
   readonly #defaultParallel: number;
   readonly #models = new Map<string, ModelState>();
-  readonly #loading = new Map<string, { promise: Promise<LoadedModel>; options: LoadModelOptions }>();
+  readonly #loading = new Map<string, { promise: Promise<LoadedModel>; options: LoadModelOptions; listeners: Set<LoadProgressListener> }>();
   readonly #readModelInfo = modelInfoReader();
   /** Requests waiting in acquireModel for a model to load, by id. */
   readonly #waitingForLoad = new Map<string, number>();
@@ -123,9 +123,10 @@ export class Registry {
 
   /**
    * Resolves `modelId` in the models folder, picks the engine for its format and architecture, admits it
-   * against VRAM and loads it. Loading a loaded id returns it; concurrent loads of one id share one load.
+   * against VRAM and loads it. Loading a loaded id returns it; concurrent loads of one id share one load, and
+   * each caller's `onProgress` hears its progress.
    */
-  async loadModel(modelId: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
+  async loadModel(modelId: string, options: LoadModelOptions = {}, onProgress?: LoadProgressListener): Promise<LoadedModel> {
     this.#assertOpen();
     const ref = parseModelRef(modelId);
     checkLoadOptions(options);
@@ -137,11 +138,16 @@ export class Registry {
     const pending = this.#loading.get(modelId);
     if (pending) {
       // One load per id: a second request with other settings waits for it and is refused if they clash.
-      const model = await pending.promise;
+      if (onProgress) pending.listeners.add(onProgress);
+      const model = await pending.promise.finally(() => onProgress && pending.listeners.delete(onProgress));
       const state = this.#models.get(modelId);
       if (state) checkSameLoad(modelId, state, options);
       return model;
     }
+    const listeners = new Set<LoadProgressListener>([this.#logProgress(modelId), ...(onProgress ? [onProgress] : [])]);
+    const report = (progress: LoadProgress) => {
+      for (const listener of listeners) listener(progress);
+    };
     const loading = (async () => {
       await loaded?.unloading?.catch(() => undefined); // an unload in progress finishes first
       const candidate = await locateModel(this.#modelsDir, ref, options.format);
@@ -155,9 +161,9 @@ export class Registry {
         parallel: options.parallel ?? defaults.parallel,
         ...(candidate.quantization === null ? {} : { quantization: candidate.quantization }),
       };
-      return this.#serially(() => this.#admitAndLoad(modelId, supervisor, info, params));
+      return this.#serially(() => this.#admitAndLoad(modelId, supervisor, info, params, report));
     })();
-    this.#loading.set(modelId, { promise: loading, options });
+    this.#loading.set(modelId, { promise: loading, options, listeners });
     try {
       return await loading;
     } finally {
@@ -431,7 +437,24 @@ export class Registry {
     return match;
   }
 
-  async #admitAndLoad(modelId: string, supervisor: EngineSupervisor, info: ModelInfo, params: ModelLoadParams): Promise<LoadedModel> {
+  /** A log line per phase, and per quarter of it: a long load is seen to move without flooding the log. */
+  #logProgress(modelId: string): LoadProgressListener {
+    let logged = { phase: '', quarter: -1 };
+    return ({ phase, fraction }) => {
+      const quarter = Math.floor(fraction * 4);
+      if (phase === logged.phase && quarter <= logged.quarter) return;
+      logged = { phase, quarter };
+      this.#logger?.info({ model: modelId, phase, percent: Math.round(fraction * 100) }, 'loading');
+    };
+  }
+
+  async #admitAndLoad(
+    modelId: string,
+    supervisor: EngineSupervisor,
+    info: ModelInfo,
+    params: ModelLoadParams,
+    onProgress: LoadProgressListener,
+  ): Promise<LoadedModel> {
     this.#assertOpen();
     const already = this.#models.get(modelId);
     if (already) return snapshot(already);
@@ -449,7 +472,7 @@ export class Registry {
       });
     }
     const budget = Number.isFinite(availableBytes) ? { vramBudgetBytes: availableBytes } : {};
-    const loaded = await engine.loadModel(modelId, { ...params, ...budget }).catch((error) => {
+    const loaded = await engine.loadModel(modelId, { ...params, ...budget }, onProgress).catch((error) => {
       throw this.#toNodeError(error);
     });
     const now = Date.now();

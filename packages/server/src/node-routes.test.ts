@@ -16,6 +16,12 @@ beforeAll(async () => {
         plugin: await buildTestPlugin('echo', { defines: { ENGINE_ID: 'echo_cuda' } }),
         backend: 'cuda',
       });
+      await writeGgufModel(join(modelsDir, 'slow-load.gguf'), { architecture: 'slow_load' });
+      await installTestPlugin({
+        enginesDir,
+        plugin: await buildTestPlugin('echo', { defines: { ENGINE_ID: 'echo_slow_load', ECHO_LOAD_DELAY_US: '200000' } }),
+        manifest: { architectures: ['slow_load'] },
+      });
       await installTestPlugin({
         enginesDir,
         plugin: await buildTestPlugin('echo', { defines: { ENGINE_ID: 'future' } }),
@@ -149,5 +155,34 @@ describe('models', () => {
     expect(((await response.json()) as { error: { code: string } }).error.code).toBe('invalid_parameter');
     const unknown = await node.post('/api/models/unload', { model: 'echo' });
     expect(((await unknown.json()) as { error: { code: string } }).error.code).toBe('unsupported_parameter');
+  });
+});
+
+describe('POST /api/models/load with "stream": true', () => {
+  const load = (body: object) =>
+    fetch(`${node.baseUrl}/api/models/load`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+
+  test("streams the plugin's progress as JSON lines, then the answer a plain load gives", async () => {
+    const response = await load({ model_id: 'slow-load', stream: true });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('application/x-ndjson; charset=utf-8');
+    const lines = (await response.text())
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line));
+    expect(lines.slice(0, 4)).toEqual([0, 0.25, 0.5, 0.75].map((fraction) => ({ status: 'loading', phase: 'weights', fraction })));
+    expect(lines.at(-1)).toMatchObject({ status: 'loaded', model: { id: 'slow-load', engine: 'echo_slow_load' } });
+    // Loaded already: the answer at once, as one line.
+    expect(await (await load({ model_id: 'slow-load', stream: true })).text()).toBe(`${JSON.stringify(lines.at(-1))}\n`);
+  });
+
+  test('keeps the status of a load refused before it began', async () => {
+    const response = await load({ model_id: 'no-such-model', stream: true });
+    expect(response.status).toBe(404);
+    expect(await response.json()).toMatchObject({ error: { code: 'model_not_found' } });
   });
 });

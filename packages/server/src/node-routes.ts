@@ -1,6 +1,7 @@
 import { Router } from 'express';
 import type { CatalogueEntry, EngineRecord, LoadedModel } from '@llm-node/registry';
 import type { ServerContext } from './context.js';
+import { toApiError } from './errors.js';
 import { loadModelBody, parseBody, unloadModelBody } from './schemas.js';
 
 /** The node API: engines and models. */
@@ -18,12 +19,26 @@ export function nodeRoutes(context: ServerContext): Router {
 
   router.post('/api/models/load', async (req, res) => {
     const body = parseBody(loadModelBody, req.body);
-    const model = await registry.loadModel(body.model_id, {
-      format: body.format,
-      contextLength: body.context_length,
-      parallel: body.parallel,
-    });
-    res.json({ status: 'loaded', model: modelJson(model) });
+    const options = { format: body.format, contextLength: body.context_length, parallel: body.parallel };
+    if (!body.stream) {
+      const model = await registry.loadModel(body.model_id, options);
+      res.json({ status: 'loaded', model: modelJson(model) });
+      return;
+    }
+    // One JSON object per line, as the load moves, then the same object as without `stream`. The status line
+    // waits for the first progress report: a load refused at once (unknown model, no VRAM) keeps its status.
+    const line = (value: object) => {
+      if (!res.headersSent) res.status(200).setHeader('Content-Type', 'application/x-ndjson; charset=utf-8');
+      if (!res.destroyed) res.write(`${JSON.stringify(value)}\n`);
+    };
+    try {
+      const model = await registry.loadModel(body.model_id, options, ({ phase, fraction }) => line({ status: 'loading', phase, fraction }));
+      line({ status: 'loaded', model: modelJson(model) });
+      res.end();
+    } catch (error) {
+      if (res.headersSent) line(toApiError(error).toJSON());
+      throw error; // the error handler logs it, and answers or ends the response
+    }
   });
 
   router.post('/api/models/unload', async (req, res) => {

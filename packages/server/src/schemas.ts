@@ -76,6 +76,7 @@ export const loadModelBody = z.strictObject({
   format: z.enum(['gguf', 'safetensors']).optional(),
   context_length: z.int().min(1).optional(),
   parallel: z.int().min(1).optional(),
+  stream: z.boolean().optional(),
 });
 
 export const unloadModelBody = z.strictObject({ model_id: modelId });

@@ -183,6 +183,9 @@ EngineError read_load_params(const EngineModelLoadParams* params, LoadSettings* 
     settings->context_length = HAS_FIELD(params, context_length) ? params->context_length : 0;
     settings->n_parallel = HAS_FIELD(params, n_parallel) ? params->n_parallel : 0;
     *budget = HAS_FIELD(params, vram_budget_bytes) ? params->vram_budget_bytes : 0;
+    if (HAS_FIELD(params, progress_user_data)) {
+        settings->progress = LoadProgress{params->progress, params->progress_user_data};
+    }
     const std::string format = HAS_FIELD(params, format) ? string_field(params->format) : "";
     if (!format.empty() && format != "gguf") {
         return engine_error(ERR_UNSUPPORTED, "llama_cpp loads GGUF models, not " + format);

@@ -24,10 +24,20 @@ struct Runtime {
     int32_t n_threads = 1;
 };
 
+// Where a load says how far it has got: the host's EngineLoadProgressCallback, or nothing.
+struct LoadProgress {
+    EngineLoadProgressCallback callback = nullptr;
+    void* user_data = nullptr;
+    void operator()(float fraction, const char* phase) const {
+        if (callback != nullptr) callback(user_data, fraction, phase);
+    }
+};
+
 struct LoadSettings {
     std::string path;
     int32_t context_length = 0;  // per request; 0 = the model's trained length
     int32_t n_parallel = 0;      // requests decoded together; 0 = kDefaultParallel
+    LoadProgress progress;
 };
 
 // One generation, owned by the thread waiting in Model::generate(). The decode loop reads the inputs and

@@ -43,10 +43,17 @@ EngineError context_failure(const char* what, const LogCapture& log) {
                         std::string(what) + (said.empty() ? "" : ": " + said));
 }
 
-llama_model_params model_params(const Runtime& runtime) {
+llama_model_params model_params(const Runtime& runtime, const LoadProgress& progress) {
     llama_model_params params = lib.llama_model_default_params();
     params.devices = const_cast<ggml_backend_dev_t*>(runtime.devices.data());
     params.n_gpu_layers = runtime.on_cpu ? 0 : -1;  // all layers on the GPU
+    if (progress.callback != nullptr) {             // else llama.cpp's own, which prints dots into the log
+        params.progress_callback = [](float fraction, void* user_data) {
+            (*static_cast<const LoadProgress*>(user_data))(fraction, "weights");
+            return true;  // go on
+        };
+        params.progress_callback_user_data = const_cast<LoadProgress*>(&progress);
+    }
     return params;
 }
 
@@ -100,12 +107,13 @@ EngineError plan(const LoadSettings& settings, const Runtime& runtime, Shape* sh
 }
 
 // Both or neither: a context that cannot be made frees the model.
-EngineError create_model_and_context(const std::string& path, const Runtime& runtime, const Shape& shape,
+EngineError create_model_and_context(const LoadSettings& settings, const Runtime& runtime, const Shape& shape,
                                      const LogCapture& log, llama_model** model, llama_context** ctx) {
-    *model = lib.llama_model_load_from_file(path.c_str(), model_params(runtime));
+    *model = lib.llama_model_load_from_file(settings.path.c_str(), model_params(runtime, settings.progress));
     if (*model == nullptr) {
-        return load_failure(path, log);
+        return load_failure(settings.path, log);
     }
+    settings.progress(0.0f, "context");
     *ctx = lib.llama_init_from_model(*model, context_params(runtime, shape));
     if (*ctx == nullptr) {
         lib.llama_model_free(*model);
@@ -213,7 +221,7 @@ EngineError Model::load(const LoadSettings& settings, const Runtime& runtime, ui
     LogCapture log;
     llama_model* model = nullptr;
     llama_context* ctx = nullptr;
-    if (EngineError error = create_model_and_context(settings.path, runtime, shape, log, &model, &ctx)) {
+    if (EngineError error = create_model_and_context(settings, runtime, shape, log, &model, &ctx)) {
         return error;
     }
     const int32_t n_ctx_request = std::min<int32_t>(shape.n_ctx_request, lib.llama_n_ctx_seq(ctx));
@@ -230,6 +238,7 @@ EngineError Model::load(const LoadSettings& settings, const Runtime& runtime, ui
         out->reset();
         return over_budget(held, budget_bytes);
     }
+    settings.progress(1.0f, "context");
     loaded.loop_ = std::thread(&Model::run, &loaded);
     return {};
 }
