@@ -42,6 +42,11 @@ export interface DiscoverOptions {
   openEngine: OpenEngine;
   /** engine_init's configuration, less the plugin folder that discovery adds. */
   init: Omit<EngineInitConfig, 'pluginDir' | 'gpuBackend'>;
+  /**
+   * Plugins open already (a discovery run again): a folder whose id and files are as they were is kept
+   * (`kept`, no engine opened); one rebuilt since (other files, sizes or times) is opened anew.
+   */
+  open?: ReadonlyMap<string, { id: string; fingerprint: string }>;
 }
 
 /** A loaded record comes with its opened and initialised engine, and how to start another like it. */
@@ -50,6 +55,10 @@ export interface DiscoveredEngine {
   engine: Engine | null;
   /** Opens and initialises the plugin again, as discovery did; null unless loaded. */
   start: (() => Promise<Engine>) | null;
+  /** The plugin folder's files as they were opened (names, sizes, times); null unless loaded or kept. */
+  fingerprint: string | null;
+  /** Loaded, and the same as in `open`: the engine opened before serves on. */
+  kept: boolean;
 }
 
 const HOST_ABI = String(ENGINE_ABI_VERSION);
@@ -60,6 +69,7 @@ interface Candidate {
   pluginDir: string;
   manifest: EngineManifest;
   warnings: string[];
+  fingerprint: string;
 }
 
 /** Filesystem checks run this many folders at a time: fast, and far from any open-file limit. */
@@ -194,7 +204,22 @@ async function inspectPlugin(
   }
   const binaryProblem = await checkBinary(pluginDir, manifest.binary);
   if (binaryProblem) return refuse('rejected', binaryProblem);
-  return { engineName, pluginDir, manifest, warnings };
+  return { engineName, pluginDir, manifest, warnings, fingerprint: await folderFingerprint(pluginDir) };
+}
+
+/** What tells a rebuilt plugin folder from the one opened before: each file's name, size and modification time. */
+async function folderFingerprint(pluginDir: string): Promise<string> {
+  const entries = await readdir(pluginDir, { withFileTypes: true, recursive: true });
+  const files = await Promise.all(
+    entries
+      .filter((entry) => entry.isFile())
+      .map(async (entry) => {
+        const path = join(entry.parentPath, entry.name);
+        const info = await stat(path).catch(() => null);
+        return `${relative(pluginDir, path)}:${info?.size}:${info?.mtimeMs}`;
+      }),
+  );
+  return files.sort().join('\n');
 }
 
 /** First wins: a plugin whose id an earlier one (in sorted order) took is refused before it is opened. */
@@ -204,6 +229,12 @@ async function openCandidate(options: DiscoverOptions, taken: Map<string, string
   const holder = taken.get(manifest.id);
   if (holder !== undefined) {
     return refuse(pluginError('id_conflict', `Engine id '${manifest.id}' at ${pluginDir} is already taken by ${holder}`));
+  }
+  const before = options.open?.get(pluginDir);
+  if (before?.id === manifest.id && before.fingerprint === candidate.fingerprint) {
+    taken.set(manifest.id, pluginDir);
+    const kept = outcome(manifest.id, pluginDir, manifest, 'loaded', null, warnings);
+    return { ...kept, fingerprint: candidate.fingerprint, kept: true };
   }
   const open = () => options.openEngine(join(pluginDir, manifest.binary), { expectedId: manifest.id });
   const init = async (engine: Engine) => {
@@ -228,7 +259,13 @@ async function openCandidate(options: DiscoverOptions, taken: Map<string, string
   }
   taken.set(manifest.id, pluginDir);
   const loaded = outcome(manifest.id, pluginDir, manifest, 'loaded', null, warnings);
-  return { record: { ...loaded.record, capabilities: engine.capabilities }, engine, start: async () => init(await open()) };
+  return {
+    record: { ...loaded.record, capabilities: engine.capabilities },
+    engine,
+    start: async () => init(await open()),
+    fingerprint: candidate.fingerprint,
+    kept: false,
+  };
 }
 
 /** The manifest already refuses separators and '..'; here the file itself must exist inside the folder. */
@@ -258,7 +295,13 @@ function outcome(
   error: NodeError | null,
   warnings: string[] = [],
 ): DiscoveredEngine {
-  return { record: { id, status, path, manifest, capabilities: [], warnings, error }, engine: null, start: null };
+  return {
+    record: { id, status, path, manifest, capabilities: [], warnings, error },
+    engine: null,
+    start: null,
+    fingerprint: null,
+    kept: false,
+  };
 }
 
 function pluginError(code: string, message: string): NodeError {

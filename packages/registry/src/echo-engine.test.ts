@@ -109,6 +109,59 @@ describe('the registry over the echo test engine', () => {
   });
 });
 
+describe('reloading the engines folders', () => {
+  it('opens a plugin placed since, and leaves an unchanged one serving with its models', async () => {
+    await writeGgufModel(join(modelsDir, 'm.gguf'), { architecture: 'llama' });
+    await writeGgufModel(join(modelsDir, 'custom.gguf'), { architecture: 'custom' });
+    const reg = await start();
+    await reg.loadModel('m');
+    await expect(reg.loadModel('custom')).rejects.toMatchObject({ code: 'architecture_mismatch' });
+
+    await installTestPlugin({ enginesDir, plugin: minimal, manifest: { architectures: ['custom'] } });
+    expect(await reg.reloadEngines()).toEqual({ added: ['my_engine'], replaced: [], removed: [] });
+    expect(reg.models().map((m) => m.id)).toEqual(['m']);
+    expect(reg.engines.map((e) => [e.id, e.status])).toEqual([
+      ['echo', 'loaded'],
+      ['my_engine', 'loaded'],
+    ]);
+    await expect(reg.loadModel('custom')).resolves.toMatchObject({ engineId: 'my_engine' });
+    expect(await reg.reloadEngines()).toEqual({ added: [], replaced: [], removed: [] });
+  });
+
+  it('lets a generation on a rebuilt plugin finish, then serves its model from the new build', async () => {
+    const slow = await buildTestPlugin('echo', { defines: { ECHO_TOKEN_DELAY_US: 20_000 } });
+    await rm(join(enginesDir, 'echo'), { recursive: true });
+    await installTestPlugin({ enginesDir, plugin: slow, manifest: { architectures: ['llama'], version: '1.0.0' } });
+    await writeGgufModel(join(modelsDir, 'm.gguf'), { architecture: 'llama' });
+    const reg = await start();
+    const lease = await reg.acquireModel('m');
+    const generation = lease.generate({ prompt: 'a', ignoreEos: true, maxTokens: 30 });
+    await generation.next();
+
+    await installTestPlugin({ enginesDir, plugin: echo, manifest: { architectures: ['llama'], version: '2.0.0' } });
+    expect(await reg.reloadEngines()).toEqual({ added: [], replaced: ['echo'], removed: [] });
+    expect(reg.engines[0]!.manifest!.version).toBe('2.0.0');
+    const next = reg.acquireModel('m'); // waits for the old build's last request
+    let rest = '';
+    for await (const chunk of generation) rest += chunk.text;
+    expect(rest.split(' ').length - 1).toBe(29);
+    lease.release();
+    const again = await next;
+    await expect(collect(again.generate({ prompt: 'Hello big world' }))).resolves.toBe('Hello big world');
+    again.release();
+  });
+
+  it('closes a plugin whose folder is gone once its requests are done', async () => {
+    await writeGgufModel(join(modelsDir, 'm.gguf'), { architecture: 'llama' });
+    const reg = await start();
+    await reg.loadModel('m');
+    await rm(join(enginesDir, 'echo'), { recursive: true });
+    expect(await reg.reloadEngines()).toEqual({ added: [], replaced: [], removed: ['echo'] });
+    await expect.poll(() => reg.models()).toEqual([]);
+    await expect(reg.loadModel('m')).rejects.toMatchObject({ code: 'no_engine' });
+  });
+});
+
 describe("a load's progress", () => {
   it('reaches every caller waiting on the load, and the log once per phase and quarter', async () => {
     const slowLoad = await buildTestPlugin('echo', { defines: { ENGINE_ID: 'echo_slow_load', ECHO_LOAD_DELAY_US: 200_000 } });

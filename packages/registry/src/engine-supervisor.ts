@@ -17,8 +17,8 @@ const MAX_DELAY_MS = 10_000;
 export type SupervisedStatus = 'loaded' | 'restarting' | 'failed';
 
 export interface SupervisorHooks {
-  /** The engine died: whatever it held is gone. Called before any restart. */
-  onLost(exit: EngineExit): void;
+  /** `engine` died: whatever it held is gone. Called before any restart. */
+  onLost(exit: EngineExit, engine: Engine): void;
   /** A restart is scheduled, or the engine is given up (`failed`). */
   onRestart(outcome: { status: 'restarting'; delayMs: number } | { status: 'loaded' } | { status: 'failed'; error: NodeError }): void;
 }
@@ -83,7 +83,7 @@ export class EngineSupervisor {
     void engine.exited.then((exit) => {
       if (exit.code === 'closed' || this.#closing || this.#engine !== engine) return;
       this.#engine = null;
-      this.#hooks.onLost(exit);
+      this.#hooks.onLost(exit, engine);
       this.#afterCrash(exit.message);
     });
   }

@@ -13,6 +13,7 @@ export type {
   RegistryLogger,
   RegistryOptions,
   VramStatus,
+  EngineReload,
 } from './types.js';
 export type { EngineRecord, EngineStatus, OpenEngine } from './discovery.js';
 export type { RestartPolicy } from './engine-supervisor.js';

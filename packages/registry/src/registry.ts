@@ -4,7 +4,7 @@ import type { Engine, EngineExit, LoadProgress, LoadProgressListener, ModelLoadP
 import { createVramSampler, formatSize } from '@llm-node/gpu-detect';
 import type { GpuBackend, VramSampler } from '@llm-node/gpu-detect';
 import { discoverEngines } from './discovery.js';
-import type { EngineRecord, OpenEngine } from './discovery.js';
+import type { DiscoveredEngine, DiscoverOptions, EngineRecord, OpenEngine } from './discovery.js';
 import { engineOutputLogger } from './engine-output.js';
 import { EngineSupervisor } from './engine-supervisor.js';
 import type { RestartPolicy } from './engine-supervisor.js';
@@ -25,6 +25,7 @@ import {
   snapshot,
 } from './model-state.js';
 import type {
+  EngineReload,
   LoadedModel,
   LoadModelOptions,
   ModelActivity,
@@ -38,6 +39,16 @@ import type {
 // How long a model's activity waits for its engine's stats before counting for itself: a scrape must not
 // hang on an engine host that is busy or dying.
 const STATS_WAIT_MS = 250;
+// How often a plugin taken out of service by a reload checks whether its last request has finished.
+const RETIRE_POLL_MS = 50;
+
+interface EngineEntry {
+  record: EngineRecord;
+  supervisor: EngineSupervisor | null;
+  fingerprint: string | null;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * The host's engine and model state: discovered plugins (each in an engine host process, restarted when it
@@ -47,8 +58,12 @@ const STATS_WAIT_MS = 250;
 export class Registry {
   readonly backend: GpuBackend;
   readonly deviceIndex: number;
-  /** Every plugin folder discovery looked at; loaded ones with their supervisor. */
-  readonly #engines: { record: EngineRecord; supervisor: EngineSupervisor | null }[] = [];
+  /** Every plugin folder discovery looked at; loaded ones with their supervisor and their files' fingerprint. */
+  #engines: EngineEntry[] = [];
+  readonly #discovery: Omit<DiscoverOptions, 'open'>;
+  /** Plugins a reload took out of service, waiting for their last requests. */
+  readonly #retiring = new Set<EngineEntry>();
+  readonly #restartPolicy: RestartPolicy | undefined;
   readonly #modelsDir: string;
   /** The folders whose paths clients see relative to them (publicError). */
   readonly #folders: readonly string[];
@@ -68,6 +83,13 @@ export class Registry {
   private constructor(options: RegistryOptions, limitBytes: number) {
     this.backend = options.gpu.backend;
     this.deviceIndex = options.deviceIndex ?? 0;
+    this.#discovery = {
+      enginesDirs: options.enginesDirs,
+      backend: options.gpu.backend,
+      openEngine: options.openEngine ?? this.#engineHostOpener(options),
+      init: { deviceIndex: this.deviceIndex, ...(Number.isFinite(limitBytes) ? { vramBudgetBytes: limitBytes } : {}) },
+    };
+    this.#restartPolicy = options.restartPolicy;
     this.#modelsDir = resolve(options.modelsDir);
     this.#folders = [this.#modelsDir, ...options.enginesDirs.map((dir) => resolve(dir))];
     this.#limitBytes = limitBytes;
@@ -93,18 +115,43 @@ export class Registry {
     // Without a limit or a device that states its size there is nothing to cap at but detected free memory.
     const limitBytes = options.vramLimitBytes ?? device?.totalBytes ?? Infinity;
     const registry = new Registry(options, limitBytes);
-    const discovered = await discoverEngines({
-      enginesDirs: options.enginesDirs,
-      backend: options.gpu.backend,
-      openEngine: options.openEngine ?? registry.#engineHostOpener(options),
-      init: { deviceIndex, ...(Number.isFinite(limitBytes) ? { vramBudgetBytes: limitBytes } : {}) },
-    });
-    for (const { record, engine, start } of discovered) {
-      const supervisor = engine && start ? registry.#supervise(record, engine, start, options.restartPolicy) : null;
-      const error = record.error && publicError(record.error, registry.#folders);
-      registry.#engines.push({ record: { ...record, error }, supervisor });
-    }
+    registry.#engines = (await discoverEngines(registry.#discovery)).map((found) => registry.#entry(found));
     return registry;
+  }
+
+  /**
+   * Reads the engines folders again: a new plugin folder is opened, a removed one closed, a rebuilt one (other
+   * files, sizes or times) opened anew, an unchanged one left serving. Models on a closed or replaced plugin
+   * finish the requests they have, then unload; their next request loads them on what serves them now.
+   */
+  async reloadEngines(): Promise<EngineReload> {
+    this.#assertOpen();
+    return this.#serially(async () => {
+      const before = this.#engines;
+      const open = new Map(
+        before.flatMap(({ record, supervisor, fingerprint }) =>
+          supervisor && fingerprint !== null ? [[record.path, { id: record.id, fingerprint }] as const] : [],
+        ),
+      );
+      const discovered = await discoverEngines({ ...this.#discovery, open });
+      const kept = new Set<EngineEntry>();
+      this.#engines = discovered.map((found) => {
+        const same = found.kept ? before.find((entry) => entry.record.path === found.record.path) : undefined;
+        if (same) kept.add(same);
+        return same ?? this.#entry(found);
+      });
+      const retired = before.filter((entry) => entry.supervisor && !kept.has(entry));
+      for (const entry of retired) void this.#retire(entry);
+      const loadedIds = (entries: EngineEntry[]) => new Set(entries.filter((e) => e.supervisor).map((e) => e.record.id));
+      const [was, is] = [loadedIds(before), loadedIds(this.#engines)];
+      const reload: EngineReload = {
+        added: [...is].filter((id) => !was.has(id)),
+        replaced: retired.map((e) => e.record.id).filter((id) => is.has(id)),
+        removed: [...was].filter((id) => !is.has(id)),
+      };
+      this.#logger?.info({ ...reload }, 'engines reloaded');
+      return reload;
+    });
   }
 
   /** Every plugin folder discovery looked at, in sorted order, with its outcome; a loaded one as it is now. */
@@ -351,7 +398,8 @@ export class Registry {
         await this.#unload(state).catch((error) => this.#logger?.warn({ model: state.id, error: String(error) }, 'unload failed at close'));
       }
       this.#models.clear();
-      for (const { record, supervisor } of this.#engines) {
+      // Those a reload took out of service too: their last requests had the server's grace to finish.
+      for (const { record, supervisor } of [...this.#engines, ...this.#retiring]) {
         // close() cancels what is still generating and shuts the engine down, which frees its models.
         if (!supervisor) continue;
         await supervisor.close().then(
@@ -382,25 +430,51 @@ export class Registry {
     };
   }
 
-  #supervise(record: EngineRecord, engine: Engine, start: () => Promise<Engine>, policy: RestartPolicy | undefined): EngineSupervisor {
+  #entry({ record, engine, start, fingerprint }: DiscoveredEngine): EngineEntry {
+    const supervisor = engine && start ? this.#supervise(record, engine, start) : null;
+    return { record: { ...record, error: record.error && publicError(record.error, this.#folders) }, supervisor, fingerprint };
+  }
+
+  /** A plugin taken out of service: its models finish their requests and unload with it. */
+  async #retire(entry: EngineEntry): Promise<void> {
+    const { record, supervisor } = entry;
+    this.#retiring.add(entry);
+    const models = [...this.#models.values()].filter((state) => state.engine === supervisor!.current);
+    const drained = (async () => {
+      while (models.some((state) => state.activeRequests > 0 || state.generating > 0)) await sleep(RETIRE_POLL_MS);
+      await supervisor!.close(); // frees every model it holds
+    })();
+    for (const state of models) {
+      state.unloading = drained.finally(() => {
+        if (this.#models.get(state.id) === state) this.#models.delete(state.id);
+      });
+    }
+    await drained.then(
+      () => this.#logger?.info({ engine: record.id, path: record.path, models: models.map((m) => m.id) }, 'engine closed after a reload'),
+      (error) => this.#logger?.warn({ engine: record.id, error: String(error) }, 'engine close failed after a reload'),
+    );
+    this.#retiring.delete(entry);
+  }
+
+  #supervise(record: EngineRecord, engine: Engine, start: () => Promise<Engine>): EngineSupervisor {
     return new EngineSupervisor(
       engine,
       start,
       {
-        onLost: (exit) => this.#engineLost(record.id, exit),
+        onLost: (exit, lost) => this.#engineLost(record.id, exit, lost),
         onRestart: (outcome) => {
           if (outcome.status === 'restarting') this.#logger?.warn({ engine: record.id, delayMs: outcome.delayMs }, 'restarting the engine');
           else if (outcome.status === 'loaded') this.#logger?.info({ engine: record.id }, 'engine restarted');
           else this.#logger?.error({ engine: record.id, error: outcome.error.message }, 'engine failed; not restarting it');
         },
       },
-      policy,
+      this.#restartPolicy,
     );
   }
 
   /** An engine's host died: its models are gone (their memory with them) and load again on their next request. */
-  #engineLost(engineId: string, exit: EngineExit): void {
-    const lost = [...this.#models.values()].filter((state) => state.engineId === engineId);
+  #engineLost(engineId: string, exit: EngineExit, engine: Engine): void {
+    const lost = [...this.#models.values()].filter((state) => state.engine === engine);
     for (const state of lost) this.#models.delete(state.id);
     this.#logger?.error(
       { engine: engineId, exitCode: exit.exitCode, signal: exit.signal, models: lost.map((state) => state.id), reason: exit.code },
@@ -410,7 +484,7 @@ export class Registry {
 
   #resolveEngine(info: ModelInfo): { record: EngineRecord; supervisor: EngineSupervisor } {
     const loaded = this.#engines.filter(
-      (d): d is { record: EngineRecord & { manifest: NonNullable<EngineRecord['manifest']> }; supervisor: EngineSupervisor } =>
+      (d): d is EngineEntry & { record: { manifest: NonNullable<EngineRecord['manifest']> }; supervisor: EngineSupervisor } =>
         d.supervisor !== null && d.record.manifest !== null,
     );
     if (loaded.length === 0) {

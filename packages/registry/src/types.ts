@@ -98,6 +98,16 @@ export interface ModelActivity {
   kvCacheUsage: number | null;
 }
 
+/** What a reload of the engines folders changed, by engine id. */
+export interface EngineReload {
+  /** Plugins opened that did not serve before. */
+  added: string[];
+  /** Plugins rebuilt: opened anew, the old one closed once its requests finished. */
+  replaced: string[];
+  /** Plugins whose folder is gone (or no longer loads): closed once their requests finished. */
+  removed: string[];
+}
+
 /** Device memory as admission sees it, on the one device the engines run on. */
 export interface VramStatus {
   backend: GpuBackend;

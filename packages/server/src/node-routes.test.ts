@@ -186,3 +186,14 @@ describe('POST /api/models/load with "stream": true', () => {
     expect(await response.json()).toMatchObject({ error: { code: 'model_not_found' } });
   });
 });
+
+describe('POST /api/engines/reload', () => {
+  test('says what changed and lists the engines as GET /api/engines does', async () => {
+    const response = await fetch(`${node.baseUrl}/api/engines/reload`, { method: 'POST' });
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { added: string[]; engines: unknown[] };
+    expect(body).toMatchObject({ added: [], replaced: [], removed: [] });
+    const listed = (await (await fetch(`${node.baseUrl}/api/engines`)).json()) as { engines: unknown[] };
+    expect(body.engines).toEqual(listed.engines);
+  });
+});

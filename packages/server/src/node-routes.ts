@@ -13,6 +13,13 @@ export function nodeRoutes(context: ServerContext): Router {
     res.json({ engines: registry.engines.map(engineJson) });
   });
 
+  // The engines folders read again: new plugins open, rebuilt ones are replaced, removed ones close, each old
+  // one once the requests it has are done.
+  router.post('/api/engines/reload', async (_req, res) => {
+    const reload = await registry.reloadEngines();
+    res.json({ ...reload, engines: registry.engines.map(engineJson) });
+  });
+
   router.get('/api/models', async (_req, res) => {
     res.json({ models: (await registry.catalogue()).map(catalogueJson) });
   });

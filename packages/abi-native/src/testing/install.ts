@@ -1,4 +1,4 @@
-import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, rename, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { openEngine } from '../engine.js';
 
@@ -17,7 +17,9 @@ export interface InstallTestPluginOptions {
 
 /**
  * Lays out a plugin as the node finds it: <enginesDir>/<id>/<backend>/{manifest.json, the library}, with a
- * manifest that describes the library truthfully unless `manifest` says otherwise. Returns the folder.
+ * manifest that describes the library truthfully unless `manifest` says otherwise. Returns the folder. An
+ * installed library is replaced by a new file, as build tools do: writing into the one an engine host has
+ * mapped would crash it.
  */
 export async function installTestPlugin(options: InstallTestPluginOptions): Promise<string> {
   const reported = reportedInfo(options.plugin);
@@ -40,7 +42,9 @@ export async function installTestPlugin(options: InstallTestPluginOptions): Prom
     ...options.manifest,
   };
   await mkdir(dir, { recursive: true });
-  await copyFile(options.plugin, join(dir, basename(options.plugin)));
+  const library = join(dir, basename(options.plugin));
+  await copyFile(options.plugin, `${library}.new`);
+  await rename(`${library}.new`, library);
   await writeFile(join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   return dir;
 }
