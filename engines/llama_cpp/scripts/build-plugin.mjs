@@ -88,7 +88,8 @@ function buildPlugin(runtime, packagePath, sourceDir) {
     ],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
-  run('cmake', ['--build', buildDir, '--config', 'Release', '--parallel', '--target', 'llama_engine', 'engine_native_tests']);
+  // The native tests' binary is built by the test that runs it: a build for `pnpm start` compiles the plugin only.
+  run('cmake', ['--build', buildDir, '--config', 'Release', '--parallel', '--target', 'llama_engine']);
   return copyRuntime(selection, packagePath, outputDir).then(() => {
     console.log(
       `llama_cpp: built engines/llama_cpp/${runtime.backend}/ from ${runtime.packageName} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
