@@ -163,6 +163,21 @@ describe('the llm-node command', () => {
     }
   });
 
+  it('loads the models named with --load once it listens, and logs a load that fails', async () => {
+    const node = await startNode('--load', 'llama-3.2-1b,no-such-model');
+    try {
+      const lines = () => node.logLines() as { msg: string; model?: string; phase?: string }[];
+      await expect.poll(() => lines().find((l) => l.msg.startsWith('--load no-such-model'))).toBeTruthy();
+      expect(lines()).toContainEqual(expect.objectContaining({ msg: 'loading', model: 'llama-3.2-1b', phase: 'weights' }));
+      expect(lines()).toContainEqual(expect.objectContaining({ msg: 'model loaded', model: 'llama-3.2-1b' }));
+      const listed = (await (await fetch(`${node.url}/v1/models`)).json()) as { data: { id: string }[] };
+      expect(listed.data.map((m) => m.id)).toContain('llama-3.2-1b');
+    } finally {
+      node.child.kill('SIGTERM');
+      await node.exited;
+    }
+  });
+
   /** A streamed chat of `maxTokens` tokens on the slow echo engine (20 ms a token), its reader at the first event. */
   async function openStream(url: string, maxTokens: number) {
     const response = await fetch(`${url}/v1/chat/completions`, {

@@ -35,6 +35,8 @@ export interface NodeOptions {
   /** Defaults for models loaded without their own: tokens of context per request, requests at once. */
   contextLength: number | undefined;
   parallel: number | undefined;
+  /** Models loaded once the node listens, in this order (requests for them meanwhile wait for the load). */
+  load: string[];
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -53,6 +55,10 @@ const FLAGS: readonly Option[] = [
     'engine plugins: <dir>/<engine_id>/<gpu_backend>/ (default: ./engines when it exists), then installed engine packages',
   ).env('LLM_NODE_ENGINES_DIR'),
   new Option('--models-dir <dir>', 'models: <dir>/<model_id>.gguf or <dir>/<model_id>/').env('LLM_NODE_MODELS_DIR').default('./models'),
+  new Option('--load <model_ids>', 'models to load as soon as the node listens, comma-separated (others load on first use)')
+    .env('LLM_NODE_LOAD')
+    .argParser(idList)
+    .default([]),
   new Option('--vram-limit <size>', 'most VRAM models may hold, e.g. 8G, 512M, 8589934592 (default: all of it)')
     .env('LLM_NODE_VRAM_LIMIT')
     .argParser(sizeArgument),
@@ -164,6 +170,7 @@ function toNodeOptions(o: OptionValues): NodeOptions {
     logLevel: o.logLevel,
     contextLength: o.contextLength,
     parallel: o.parallel,
+    load: o.load,
   };
 }
 

@@ -9,7 +9,9 @@ import { Registry } from '@llm-node/registry';
 import type { EngineRecord } from '@llm-node/registry';
 import { createServer } from '@llm-node/server';
 import type { CloseOptions } from '@llm-node/server';
+import { loadAtStart } from './load-at-start.js';
 import type { NodeOptions } from './options.js';
+import type { StatusLine } from './status-line.js';
 
 /** Start-up failed for a reason the operator must fix (no GPU, engines dir missing, port taken): exit 1. */
 export class StartupError extends Error {}
@@ -25,8 +27,11 @@ export interface RunningNode {
   close(options?: CloseOptions): Promise<void>;
 }
 
-/** Detects the GPU, discovers the plugins, and serves the API; logs each step's outcome. */
-export async function startNode(options: NodeOptions, logger: Logger): Promise<RunningNode> {
+/**
+ * Detects the GPU, discovers the plugins, and serves the API; logs each step's outcome. `statusLine`, on a
+ * terminal, shows the progress of the loads --load asks for.
+ */
+export async function startNode(options: NodeOptions, logger: Logger, statusLine?: StatusLine): Promise<RunningNode> {
   const gpu = await findGpu(options);
   logGpu(gpu, options, logger);
 
@@ -52,6 +57,7 @@ export async function startNode(options: NodeOptions, logger: Logger): Promise<R
   logger.info(`llm-node listening on http://${formatHost(address.address)}:${address.port}`);
   const { agentAddress } = server;
   if (agentAddress) logger.info(`HAProxy agent check on ${formatHost(agentAddress.address)}:${agentAddress.port}`);
+  void loadAtStart(registry, options.load, logger, statusLine);
 
   let closing: Promise<void> | null = null;
   return {
