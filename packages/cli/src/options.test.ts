@@ -29,7 +29,7 @@ describe('llm-node command line', () => {
     expect(parse('--vram-limit', '8G', '--port', '5000')).toMatchObject({ vramLimitBytes: 8 * 1024 ** 3, port: 5000 });
   });
 
-  it('defaults to ./models on 127.0.0.1:3000, detecting the GPU, with no VRAM limit of its own', () => {
+  it('defaults to ./models on 127.0.0.1:3000, detecting the GPU, with no VRAM limit of its own and nothing loaded at start', () => {
     expect(parse()).toEqual({
       enginesDir: undefined,
       modelsDir: './models',
@@ -50,6 +50,7 @@ describe('llm-node command line', () => {
       logLevel: 'info',
       contextLength: undefined,
       parallel: undefined,
+      load: [],
     });
   });
 
