@@ -63,6 +63,7 @@ beforeAll(async () => {
       logLevel: 'silent',
       contextLength: 512,
       parallel: 4,
+      load: [],
     },
     pino({ level: 'silent' }),
   );
