@@ -135,6 +135,10 @@ describe('the llm-node command', () => {
       expect(messages).toContainEqual(
         expect.stringMatching(/^plugin abi2 .+: rejected: ABI version mismatch: expected 1, got 2 \(abi_mismatch\)$/),
       );
+      // The models it found, once it listens.
+      await expect
+        .poll(() => node.logLines().map((l) => l.msg))
+        .toContainEqual(expect.stringMatching(/^model llama-3\.2-1b \(gguf echo, .+ on disk\): echo, about .+ VRAM$/));
 
       // curl http://localhost:3000/api/engines
       const engines = (await (await fetch(`${node.url}/api/engines`)).json()) as { engines: { id: string; status: string }[] };

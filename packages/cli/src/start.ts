@@ -36,7 +36,6 @@ export async function startNode(options: NodeOptions, logger: Logger, statusLine
   logGpu(gpu, options, logger);
 
   const registry = await openRegistry(options, gpu, logger);
-  await logModels(registry, options.modelsDir, logger);
 
   const server = createServer({
     registry,
@@ -57,7 +56,10 @@ export async function startNode(options: NodeOptions, logger: Logger, statusLine
   logger.info(`llm-node listening on http://${formatHost(address.address)}:${address.port}`);
   const { agentAddress } = server;
   if (agentAddress) logger.info(`HAProxy agent check on ${formatHost(agentAddress.address)}:${agentAddress.port}`);
-  void loadAtStart(registry, options.load, logger, statusLine);
+  // After listening: reading every model's header takes a while with many models, and serving need not wait.
+  void logModels(registry, options.modelsDir, logger)
+    .catch((error: Error) => logger.warn(`Cannot list the models in ${options.modelsDir}: ${error.message}`))
+    .then(() => loadAtStart(registry, options.load, logger, statusLine));
 
   let closing: Promise<void> | null = null;
   return {

@@ -48,14 +48,16 @@ export async function readModelInfo(candidate: ModelCandidate): Promise<ModelInf
  * header with a 128k-token vocabulary takes over a second to parse.
  */
 export function modelInfoReader(): (candidate: ModelCandidate) => Promise<ModelInfo> {
-  const read = new Map<string, { version: string; info: ModelInfo }>();
+  // Promises, so that a load asking while the start-up listing reads the same file waits for that one read.
+  const read = new Map<string, { version: string; info: Promise<ModelInfo> }>();
   return async (candidate) => {
     const stats = await Promise.all(candidate.files.map((file) => stat(file).catch(() => null)));
     const version = stats.map((s) => (s === null ? 'missing' : `${s.size}:${s.mtimeMs}`)).join('|');
     const known = read.get(candidate.path);
     if (known?.version === version) return known.info;
-    const info = await readModelInfo(candidate);
+    const info = readModelInfo(candidate);
     read.set(candidate.path, { version, info });
+    info.catch(() => read.get(candidate.path)?.info === info && read.delete(candidate.path));
     return info;
   };
 }
