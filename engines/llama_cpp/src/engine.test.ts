@@ -183,6 +183,15 @@ describeWithPlugin('loading and unloading', () => {
     expect(still.result.completionTokens).toBe(4);
   });
 
+  it('estimates a model file written over since from what it holds now', async () => {
+    const path = join(workDir, 'rewritten.gguf');
+    const params = { path, format: 'gguf' as const, contextLength: 256, parallel: 1 };
+    await makeModel(path, { layers: 1 });
+    const before = await engine.estimateVram(params);
+    await makeModel(path, { layers: 4 });
+    expect(await engine.estimateVram(params)).toBeGreaterThan(before!);
+  });
+
   it('reports its progress while loading: the weights from 0 to 1, then the context', async () => {
     const heard: LoadProgress[] = [];
     await engine.loadModel('watched', { path: modelPath, format: 'gguf', contextLength: 256, parallel: 1 }, (p) => heard.push(p));
