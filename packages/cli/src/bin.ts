@@ -19,7 +19,7 @@ async function main(): Promise<number> {
   }
   if (!parsed.run) return 0;
 
-  const { logger, statusLine } = createLogger(parsed.options.logLevel);
+  const { logger, statusLine } = await createLogger(parsed.options.logLevel);
   // Listening before start-up begins: a signal that came between the "listening" line and a listener set up after it
   // would kill the node the default way, and one during start-up stops the node as soon as it is up.
   let node: RunningNode | null = null;

@@ -1,5 +1,4 @@
 import { pino, type Logger } from 'pino';
-import pretty from 'pino-pretty';
 import type { LogLevel } from './options.js';
 import { StatusLine } from './status-line.js';
 
@@ -7,11 +6,12 @@ import { StatusLine } from './status-line.js';
  * Readable lines on a terminal, JSON lines otherwise (for log collectors). Plugins write to stderr
  * themselves; that output is left alone.
  */
-export function createLogger(
+export async function createLogger(
   level: LogLevel,
   destination: NodeJS.WriteStream = process.stdout,
-): { logger: Logger; statusLine: StatusLine | null } {
+): Promise<{ logger: Logger; statusLine: StatusLine | null }> {
   if (destination.isTTY) {
+    const { default: pretty } = await import('pino-pretty'); // only a terminal needs it, and it is slow to load
     const statusLine = new StatusLine(destination);
     const logger = pino(
       { level },

@@ -7,7 +7,6 @@ import { detectBackend, detectGpu, formatSize } from '@llm-node/gpu-detect';
 import type { GpuBackend, GpuDetection } from '@llm-node/gpu-detect';
 import { Registry } from '@llm-node/registry';
 import type { EngineRecord } from '@llm-node/registry';
-import { createServer } from '@llm-node/server';
 import type { CloseOptions } from '@llm-node/server';
 import { loadAtStart } from './load-at-start.js';
 import type { NodeOptions } from './options.js';
@@ -32,11 +31,14 @@ export interface RunningNode {
  * terminal, shows the progress of the loads --load asks for.
  */
 export async function startNode(options: NodeOptions, logger: Logger, statusLine?: StatusLine): Promise<RunningNode> {
+  // The server's modules take a while to load: they load while the GPU is found and the engine hosts start.
+  const serverModule = import('@llm-node/server');
   const gpu = await findGpu(options);
   logGpu(gpu, options, logger);
 
   const registry = await openRegistry(options, gpu, logger);
 
+  const { createServer } = await serverModule;
   const server = createServer({
     registry,
     logger,

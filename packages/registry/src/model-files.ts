@@ -1,9 +1,12 @@
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { parseGGUFQuantLabel, parseGgufShardFilename } from '@huggingface/gguf';
 import type { ModelFormat } from '@llm-node/manifest';
 import { NodeError } from './errors.js';
 import type { ModelRef } from './model-ref.js';
+
+// @huggingface/gguf's file-name parsers, imported when first used: loading the package is a noticeable part of
+// the node's start-up, and no model file is looked at before the node listens.
+const fileNameParsers = () => import('@huggingface/gguf');
 
 /** One loadable model found under a name: a GGUF file, a complete shard set, or a safetensors folder. */
 export interface ModelCandidate {
@@ -23,6 +26,7 @@ export interface ModelCandidate {
  * parseModelRef, so it cannot leave modelsDir.
  */
 export async function findModelCandidates(modelsDir: string, name: string): Promise<ModelCandidate[]> {
+  const { parseGGUFQuantLabel } = await fileNameParsers();
   const candidates: ModelCandidate[] = [];
   const file = join(modelsDir, `${name}.gguf`);
   if ((await statOrNull(file))?.isFile()) {
@@ -80,6 +84,7 @@ export type FoundModel = { id: string; candidate: ModelCandidate } | { id: strin
  * candidate is listed as `name`; with several, each under the id that picks it (`name:Q4_K_M`).
  */
 export async function listModels(modelsDir: string): Promise<FoundModel[]> {
+  const { parseGgufShardFilename } = await fileNameParsers();
   const entries = await readdir(modelsDir, { withFileTypes: true }).catch(() => []);
   const names = new Set<string>();
   for (const entry of entries) {
@@ -112,6 +117,7 @@ export async function sizeOnDisk(candidate: ModelCandidate): Promise<number> {
 }
 
 async function folderCandidates(folder: string, name: string): Promise<ModelCandidate[]> {
+  const { parseGGUFQuantLabel, parseGgufShardFilename } = await fileNameParsers();
   const entries = await readdir(folder, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
     throw new NodeError(`Cannot read model folder '${name}': ${error.code ?? error.message}`, {
       type: 'invalid_request_error',
