@@ -19,6 +19,11 @@ const { version } = JSON.parse(readFileSync(join(packageDir, 'package.json'), 'u
 const SOURCE_PATHS = [
   'include',
   'ggml/include',
+  'common/json-schema-to-grammar.cpp',
+  'common/json-schema-to-grammar.h',
+  'common/json.cpp',
+  'common/json.h',
+  'vendor/nlohmann',
   'models/ggml-vocab-llama-bpe.gguf',
   'models/ggml-vocab-llama-bpe.gguf.inp',
   'models/ggml-vocab-llama-spm.gguf',

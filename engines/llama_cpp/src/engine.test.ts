@@ -68,10 +68,19 @@ async function generate(request: Partial<GenerateRequest>, options: { signal?: A
 }
 
 describeWithPlugin('the llama_cpp plugin', () => {
-  it('reports itself as thread-safe with every optional entry point', () => {
-    expect(engine.info).toMatchObject({ id: 'llama_cpp', abiVersion: 1, threadSafe: true });
+  it('reports itself as thread-safe, holding output to JSON schemas, with every optional entry point', () => {
+    expect(engine.info).toMatchObject({ id: 'llama_cpp', abiVersion: 1, threadSafe: true, jsonSchema: true });
     expect([...engine.capabilities].sort()).toEqual(
-      ['generate_stream', 'last_error', 'model_estimate_vram', 'model_load', 'model_stats', 'thread_safe', 'vram_used'].sort(),
+      [
+        'generate_stream',
+        'json_schema',
+        'last_error',
+        'model_estimate_vram',
+        'model_load',
+        'model_stats',
+        'thread_safe',
+        'vram_used',
+      ].sort(),
     );
   });
 

@@ -80,6 +80,7 @@ enum EngineErrorCode {
 
 /* EngineInfo.flags bits. */
 #define ENGINE_FLAG_THREAD_SAFE (1u << 0) /* see "Threading" below */
+#define ENGINE_FLAG_JSON_SCHEMA (1u << 1) /* honours EngineGenerateParams.json_schema */
 
 typedef struct EngineInfo {
     /* Base fields: every ABI 1 plugin fills these three. */
@@ -244,6 +245,12 @@ typedef struct EngineGenerateParams {
     uint64_t seed;           /* sampling seed; ENGINE_SEED_RANDOM = the plugin picks one */
     const char* const* stop; /* n_stop NUL-terminated stop strings, or NULL */
     int32_t n_stop;
+    /* Appended in ABI 1 after the fields above. A JSON Schema (NUL-terminated JSON text) the output must
+       match, by constrained decoding: every token is chosen among those that keep the output valid, so a
+       generation that ends with ENGINE_FINISH_STOP is a complete JSON document the schema accepts. NULL (or
+       outside struct_size) = free text. The host sets it only for plugins with ENGINE_FLAG_JSON_SCHEMA; a
+       schema the plugin cannot enforce fails the call with ERR_INVALID_ARGUMENT, saying what it cannot. */
+    const char* json_schema;
 } EngineGenerateParams;
 
 /* Why a generation ended: EngineGenerateResult.finish_reason. */

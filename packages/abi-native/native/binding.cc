@@ -34,6 +34,7 @@ static Napi::Object Constants(Napi::Env env) {
     Napi::Object constants = Napi::Object::New(env);
     constants.Set("ENGINE_ABI_VERSION", ENGINE_ABI_VERSION);
     constants.Set("ENGINE_FLAG_THREAD_SAFE", ENGINE_FLAG_THREAD_SAFE);
+    constants.Set("ENGINE_FLAG_JSON_SCHEMA", ENGINE_FLAG_JSON_SCHEMA);
     constants.Set("ENGINE_GENERATE_LOGPROBS", ENGINE_GENERATE_LOGPROBS);
     constants.Set("ENGINE_GENERATE_IGNORE_EOS", ENGINE_GENERATE_IGNORE_EOS);
     constants.Set("ENGINE_GENERATE_ADD_SPECIAL", ENGINE_GENERATE_ADD_SPECIAL);

@@ -18,7 +18,8 @@ Napi::Function Generation::Define(Napi::Env env) {
 
 // new Generation(plugin, request, onEvent[, pipeGeneration]). `request` is what src/engine.ts normalised:
 // { modelId: string | null, prompt, maxTokens, temperature, topP, topK, minP, presencePenalty,
-//   frequencyPenalty, seed: number | null, stop: string[], flags }. With `pipeGeneration` (in an engine host,
+//   frequencyPenalty, seed: number | null, stop: string[], jsonSchema: string | null, flags }. With `pipeGeneration`
+//   (in an engine host,
 // once openTokenPipe() was called) the tokens and the end go to the token pipe as frames of that generation,
 // and onEvent receives only the end.
 Generation::Generation(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Generation>(info) {
@@ -37,6 +38,8 @@ Generation::Generation(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Genera
     Napi::Array stop = request.Get("stop").As<Napi::Array>();
     for (uint32_t i = 0; i < stop.Length(); ++i) stop_.push_back(stop.Get(i).As<Napi::String>());
     for (const std::string& s : stop_) stop_pointers_.push_back(s.c_str());
+    const bool has_json_schema = request.Get("jsonSchema").IsString();
+    if (has_json_schema) json_schema_ = request.Get("jsonSchema").As<Napi::String>();
 
     params_.struct_size = sizeof(params_);
     params_.flags = number("flags").Uint32Value();
@@ -54,6 +57,7 @@ Generation::Generation(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Genera
     params_.seed = seed.IsNumber() ? static_cast<uint64_t>(seed.As<Napi::Number>().DoubleValue()) : ENGINE_SEED_RANDOM;
     params_.stop = stop_pointers_.empty() ? nullptr : stop_pointers_.data();
     params_.n_stop = static_cast<int32_t>(stop_pointers_.size());
+    params_.json_schema = has_json_schema ? json_schema_.c_str() : nullptr;
     logprobs_ = (params_.flags & ENGINE_GENERATE_LOGPROBS) != 0;
 
     if (info.Length() > 3 && info[3].IsNumber() && TokenPipe::Get() != nullptr) {

@@ -66,6 +66,7 @@ private:
     std::string prompt_;
     std::vector<std::string> stop_;
     std::vector<const char*> stop_pointers_;
+    std::string json_schema_;  // empty and unused unless the request has one
     EngineGenerateParams params_{};
     bool logprobs_ = false;
 

@@ -40,6 +40,8 @@ export interface NativeGenerateRequest {
   frequencyPenalty: number;
   seed: number | null;
   stop: string[];
+  /** null: free text. */
+  jsonSchema: string | null;
   flags: number;
 }
 
@@ -98,6 +100,7 @@ export interface NativeBinding {
   constants: {
     ENGINE_ABI_VERSION: number;
     ENGINE_FLAG_THREAD_SAFE: number;
+    ENGINE_FLAG_JSON_SCHEMA: number;
     ENGINE_GENERATE_LOGPROBS: number;
     ENGINE_GENERATE_IGNORE_EOS: number;
     ENGINE_GENERATE_ADD_SPECIAL: number;

@@ -22,7 +22,7 @@ import { checkModelId, toNativeGenerateRequest, toNativeInitConfig, toNativeMode
 /** The ABI version this host speaks: ENGINE_ABI_VERSION of include/engine_api.h. */
 export const ENGINE_ABI_VERSION: number = binding.ENGINE_ABI_VERSION;
 
-const { ENGINE_FLAG_THREAD_SAFE } = binding.constants;
+const { ENGINE_FLAG_THREAD_SAFE, ENGINE_FLAG_JSON_SCHEMA } = binding.constants;
 
 /** The capability each optional entry point gives. */
 const CAPABILITIES: Record<string, EngineCapability> = {
@@ -57,6 +57,7 @@ export function openPluginEngine(libraryPath: string, options: { expectedId?: st
     const info = checkInfo(plugin.info(), path, options.expectedId);
     const capabilities = plugin.optionalEntryPoints().flatMap((name) => CAPABILITIES[name] ?? []);
     if (info.threadSafe) capabilities.push('thread_safe');
+    if (info.jsonSchema) capabilities.push('json_schema');
     return new PluginEngine(path, plugin, info, capabilities);
   } catch (error) {
     plugin.close();
@@ -74,7 +75,14 @@ function checkInfo(raw: NativeInfo | null, path: string, expectedId: string | un
   if (expectedId !== undefined && raw.id !== expectedId) {
     throw new EngineError('id_mismatch', `engine id mismatch: the manifest says '${expectedId}' but ${path} reports '${raw.id}'`);
   }
-  return { abiVersion: raw.abiVersion, id: raw.id, version: raw.version, threadSafe: ((raw.flags ?? 0) & ENGINE_FLAG_THREAD_SAFE) !== 0 };
+  const flags = raw.flags ?? 0;
+  return {
+    abiVersion: raw.abiVersion,
+    id: raw.id,
+    version: raw.version,
+    threadSafe: (flags & ENGINE_FLAG_THREAD_SAFE) !== 0,
+    jsonSchema: (flags & ENGINE_FLAG_JSON_SCHEMA) !== 0,
+  };
 }
 
 type Phase = 'opened' | 'initializing' | 'ready' | 'shut_down';
@@ -224,6 +232,9 @@ export class PluginEngine implements Engine {
       const byId = this.#has('model_load');
       if (!byId && modelId !== undefined && modelId !== this.#defaultModelId) {
         throw new EngineError('model_not_loaded', `model '${modelId}' is not loaded`);
+      }
+      if (request?.jsonSchema !== undefined && !this.info.jsonSchema) {
+        throw new EngineError('unsupported', `engine '${this.info.id}' cannot hold its output to a JSON Schema`);
       }
       const native = toNativeGenerateRequest(request, byId ? (modelId ?? null) : null);
       generation = startPluginGeneration(this.#plugin, native, modelId, signal, pipeGeneration);

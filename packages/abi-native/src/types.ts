@@ -5,6 +5,8 @@ export interface EngineInfo {
   version: string;
   /** ENGINE_FLAG_THREAD_SAFE: calls may overlap; otherwise the host serialises every call. */
   threadSafe: boolean;
+  /** ENGINE_FLAG_JSON_SCHEMA: generations may be held to a JSON Schema. */
+  jsonSchema: boolean;
 }
 
 /** Optional entry points (and flags) the plugin provides, as found when it was opened. */
@@ -15,7 +17,8 @@ export type EngineCapability =
   | 'vram_used'
   | 'model_stats'
   | 'last_error'
-  | 'thread_safe';
+  | 'thread_safe'
+  | 'json_schema';
 
 export interface EngineInitConfig {
   gpuBackend: string;
@@ -80,6 +83,8 @@ export interface GenerateRequest {
   ignoreEos?: boolean;
   addSpecial?: boolean;
   parseSpecial?: boolean;
+  /** A JSON Schema (as JSON text) the output must match; only for engines with the `json_schema` capability. */
+  jsonSchema?: string;
 }
 
 /** One token, reported only when the request asked for logprobs. */

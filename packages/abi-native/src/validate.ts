@@ -95,6 +95,7 @@ export function toNativeGenerateRequest(request: GenerateRequest, modelId: strin
     frequencyPenalty: real('frequencyPenalty', request.frequencyPenalty, 0, -Number.MAX_VALUE, Number.MAX_VALUE),
     seed: request.seed === undefined ? null : integer('seed', request.seed, 0),
     stop: stop.map((s, i) => cString(`stop[${i}]`, s)),
+    jsonSchema: request.jsonSchema === undefined ? null : cString('jsonSchema', request.jsonSchema),
     flags:
       (flag('logprobs', request.logprobs) ? LOGPROBS : 0) |
       (flag('ignoreEos', request.ignoreEos) ? IGNORE_EOS : 0) |

@@ -112,6 +112,23 @@ describe('request errors', () => {
     expect((error as APIError).param).toBe('n');
   });
 
+  test('structured output from an engine that cannot hold its output to a schema is a 400 naming response_format', async () => {
+    for (const response_format of [
+      { type: 'json_object' },
+      { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string' } } },
+    ]) {
+      const error = await expectError(await chat({ model: 'echo', messages: hello, response_format }), 400, 'unsupported_parameter');
+      expect(error).toMatchObject({ param: 'response_format', message: expect.stringContaining("Engine 'echo' cannot hold") });
+    }
+    expect((await chat({ model: 'echo', messages: hello, response_format: { type: 'text' } })).status).toBe(200);
+    const malformed = await expectError(
+      await chat({ model: 'echo', messages: hello, response_format: { type: 'json_schema' } }),
+      400,
+      'invalid_parameter',
+    );
+    expect(malformed.param).toBe('response_format.json_schema');
+  });
+
   test('harmless fields (n: 1, user) are accepted', async () => {
     const response = await chat({ model: 'echo', messages: hello, n: 1, user: 'someone' });
     expect(response.status).toBe(200);

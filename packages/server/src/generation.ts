@@ -5,7 +5,7 @@ import type { GenerateRequest, GenerateResult, Generation, TokenChunk } from '@l
 import type { ModelInfo } from '@llm-node/registry';
 import type { ApiFinishReason, CompletionFormat, TokenLogprobs, Usage } from './completion-format.js';
 import type { ServerContext } from './context.js';
-import { toApiError } from './errors.js';
+import { apiError, toApiError } from './errors.js';
 
 export interface CompletionJob {
   modelId: string;
@@ -59,6 +59,7 @@ async function serve(context: ServerContext, res: Response, job: CompletionJob):
       if (error) throw error;
       return;
     }
+    if (job.options.jsonSchema !== undefined) refuseWithoutJsonSchema(context, lease.model.engineId);
     const prompt = await job.prompt(lease.model.info);
     const timing: Timing = { startedAt: performance.now(), firstTokenAt: null };
     const generation = lease.generate({ ...job.options, prompt }, { signal });
@@ -253,4 +254,15 @@ function recordFigures(context: ServerContext, res: Response, job: CompletionJob
     finishReason: result.finishReason,
     ttftMs: timeToFirstTokenSeconds === null ? null : Math.round(timeToFirstTokenSeconds * 1000),
   };
+}
+
+/** Structured output needs an engine that holds its output to a schema: without one, a 400 before any work. */
+function refuseWithoutJsonSchema(context: ServerContext, engineId: string): void {
+  const engine = context.registry.engines.find((record) => record.id === engineId && record.status === 'loaded');
+  if (engine?.capabilities.includes('json_schema')) return;
+  throw apiError(
+    'unsupported_parameter',
+    `Engine '${engineId}' cannot hold its output to a JSON schema: response_format json_object and json_schema need an engine with the json_schema capability`,
+    'response_format',
+  );
 }

@@ -27,6 +27,22 @@ const generationFields = {
     .union([z.string().min(1), z.array(z.string().min(1)).max(4)], { error: 'must be a string or a list of at most 4 non-empty strings' })
     .nullish(),
   n: z.int().min(1).nullish(),
+  /** Structured output: JSON of any object, or JSON that a schema accepts, held to it by the engine. */
+  response_format: z
+    .discriminatedUnion('type', [
+      z.strictObject({ type: z.literal('text') }),
+      z.strictObject({ type: z.literal('json_object') }),
+      z.strictObject({
+        type: z.literal('json_schema'),
+        json_schema: z.strictObject({
+          name: z.string().min(1),
+          description: z.string().optional(),
+          schema: z.record(z.string(), z.unknown()).optional(),
+          strict: z.boolean().nullish(),
+        }),
+      }),
+    ])
+    .nullish(),
   /** Accepted and ignored on purpose: an end-user id for the caller's own abuse tracking. */
   user: z.string().nullish(),
 };
@@ -138,10 +154,18 @@ export function generationOptions(body: ChatCompletionBody | CompletionBody): Om
     frequencyPenalty: body.frequency_penalty ?? undefined,
     seed: body.seed ?? undefined,
     stop: typeof body.stop === 'string' ? [body.stop] : (body.stop ?? undefined),
+    jsonSchema: jsonSchemaOf(body.response_format),
     logprobs: wantsLogprobs,
     ignoreEos: body.ignore_eos ?? undefined,
     // As llama.cpp's server tokenizes: the tokenizer's own BOS added, special-token text read as tokens.
     addSpecial: true,
     parseSpecial: true,
   };
+}
+
+/** The schema the engine holds the output to: any JSON object for `json_object`, any JSON without a schema. */
+function jsonSchemaOf(format: ChatCompletionBody['response_format']): string | undefined {
+  if (format?.type === 'json_object') return JSON.stringify({ type: 'object' });
+  if (format?.type === 'json_schema') return JSON.stringify(format.json_schema.schema ?? {});
+  return undefined;
 }

@@ -228,6 +228,9 @@ EngineError read_generate_params(const EngineGenerateParams* params, GenerationR
         }
         request->stops.emplace_back(params->stop[i]);
     }
+    if (HAS_FIELD(params, json_schema) && params->json_schema != nullptr) {
+        request->json_schema = params->json_schema;
+    }
     request->sampling.temperature = params->temperature;
     request->sampling.top_p = params->top_p;
     request->sampling.top_k = params->top_k;
@@ -500,6 +503,11 @@ int32_t generate_stream(const EngineGenerateParams* params, EngineTokenCallback 
                                                 ? "no model is loaded as '" + std::string(params->model_id) + "'"
                                                 : std::string("no model was loaded with engine_load_model"));
     }
+    if (!request.json_schema.empty()) {
+        if (EngineError error = JsonConstraint::create(model->vocab(), request.json_schema, &request.constraint)) {
+            return report(error);
+        }
+    }
     // A long prompt is tokenized in pieces, asking the host between them whether to go on.
     const auto keep_going = [&] { return on_token(user_data, nullptr) == 0; };
     bool cancelled = false;
@@ -611,7 +619,7 @@ extern "C" {
 
 ENGINE_API EngineInfo* engine_get_info(void) {
     static EngineInfo info = {ENGINE_ABI_VERSION, "llama_cpp", ENGINE_VERSION, sizeof(EngineInfo),
-                              ENGINE_FLAG_THREAD_SAFE};
+                              ENGINE_FLAG_THREAD_SAFE | ENGINE_FLAG_JSON_SCHEMA};
     return &info;
 }
 

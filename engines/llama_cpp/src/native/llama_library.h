@@ -61,6 +61,10 @@
   X(llama_model_size)                  \
   X(llama_n_batch)                     \
   X(llama_n_ctx_seq)                   \
+  X(llama_sampler_accept)              \
+  X(llama_sampler_apply)               \
+  X(llama_sampler_free)                \
+  X(llama_sampler_init_grammar)        \
   X(llama_token_to_piece)              \
   X(llama_tokenize)                    \
   X(llama_vocab_bos)                   \

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "json_constraint.h"
 #include "llama.h"
 #include "prompt_tokenizer.h"
 #include "sampler.h"
@@ -49,6 +50,8 @@ struct GenerationRequest {
     bool logprobs = false;
     bool ignore_eos = false;
     std::vector<std::string> stops;
+    std::string json_schema;                     // empty = free text
+    std::unique_ptr<JsonConstraint> constraint;  // made from json_schema before the request is queued
     EngineTokenCallback on_token = nullptr;
     void* user_data = nullptr;
 
@@ -96,6 +99,7 @@ public:
     ModelStats stats() const;
 
     int32_t context_length() const { return n_ctx_request_; }
+    const llama_vocab* vocab() const { return vocab_; }
     uint64_t memory_bytes() const { return memory_bytes_; }
 
 private:

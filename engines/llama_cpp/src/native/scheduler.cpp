@@ -180,10 +180,20 @@ void Model::decode_and_sample() {
 void Model::take_token(Slot& slot, const float* logits_row) {
     GenerationRequest& request = *slot.request;
     float logprob = 0.0f;
-    // The row is llama.cpp's output buffer, rewritten by the next decode; the penalties may edit it in place.
-    const llama_token token =
-        slot.sampler->sample(const_cast<float*>(logits_row), n_vocab_, request.logprobs ? &logprob : nullptr);
+    // The row is llama.cpp's output buffer, rewritten by the next decode; the penalties and a JSON Schema's
+    // constraint may edit it in place.
+    float* logits = const_cast<float*>(logits_row);
+    if (request.constraint) {
+        request.constraint->mask(logits, n_vocab_);
+    }
+    const llama_token token = slot.sampler->sample(logits, n_vocab_, request.logprobs ? &logprob : nullptr);
     slot.sampler->accept(token);
+    if (request.constraint) {
+        if (EngineError error = request.constraint->accept(token)) {
+            fail(slot, error);
+            return;
+        }
+    }
     ++request.completion_tokens;
 
     TokenEmitter::Outcome outcome;
