@@ -1,12 +1,11 @@
-// `pnpm start` (after `pnpm build`): runs llm-node on ./engines and ./models, making the demo model if it is
-// absent, on the detected GPU — or, when there is none, on the development `cpu` build, saying so. Extra
-// arguments go to llm-node: `pnpm start --port 3001`.
-import { spawn } from 'node:child_process';
+// `pnpm start`: builds what the node needs on this machine (the llama_cpp plugin only for the detected GPU's
+// backend; `pnpm build` builds every folder), then runs llm-node on ./engines and ./models, making the demo model
+// if it is absent, on the detected GPU — or, when there is none, on the development `cpu` build, saying so.
+// Extra arguments go to llm-node: `pnpm start --port 3001`.
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { detectGpu } from '@llm-node/gpu-detect';
-import { makeModel, PLATFORM_RUNTIMES } from '@llm-node/engine-llama-cpp';
 
 export const DEMO_MODEL = 'models/llama-3.2-1b.gguf';
 
@@ -16,6 +15,7 @@ export const DEMO_MODEL = 'models/llama-3.2-1b.gguf';
  * llm-node arguments; prints through `say`.
  */
 export async function prepareStart({ root, platform, gpu, say }) {
+  const { makeModel } = await import('@llm-node/engine-llama-cpp');
   const demoModel = join(root, DEMO_MODEL);
   if (!existsSync(demoModel)) {
     say(`Making the demo model ${DEMO_MODEL} (random weights, Llama 3 tokenizer and chat template)…`);
@@ -36,11 +36,12 @@ export async function prepareStart({ root, platform, gpu, say }) {
         '(--gpu-backend cpu). On a machine with a GPU it uses the GPU.\n',
     );
   }
-  if (!existsSync(join(root, 'engines', 'llama_cpp', backend, 'manifest.json'))) say(missingEngine(platform, backend));
+  if (!existsSync(join(root, 'engines', 'llama_cpp', backend, 'manifest.json'))) say(await missingEngine(platform, backend));
   return args;
 }
 
-function missingEngine(platform, backend) {
+async function missingEngine(platform, backend) {
+  const { PLATFORM_RUNTIMES } = await import('@llm-node/engine-llama-cpp');
   const runtime = PLATFORM_RUNTIMES[platform]?.find((r) => r.backend === backend);
   const fix = runtime
     ? `\`pnpm build\` makes it from ${runtime.packageName}; if the build said that package is missing, run \`pnpm install\` and then \`pnpm build\`.`
@@ -51,10 +52,27 @@ function missingEngine(platform, backend) {
   );
 }
 
+/** turbo's build, quiet unless something fails; exits with its status when it does. */
+function build(what, env = {}) {
+  // pnpm sets npm_execpath to its own entry point: run through Node, that works on every platform.
+  const pnpm = process.env.npm_execpath ? [process.execPath, [process.env.npm_execpath]] : ['pnpm', []];
+  const result = spawnSync(pnpm[0], [...pnpm[1], 'exec', 'turbo', 'run', 'build', ...what, '--output-logs=errors-only'], {
+    stdio: 'inherit',
+    env: { ...process.env, ...env },
+    shell: pnpm[0] === 'pnpm' && process.platform === 'win32',
+  });
+  if (result.status !== 0) process.exit(result.status ?? 1);
+}
+
 async function main() {
   const root = fileURLToPath(new URL('..', import.meta.url));
   process.chdir(root);
-  const args = await prepareStart({ root, platform: `${process.platform}-${process.arch}`, gpu: await detectGpu(), say: console.log });
+  console.log('Building what the node needs (the first time: about a minute)…');
+  build(['--filter=@llm-node/gpu-detect']);
+  const { detectGpu } = await import('@llm-node/gpu-detect');
+  const gpu = await detectGpu();
+  build([], { LLM_NODE_BUILD_BACKENDS: gpu.found ? gpu.detection.backend : 'cpu' });
+  const args = await prepareStart({ root, platform: `${process.platform}-${process.arch}`, gpu, say: console.log });
   const extra = process.argv.slice(2).filter((a) => a !== '--');
   const cli = fileURLToPath(import.meta.resolve('@llm-node/cli/bin'));
   const node = spawn(process.execPath, [cli, ...args, ...extra], { stdio: 'inherit' });

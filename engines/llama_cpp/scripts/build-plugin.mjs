@@ -113,8 +113,10 @@ if (runtimes === undefined) {
 }
 // On CI a plugin the platform should have must build: a skipped one would let its tests pass by skipping.
 const strict = Boolean(process.env.CI);
+// `pnpm start` builds only the folder this machine's GPU needs (LLM_NODE_BUILD_BACKENDS=cuda); `pnpm build` all.
+const only = process.env.LLM_NODE_BUILD_BACKENDS?.split(',').filter(Boolean);
 let failed = 0;
-for (const runtime of runtimes) {
+for (const runtime of runtimes.filter((r) => only === undefined || only.includes(r.backend))) {
   const packagePath = packageFolder(runtime.packageName);
   if (!packagePath) {
     const message =

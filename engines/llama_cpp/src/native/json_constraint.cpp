@@ -14,7 +14,8 @@ EngineError JsonConstraint::create(const llama_vocab* vocab, const std::string& 
     try {
         grammar = json_schema_to_grammar(common_json::parse(json_schema));
     } catch (const std::exception& error) {
-        return engine_error(ERR_INVALID_ARGUMENT, std::string("cannot hold the output to this JSON Schema: ") + error.what());
+        return engine_error(ERR_INVALID_ARGUMENT,
+                            std::string("cannot hold the output to this JSON Schema: ") + error.what());
     }
     // What it would only half enforce (an unsupported regex accepted as any string) is refused: the output
     // must match the whole schema.
@@ -60,7 +61,8 @@ EngineError JsonConstraint::accept(llama_token token) {
     try {
         lib.llama_sampler_accept(grammar_, token);
     } catch (const std::exception& error) {
-        return engine_error(ERR_INTERNAL, std::string("the JSON Schema's grammar cannot take the token drawn: ") + error.what());
+        return engine_error(ERR_INTERNAL,
+                            std::string("the JSON Schema's grammar cannot take the token drawn: ") + error.what());
     }
     return {};
 }
