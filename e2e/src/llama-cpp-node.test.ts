@@ -191,6 +191,27 @@ describe.skipIf(!built)('the llama_cpp plugin behind llm-node', () => {
     });
   });
 
+  it('biases the logits it is told to: +100 forces a token, -100 bans it', async () => {
+    const tokens = async (logit_bias: Record<string, number>) => {
+      const completion = await client.chat.completions.create({
+        model: 'tiny',
+        messages: [{ role: 'user', content: 'Hello!' }],
+        temperature: 0,
+        max_tokens: 6,
+        logprobs: true,
+        logit_bias,
+      });
+      return completion.choices[0]!.logprobs!.content!.map((t) => t.token);
+    };
+    const forced = await tokens({ '1000': 100 });
+    expect(new Set(forced).size).toBe(1);
+    expect(await tokens({ '1000': -100 })).not.toContain(forced[0]);
+    await expect(tokens({ '99999999': 1 })).rejects.toMatchObject({
+      status: 400,
+      message: expect.stringContaining('outside the vocabulary'),
+    });
+  });
+
   it('gives the same tokens at temperature 0 twice', async () => {
     const first = await chat('Tell me about the sea.');
     expect(first.length).toBeGreaterThan(0);

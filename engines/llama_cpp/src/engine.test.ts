@@ -68,13 +68,14 @@ async function generate(request: Partial<GenerateRequest>, options: { signal?: A
 }
 
 describeWithPlugin('the llama_cpp plugin', () => {
-  it('reports itself as thread-safe, holding output to JSON schemas, with every optional entry point', () => {
-    expect(engine.info).toMatchObject({ id: 'llama_cpp', abiVersion: 1, threadSafe: true, jsonSchema: true });
+  it('reports itself as thread-safe, holding output to JSON schemas and biasing logits, with every optional entry point', () => {
+    expect(engine.info).toMatchObject({ id: 'llama_cpp', abiVersion: 1, threadSafe: true, jsonSchema: true, logitBias: true });
     expect([...engine.capabilities].sort()).toEqual(
       [
         'generate_stream',
         'json_schema',
         'last_error',
+        'logit_bias',
         'model_estimate_vram',
         'model_load',
         'model_stats',

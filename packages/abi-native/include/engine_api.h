@@ -81,6 +81,7 @@ enum EngineErrorCode {
 /* EngineInfo.flags bits. */
 #define ENGINE_FLAG_THREAD_SAFE (1u << 0) /* see "Threading" below */
 #define ENGINE_FLAG_JSON_SCHEMA (1u << 1) /* honours EngineGenerateParams.json_schema */
+#define ENGINE_FLAG_LOGIT_BIAS (1u << 2)  /* honours EngineGenerateParams.logit_bias */
 
 typedef struct EngineInfo {
     /* Base fields: every ABI 1 plugin fills these three. */
@@ -251,6 +252,13 @@ typedef struct EngineGenerateParams {
        outside struct_size) = free text. The host sets it only for plugins with ENGINE_FLAG_JSON_SCHEMA; a
        schema the plugin cannot enforce fails the call with ERR_INVALID_ARGUMENT, saying what it cannot. */
     const char* json_schema;
+    /* Appended in ABI 1 after json_schema. n_logit_bias pairs: logit_bias_values[i] is added to the logit of
+       token logit_bias_tokens[i] before each token is drawn (OpenAI's logit_bias: -100 all but bans a token,
+       100 all but forces it). Set only for plugins with ENGINE_FLAG_LOGIT_BIAS; a token id outside the
+       vocabulary fails the call with ERR_INVALID_ARGUMENT. */
+    const int32_t* logit_bias_tokens;
+    const float* logit_bias_values;
+    int32_t n_logit_bias;
 } EngineGenerateParams;
 
 /* Why a generation ended: EngineGenerateResult.finish_reason. */

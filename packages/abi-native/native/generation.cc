@@ -18,8 +18,8 @@ Napi::Function Generation::Define(Napi::Env env) {
 
 // new Generation(plugin, request, onEvent[, pipeGeneration]). `request` is what src/engine.ts normalised:
 // { modelId: string | null, prompt, maxTokens, temperature, topP, topK, minP, presencePenalty,
-//   frequencyPenalty, seed: number | null, stop: string[], jsonSchema: string | null, flags }. With `pipeGeneration`
-//   (in an engine host,
+//   frequencyPenalty, seed: number | null, stop: string[], jsonSchema: string | null,
+//   logitBiasTokens: number[], logitBiasValues: number[], flags }. With `pipeGeneration` (in an engine host,
 // once openTokenPipe() was called) the tokens and the end go to the token pipe as frames of that generation,
 // and onEvent receives only the end.
 Generation::Generation(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Generation>(info) {
@@ -40,6 +40,12 @@ Generation::Generation(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Genera
     for (const std::string& s : stop_) stop_pointers_.push_back(s.c_str());
     const bool has_json_schema = request.Get("jsonSchema").IsString();
     if (has_json_schema) json_schema_ = request.Get("jsonSchema").As<Napi::String>();
+    Napi::Array bias_tokens = request.Get("logitBiasTokens").As<Napi::Array>();
+    Napi::Array bias_values = request.Get("logitBiasValues").As<Napi::Array>();
+    for (uint32_t i = 0; i < bias_tokens.Length(); ++i) {
+        bias_tokens_.push_back(bias_tokens.Get(i).As<Napi::Number>().Int32Value());
+        bias_values_.push_back(bias_values.Get(i).As<Napi::Number>().FloatValue());
+    }
 
     params_.struct_size = sizeof(params_);
     params_.flags = number("flags").Uint32Value();
@@ -58,6 +64,9 @@ Generation::Generation(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Genera
     params_.stop = stop_pointers_.empty() ? nullptr : stop_pointers_.data();
     params_.n_stop = static_cast<int32_t>(stop_pointers_.size());
     params_.json_schema = has_json_schema ? json_schema_.c_str() : nullptr;
+    params_.logit_bias_tokens = bias_tokens_.empty() ? nullptr : bias_tokens_.data();
+    params_.logit_bias_values = bias_values_.empty() ? nullptr : bias_values_.data();
+    params_.n_logit_bias = static_cast<int32_t>(bias_tokens_.size());
     logprobs_ = (params_.flags & ENGINE_GENERATE_LOGPROBS) != 0;
 
     if (info.Length() > 3 && info[3].IsNumber() && TokenPipe::Get() != nullptr) {

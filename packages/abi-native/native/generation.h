@@ -67,6 +67,8 @@ private:
     std::vector<std::string> stop_;
     std::vector<const char*> stop_pointers_;
     std::string json_schema_;  // empty and unused unless the request has one
+    std::vector<int32_t> bias_tokens_;
+    std::vector<float> bias_values_;
     EngineGenerateParams params_{};
     bool logprobs_ = false;
 

@@ -42,6 +42,9 @@ export interface NativeGenerateRequest {
   stop: string[];
   /** null: free text. */
   jsonSchema: string | null;
+  /** Token ids and the bias added to each one's logit; both empty for none. */
+  logitBiasTokens: number[];
+  logitBiasValues: number[];
   flags: number;
 }
 
@@ -101,6 +104,7 @@ export interface NativeBinding {
     ENGINE_ABI_VERSION: number;
     ENGINE_FLAG_THREAD_SAFE: number;
     ENGINE_FLAG_JSON_SCHEMA: number;
+    ENGINE_FLAG_LOGIT_BIAS: number;
     ENGINE_GENERATE_LOGPROBS: number;
     ENGINE_GENERATE_IGNORE_EOS: number;
     ENGINE_GENERATE_ADD_SPECIAL: number;

@@ -22,7 +22,7 @@ import { checkModelId, toNativeGenerateRequest, toNativeInitConfig, toNativeMode
 /** The ABI version this host speaks: ENGINE_ABI_VERSION of include/engine_api.h. */
 export const ENGINE_ABI_VERSION: number = binding.ENGINE_ABI_VERSION;
 
-const { ENGINE_FLAG_THREAD_SAFE, ENGINE_FLAG_JSON_SCHEMA } = binding.constants;
+const { ENGINE_FLAG_THREAD_SAFE, ENGINE_FLAG_JSON_SCHEMA, ENGINE_FLAG_LOGIT_BIAS } = binding.constants;
 
 /** The capability each optional entry point gives. */
 const CAPABILITIES: Record<string, EngineCapability> = {
@@ -58,6 +58,7 @@ export function openPluginEngine(libraryPath: string, options: { expectedId?: st
     const capabilities = plugin.optionalEntryPoints().flatMap((name) => CAPABILITIES[name] ?? []);
     if (info.threadSafe) capabilities.push('thread_safe');
     if (info.jsonSchema) capabilities.push('json_schema');
+    if (info.logitBias) capabilities.push('logit_bias');
     return new PluginEngine(path, plugin, info, capabilities);
   } catch (error) {
     plugin.close();
@@ -82,6 +83,7 @@ function checkInfo(raw: NativeInfo | null, path: string, expectedId: string | un
     version: raw.version,
     threadSafe: (flags & ENGINE_FLAG_THREAD_SAFE) !== 0,
     jsonSchema: (flags & ENGINE_FLAG_JSON_SCHEMA) !== 0,
+    logitBias: (flags & ENGINE_FLAG_LOGIT_BIAS) !== 0,
   };
 }
 
@@ -235,6 +237,9 @@ export class PluginEngine implements Engine {
       }
       if (request?.jsonSchema !== undefined && !this.info.jsonSchema) {
         throw new EngineError('unsupported', `engine '${this.info.id}' cannot hold its output to a JSON Schema`);
+      }
+      if (request?.logitBias !== undefined && !this.info.logitBias) {
+        throw new EngineError('unsupported', `engine '${this.info.id}' cannot bias token logits`);
       }
       const native = toNativeGenerateRequest(request, byId ? (modelId ?? null) : null);
       generation = startPluginGeneration(this.#plugin, native, modelId, signal, pipeGeneration);

@@ -7,6 +7,8 @@ export interface EngineInfo {
   threadSafe: boolean;
   /** ENGINE_FLAG_JSON_SCHEMA: generations may be held to a JSON Schema. */
   jsonSchema: boolean;
+  /** ENGINE_FLAG_LOGIT_BIAS: generations may bias given tokens' logits. */
+  logitBias: boolean;
 }
 
 /** Optional entry points (and flags) the plugin provides, as found when it was opened. */
@@ -18,7 +20,8 @@ export type EngineCapability =
   | 'model_stats'
   | 'last_error'
   | 'thread_safe'
-  | 'json_schema';
+  | 'json_schema'
+  | 'logit_bias';
 
 export interface EngineInitConfig {
   gpuBackend: string;
@@ -85,6 +88,8 @@ export interface GenerateRequest {
   parseSpecial?: boolean;
   /** A JSON Schema (as JSON text) the output must match; only for engines with the `json_schema` capability. */
   jsonSchema?: string;
+  /** Added to the logits of these token ids before each token is drawn; only for engines with `logit_bias`. */
+  logitBias?: Record<number, number>;
 }
 
 /** One token, reported only when the request asked for logprobs. */

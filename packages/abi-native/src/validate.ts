@@ -96,10 +96,22 @@ export function toNativeGenerateRequest(request: GenerateRequest, modelId: strin
     seed: request.seed === undefined ? null : integer('seed', request.seed, 0),
     stop: stop.map((s, i) => cString(`stop[${i}]`, s)),
     jsonSchema: request.jsonSchema === undefined ? null : cString('jsonSchema', request.jsonSchema),
+    ...logitBias(request.logitBias),
     flags:
       (flag('logprobs', request.logprobs) ? LOGPROBS : 0) |
       (flag('ignoreEos', request.ignoreEos) ? IGNORE_EOS : 0) |
       (flag('addSpecial', request.addSpecial) ? ADD_SPECIAL : 0) |
       (flag('parseSpecial', request.parseSpecial) ? PARSE_SPECIAL : 0),
+  };
+}
+
+/** { tokenId: bias } as the two arrays EngineGenerateParams carries. */
+function logitBias(bias: unknown): { logitBiasTokens: number[]; logitBiasValues: number[] } {
+  if (bias === undefined) return { logitBiasTokens: [], logitBiasValues: [] };
+  if (typeof bias !== 'object' || bias === null || Array.isArray(bias)) throw invalid('logitBias', 'an object of token id: bias', bias);
+  const entries = Object.entries(bias);
+  return {
+    logitBiasTokens: entries.map(([id]) => integer(`logitBias key ${id}`, Number(id), 0, INT32_MAX)),
+    logitBiasValues: entries.map(([id, value]) => real(`logitBias[${id}]`, value, 0, -Number.MAX_VALUE, Number.MAX_VALUE)),
   };
 }

@@ -129,6 +129,17 @@ describe('request errors', () => {
     expect(malformed.param).toBe('response_format.json_schema');
   });
 
+  test('logit_bias for an engine that cannot bias logits is a 400 naming it; a key that is not a token id too', async () => {
+    const refused = await expectError(
+      await chat({ model: 'echo', messages: hello, logit_bias: { '15': -100 } }),
+      400,
+      'unsupported_parameter',
+    );
+    expect(refused.param).toBe('logit_bias');
+    const malformed = await expectError(await chat({ model: 'echo', messages: hello, logit_bias: { word: 1 } }), 400, 'invalid_parameter');
+    expect(malformed.param).toMatch(/^logit_bias/);
+  });
+
   test('harmless fields (n: 1, user) are accepted', async () => {
     const response = await chat({ model: 'echo', messages: hello, n: 1, user: 'someone' });
     expect(response.status).toBe(200);

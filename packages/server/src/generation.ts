@@ -59,7 +59,7 @@ async function serve(context: ServerContext, res: Response, job: CompletionJob):
       if (error) throw error;
       return;
     }
-    if (job.options.jsonSchema !== undefined) refuseWithoutJsonSchema(context, lease.model.engineId);
+    requireCapabilities(context, lease.model.engineId, job.options);
     const prompt = await job.prompt(lease.model.info);
     const timing: Timing = { startedAt: performance.now(), firstTokenAt: null };
     const generation = lease.generate({ ...job.options, prompt }, { signal });
@@ -256,13 +256,25 @@ function recordFigures(context: ServerContext, res: Response, job: CompletionJob
   };
 }
 
-/** Structured output needs an engine that holds its output to a schema: without one, a 400 before any work. */
-function refuseWithoutJsonSchema(context: ServerContext, engineId: string): void {
+/** What the request asks of its engine beyond plain text (structured output, biased logits): a 400 before any work when the engine cannot. */
+function requireCapabilities(context: ServerContext, engineId: string, options: CompletionJob['options']): void {
   const engine = context.registry.engines.find((record) => record.id === engineId && record.status === 'loaded');
-  if (engine?.capabilities.includes('json_schema')) return;
-  throw apiError(
-    'unsupported_parameter',
-    `Engine '${engineId}' cannot hold its output to a JSON schema: response_format json_object and json_schema need an engine with the json_schema capability`,
-    'response_format',
-  );
+  const needs = [
+    {
+      asked: options.jsonSchema !== undefined,
+      capability: 'json_schema',
+      param: 'response_format',
+      what: 'hold its output to a JSON schema',
+    },
+    { asked: options.logitBias !== undefined, capability: 'logit_bias', param: 'logit_bias', what: 'bias token logits' },
+  ] as const;
+  for (const need of needs) {
+    if (need.asked && !engine?.capabilities.includes(need.capability)) {
+      throw apiError(
+        'unsupported_parameter',
+        `Engine '${engineId}' cannot ${need.what}: ${need.param} needs an engine with the ${need.capability} capability`,
+        need.param,
+      );
+    }
+  }
 }

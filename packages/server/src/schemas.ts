@@ -27,6 +27,8 @@ const generationFields = {
     .union([z.string().min(1), z.array(z.string().min(1)).max(4)], { error: 'must be a string or a list of at most 4 non-empty strings' })
     .nullish(),
   n: z.int().min(1).nullish(),
+  /** Added to those tokens' logits before each token is drawn: -100 all but bans a token, 100 all but forces it. */
+  logit_bias: z.record(z.string().regex(/^\d+$/, 'keys must be token ids'), z.number().min(-100).max(100)).nullish(),
   /** Structured output: JSON of any object, or JSON that a schema accepts, held to it by the engine. */
   response_format: z
     .discriminatedUnion('type', [
@@ -155,6 +157,7 @@ export function generationOptions(body: ChatCompletionBody | CompletionBody): Om
     seed: body.seed ?? undefined,
     stop: typeof body.stop === 'string' ? [body.stop] : (body.stop ?? undefined),
     jsonSchema: jsonSchemaOf(body.response_format),
+    logitBias: body.logit_bias ? Object.fromEntries(Object.entries(body.logit_bias).map(([id, bias]) => [Number(id), bias])) : undefined,
     logprobs: wantsLogprobs,
     ignoreEos: body.ignore_eos ?? undefined,
     // As llama.cpp's server tokenizes: the tokenizer's own BOS added, special-token text read as tokens.

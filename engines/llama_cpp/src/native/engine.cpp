@@ -231,6 +231,17 @@ EngineError read_generate_params(const EngineGenerateParams* params, GenerationR
     if (HAS_FIELD(params, json_schema) && params->json_schema != nullptr) {
         request->json_schema = params->json_schema;
     }
+    if (HAS_FIELD(params, n_logit_bias) && params->n_logit_bias > 0) {
+        if (params->logit_bias_tokens == nullptr || params->logit_bias_values == nullptr) {
+            return engine_error(ERR_INVALID_ARGUMENT, "logit_bias arrays and n_logit_bias disagree");
+        }
+        for (int32_t i = 0; i < params->n_logit_bias; ++i) {
+            if (!std::isfinite(params->logit_bias_values[i])) {
+                return engine_error(ERR_INVALID_ARGUMENT, "a logit bias must be a finite number");
+            }
+            request->logit_bias.emplace_back(params->logit_bias_tokens[i], params->logit_bias_values[i]);
+        }
+    }
     request->sampling.temperature = params->temperature;
     request->sampling.top_p = params->top_p;
     request->sampling.top_k = params->top_k;
@@ -503,6 +514,13 @@ int32_t generate_stream(const EngineGenerateParams* params, EngineTokenCallback 
                                                 ? "no model is loaded as '" + std::string(params->model_id) + "'"
                                                 : std::string("no model was loaded with engine_load_model"));
     }
+    for (const auto& [token, bias] : request.logit_bias) {
+        if (token < 0 || token >= lib.llama_vocab_n_tokens(model->vocab())) {
+            return report(ERR_INVALID_ARGUMENT, "logit_bias names token " + std::to_string(token) +
+                                                    ", outside the vocabulary of " +
+                                                    std::to_string(lib.llama_vocab_n_tokens(model->vocab())));
+        }
+    }
     if (!request.json_schema.empty()) {
         if (EngineError error = JsonConstraint::create(model->vocab(), request.json_schema, &request.constraint)) {
             return report(error);
@@ -619,7 +637,7 @@ extern "C" {
 
 ENGINE_API EngineInfo* engine_get_info(void) {
     static EngineInfo info = {ENGINE_ABI_VERSION, "llama_cpp", ENGINE_VERSION, sizeof(EngineInfo),
-                              ENGINE_FLAG_THREAD_SAFE | ENGINE_FLAG_JSON_SCHEMA};
+                              ENGINE_FLAG_THREAD_SAFE | ENGINE_FLAG_JSON_SCHEMA | ENGINE_FLAG_LOGIT_BIAS};
     return &info;
 }
 

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "errors.h"
@@ -50,8 +51,9 @@ struct GenerationRequest {
     bool logprobs = false;
     bool ignore_eos = false;
     std::vector<std::string> stops;
-    std::string json_schema;                     // empty = free text
-    std::unique_ptr<JsonConstraint> constraint;  // made from json_schema before the request is queued
+    std::string json_schema;                                // empty = free text
+    std::vector<std::pair<llama_token, float>> logit_bias;  // added to those logits before each draw
+    std::unique_ptr<JsonConstraint> constraint;             // made from json_schema before the request is queued
     EngineTokenCallback on_token = nullptr;
     void* user_data = nullptr;
 

@@ -183,6 +183,9 @@ void Model::take_token(Slot& slot, const float* logits_row) {
     // The row is llama.cpp's output buffer, rewritten by the next decode; the penalties and a JSON Schema's
     // constraint may edit it in place.
     float* logits = const_cast<float*>(logits_row);
+    for (const auto& [biased, bias] : request.logit_bias) {
+        logits[biased] += bias;
+    }
     if (request.constraint) {
         request.constraint->mask(logits, n_vocab_);
     }

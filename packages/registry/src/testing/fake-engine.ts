@@ -47,7 +47,7 @@ export function fakeEngine(path: string, id: string, behaviour: FakeEngineBehavi
   const exited = new Promise<EngineExit>((resolve) => (closed = resolve));
   const engine: FakeEngine = {
     path,
-    info: { abiVersion: 1, id, version: '1.0.0', threadSafe: true, jsonSchema: false },
+    info: { abiVersion: 1, id, version: '1.0.0', threadSafe: true, jsonSchema: false, logitBias: false },
     capabilities: behaviour.capabilities ?? ['generate_stream', 'model_load', 'model_estimate_vram', 'last_error'],
     initConfig: null,
     loads: [],
