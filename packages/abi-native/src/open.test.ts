@@ -22,7 +22,14 @@ describe('opening a plugin', () => {
 
   test("opens and initialises the plugin guide's minimal plugin, compiled unchanged", async () => {
     const engine = openEngine(await buildTestPlugin('minimal'), { expectedId: 'my_engine' });
-    expect(engine.info).toEqual({ abiVersion: 1, id: 'my_engine', version: '1.0.0', threadSafe: false, jsonSchema: false, logitBias: false });
+    expect(engine.info).toEqual({
+      abiVersion: 1,
+      id: 'my_engine',
+      version: '1.0.0',
+      threadSafe: false,
+      jsonSchema: false,
+      logitBias: false,
+    });
     expect(engine.capabilities).toEqual([]);
     await engine.init({ gpuBackend: 'cpu', pluginDir: tmpdir() });
     await engine.loadModel('any', { path: '/nonexistent/model.gguf', format: 'gguf' });
