@@ -26,6 +26,8 @@
  *   -DECHO_TOKEN_DELAY_US=n   sleep n microseconds before each token: the slow engine for cancellation tests
  *   -DECHO_LOAD_DELAY_US=n    sleep n microseconds in engine_model_load: a load a client can walk away from,
  *                            or watch (it reports "weights" 0, 0.25, ... 1 across the delay, then "context" 1)
+ *   -DECHO_AS_OF_0_1_0        the plugin as it was before load progress, so that it compiles against the header of
+ *                            @llm-node/abi-native 0.1.0 (test-plugins/abi-0.1.0/): the ABI growth test
  */
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +152,10 @@ ENGINE_API int engine_load_model(const char* model_path) {
 /* Progress as a real load reports it: the "weights" in four steps (the load delay spread over them), then the
    "context". */
 static void report_load_progress(const EngineModelLoadParams* params) {
+#ifdef ECHO_AS_OF_0_1_0
+    (void)params;
+    if (ECHO_LOAD_DELAY_US > 0) tp_sleep_us(ECHO_LOAD_DELAY_US);
+#else
     EngineLoadProgressCallback progress =
         TP_HAS_FIELD(params, EngineModelLoadParams, progress_user_data) ? params->progress : NULL;
     for (int step = 0; step <= 4; step++) {
@@ -157,6 +163,7 @@ static void report_load_progress(const EngineModelLoadParams* params) {
         if (step < 4 && ECHO_LOAD_DELAY_US > 0) tp_sleep_us(ECHO_LOAD_DELAY_US / 4);
     }
     if (progress != NULL) progress(params->progress_user_data, 1.0f, "context");
+#endif
 }
 
 ENGINE_API int32_t engine_model_load(const char* model_id, const EngineModelLoadParams* params,

@@ -29,6 +29,8 @@ export type TestPluginName =
 export interface BuildTestPluginOptions {
   /** -D definitions: `{ ECHO_TOKEN_DELAY_US: 20000 }`, `{ ENGINE_ID: 'other' }`, `{ NULL_ID: 1 }`. */
   defines?: Record<string, string | number>;
+  /** The folder of the engine_api.h to compile against; default today's. A past one (test-plugins/abi-0.1.0/) builds a plugin as its authors built it then. */
+  includeDir?: string;
 }
 
 /** The file name the platform gives a shared library: libx.so, libx.dylib, x.dll. */
@@ -49,7 +51,8 @@ export async function buildTestPlugin(name: TestPluginName, options: BuildTestPl
     .map(([key, value]) => `${key}=${value}`)
     .sort();
   const hash = createHash('sha256');
-  for (const file of [source, join(sourceDir, 'test_plugin.h'), join(includeDir, 'engine_api.h')]) hash.update(await readFile(file));
+  const header = options.includeDir ?? includeDir;
+  for (const file of [source, join(sourceDir, 'test_plugin.h'), join(header, 'engine_api.h')]) hash.update(await readFile(file));
   hash.update(JSON.stringify([defines, process.platform, process.arch]));
   const dir = join(tmpdir(), 'llm-node-test-plugins', `${name}-${hash.digest('hex').slice(0, 16)}`);
   const library = join(dir, libraryFileName(name));
@@ -59,7 +62,7 @@ export async function buildTestPlugin(name: TestPluginName, options: BuildTestPl
   await mkdir(work, { recursive: true });
   try {
     const built = join(work, libraryFileName(name));
-    await compile(source, built, defines, work);
+    await compile(source, built, defines, header, work);
     await rename(built, library).catch((error: unknown) => {
       if (!existsSync(library)) throw error; // Windows refuses to replace a DLL in use: the other build won
     });
@@ -69,7 +72,7 @@ export async function buildTestPlugin(name: TestPluginName, options: BuildTestPl
   return library;
 }
 
-async function compile(source: string, output: string, defines: string[], cwd: string): Promise<void> {
+async function compile(source: string, output: string, defines: string[], header: string, cwd: string): Promise<void> {
   const gccStyle = (compiler: string) =>
     run(
       compiler,
@@ -77,7 +80,7 @@ async function compile(source: string, output: string, defines: string[], cwd: s
         '-shared',
         ...(process.platform === 'win32' ? [] : ['-fPIC', '-pthread']),
         '-O2',
-        `-I${includeDir}`,
+        `-I${header}`,
         `-I${sourceDir}`,
         ...defines.map((d) => `-D${d}`),
         '-o',
@@ -95,7 +98,7 @@ async function compile(source: string, output: string, defines: string[], cwd: s
       // cl writes its .obj, .lib and .exp into the working folder.
       await run(
         'cl',
-        ['/nologo', '/LD', '/O2', `/I${includeDir}`, `/I${sourceDir}`, ...defines.map((d) => `/D${d}`), source, `/Fe:${output}`],
+        ['/nologo', '/LD', '/O2', `/I${header}`, `/I${sourceDir}`, ...defines.map((d) => `/D${d}`), source, `/Fe:${output}`],
         { cwd },
       );
     } catch (error) {
