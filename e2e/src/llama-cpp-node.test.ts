@@ -191,6 +191,103 @@ describe.skipIf(!built)('the llama_cpp plugin behind llm-node', () => {
     });
   });
 
+  describe('tool calls forced by tool_choice: random weights, so a well-formed call comes from the grammar alone', () => {
+    const tools = [
+      {
+        type: 'function' as const,
+        function: {
+          name: 'get_weather',
+          parameters: {
+            type: 'object',
+            properties: { city: { type: 'string', maxLength: 20 }, unit: { enum: ['C', 'F'] } },
+            required: ['city', 'unit'],
+            additionalProperties: false,
+          },
+        },
+      },
+      {
+        type: 'function' as const,
+        function: {
+          name: 'add',
+          parameters: {
+            type: 'object',
+            properties: { a: { type: 'integer' }, b: { type: 'integer' } },
+            required: ['a', 'b'],
+            additionalProperties: false,
+          },
+        },
+      },
+    ];
+    const validArguments = Object.fromEntries(tools.map((tool) => [tool.function.name, new Ajv().compile(tool.function.parameters)]));
+    const messages = [{ role: 'user' as const, content: 'What is the weather in Paris?' }];
+
+    it('answers tool_choice required with one well-formed call to one of the tools', async () => {
+      const completion = await client.chat.completions.create({
+        model: 'tiny',
+        messages,
+        tools,
+        tool_choice: 'required',
+        parallel_tool_calls: false,
+        max_tokens: 300,
+        seed: 5,
+      });
+      const choice = completion.choices[0]!;
+      expect(choice.finish_reason).toBe('tool_calls');
+      expect(choice.message.content).toBeNull();
+      expect(choice.message.tool_calls).toHaveLength(1);
+      const call = choice.message.tool_calls![0]!;
+      expect(call).toMatchObject({ type: 'function', id: expect.stringMatching(/^call_/) });
+      if (call.type !== 'function') throw new Error('not a function call');
+      const check = validArguments[call.function.name]!;
+      expect(check(JSON.parse(call.function.arguments)), JSON.stringify(check.errors)).toBe(true);
+    });
+
+    it('streams a call to the function tool_choice names, and takes the tool result back', async () => {
+      const stream = await client.chat.completions.create({
+        model: 'tiny',
+        messages,
+        tools,
+        tool_choice: { type: 'function', function: { name: 'add' } },
+        parallel_tool_calls: false, // the Llama 3.2 template takes back one call at a time
+        max_tokens: 300,
+        stream: true,
+      });
+      const calls: { id?: string; name?: string; arguments: string }[] = [];
+      let finish: string | null = null;
+      for await (const chunk of stream) {
+        for (const delta of chunk.choices[0]?.delta.tool_calls ?? []) {
+          calls[delta.index] ??= { arguments: '' };
+          Object.assign(calls[delta.index]!, delta.id ? { id: delta.id } : {}, delta.function?.name ? { name: delta.function.name } : {});
+          calls[delta.index]!.arguments += delta.function?.arguments ?? '';
+        }
+        finish = chunk.choices[0]?.finish_reason ?? finish;
+      }
+      expect(finish).toBe('tool_calls');
+      expect(calls).toHaveLength(1);
+      expect(calls[0]!.name).toBe('add');
+      expect(validArguments.add!(JSON.parse(calls[0]!.arguments))).toBe(true);
+      const answer = await client.chat.completions.create({
+        model: 'tiny',
+        messages: [
+          ...messages,
+          {
+            role: 'assistant',
+            content: null,
+            tool_calls: calls.map((call) => ({
+              id: call.id!,
+              type: 'function',
+              function: { name: call.name!, arguments: call.arguments },
+            })),
+          },
+          ...calls.map((call) => ({ role: 'tool' as const, tool_call_id: call.id!, content: '42' })),
+        ],
+        tools,
+        max_tokens: 4,
+      });
+      expect(answer.choices[0]!.finish_reason).toBe('length');
+    });
+  });
+
   it('biases the logits it is told to: +100 forces a token, -100 bans it', async () => {
     const tokens = async (logit_bias: Record<string, number>) => {
       const completion = await client.chat.completions.create({

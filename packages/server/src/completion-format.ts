@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { TokenDetail } from '@llm-node/registry';
+import type { ToolCall } from './tool-calls.js';
 
 export type ApiFinishReason = 'stop' | 'length';
 
@@ -24,6 +25,13 @@ export interface CompletionFormat {
   whole(text: string, finishReason: ApiFinishReason, usage: Usage, logprobs: TokenLogprobs | null): object;
 }
 
+/** How a chat answers with tool calls instead of text (finish_reason `tool_calls`). */
+export interface ToolCallFormat {
+  wholeCalls(calls: ToolCall[], usage: Usage): object;
+  /** As a stream: the role, the calls (each with its index, id, name and whole arguments), the finish reason. */
+  callEvents(calls: ToolCall[], usage: Usage | null): string;
+}
+
 /** The generated tokens' details, and where each one's text starts in the completion (UTF-16 offsets). */
 export interface TokenLogprobs {
   tokens: TokenDetail[];
@@ -42,7 +50,7 @@ function chatLogprob(token: TokenDetail): object {
   return { token: token.text, logprob: token.logprob, bytes: token.bytes, top_logprobs: [] };
 }
 
-export function chatFormat(model: string): CompletionFormat {
+export function chatFormat(model: string): CompletionFormat & ToolCallFormat {
   const id = `chatcmpl-${randomUUID()}`;
   const created = Math.floor(Date.now() / 1000);
   const base = chunkBase(id, 'chat.completion.chunk', created, model);
@@ -71,6 +79,20 @@ export function chatFormat(model: string): CompletionFormat {
       ],
       usage,
     }),
+    wholeCalls: (calls, usage) => ({
+      id,
+      object: 'chat.completion',
+      created,
+      model,
+      choices: [
+        { index: 0, message: { role: 'assistant', content: null, tool_calls: calls }, logprobs: null, finish_reason: 'tool_calls' },
+      ],
+      usage,
+    }),
+    callEvents: (calls, usage) =>
+      `${choice}{"role":"assistant","content":null},"logprobs":null,"finish_reason":null}]}\n\n` +
+      `${choice}${JSON.stringify({ tool_calls: calls.map((call, index) => ({ index, ...call })) })},"logprobs":null,"finish_reason":null}]}\n\n` +
+      `${choice}{},"logprobs":null,"finish_reason":"tool_calls"}]}\n\n${usageEvent(base, usage)}data: [DONE]\n\n`,
   };
 }
 

@@ -140,6 +140,22 @@ describe('request errors', () => {
     expect(malformed.param).toMatch(/^logit_bias/);
   });
 
+  test('tool_choice that cannot be served is a 400 naming it', async () => {
+    const tools = [{ type: 'function', function: { name: 'add', parameters: { type: 'object' } } }];
+    const cases: [object, string][] = [
+      [{ tool_choice: 'required' }, "tool_choice 'required' needs tools"],
+      [{ tools, tool_choice: { type: 'function', function: { name: 'sub' } } }, "tool_choice names 'sub', which is not among the tools"],
+      [{ tools, tool_choice: 'required', response_format: { type: 'json_object' } }, 'cannot both shape the answer'],
+      [{ tools, tool_choice: 'required' }, "Engine 'echo' cannot hold its output to a JSON schema"],
+    ];
+    for (const [fields, message] of cases) {
+      const response = await chat({ model: 'echo', messages: hello, ...fields });
+      expect(response.status).toBe(400);
+      expect((await response.json()).error).toMatchObject({ param: 'tool_choice', message: expect.stringContaining(message) });
+    }
+    expect((await chat({ model: 'echo', messages: hello, tools, tool_choice: 'auto' })).status).toBe(200);
+  });
+
   test('harmless fields (n: 1, user) are accepted', async () => {
     const response = await chat({ model: 'echo', messages: hello, n: 1, user: 'someone' });
     expect(response.status).toBe(200);

@@ -3,9 +3,10 @@ import { performance } from 'node:perf_hooks';
 import type { Response } from 'express';
 import type { GenerateRequest, GenerateResult, Generation, TokenChunk } from '@llm-node/registry';
 import type { ModelInfo } from '@llm-node/registry';
-import type { ApiFinishReason, CompletionFormat, TokenLogprobs, Usage } from './completion-format.js';
+import type { ApiFinishReason, CompletionFormat, TokenLogprobs, ToolCallFormat, Usage } from './completion-format.js';
 import type { ServerContext } from './context.js';
 import { apiError, toApiError } from './errors.js';
+import { parseForcedCalls } from './tool-calls.js';
 
 export interface CompletionJob {
   modelId: string;
@@ -15,6 +16,8 @@ export interface CompletionJob {
   /** The prompt for the model that serves the request (a chat is rendered with the model's own template). */
   prompt(model: ModelInfo): string | Promise<string>;
   format: CompletionFormat;
+  /** A forced tool call (tool_choice): the answer is sent as calls in this format. Null: as text. */
+  toolCalls: ToolCallFormat | null;
 }
 
 /** When the engine was asked, and when its first token came back (performance.now() ms). */
@@ -59,7 +62,7 @@ async function serve(context: ServerContext, res: Response, job: CompletionJob):
       if (error) throw error;
       return;
     }
-    requireCapabilities(context, lease.model.engineId, job.options);
+    requireCapabilities(context, lease.model.engineId, job);
     const prompt = await job.prompt(lease.model.info);
     const timing: Timing = { startedAt: performance.now(), firstTokenAt: null };
     const generation = lease.generate({ ...job.options, prompt }, { signal });
@@ -68,7 +71,8 @@ async function serve(context: ServerContext, res: Response, job: CompletionJob):
     context.metrics.activeGenerations.inc();
     try {
       const answering: Answering = { context, res, job, generation, signal, timing };
-      if (job.stream) await streamCompletion(answering);
+      if (job.toolCalls) await answerToolCalls(answering, job.toolCalls);
+      else if (job.stream) await streamCompletion(answering);
       else await answerCompletion(answering);
     } finally {
       context.metrics.activeGenerations.dec();
@@ -151,6 +155,37 @@ async function answerCompletion({ context, res, job, generation, signal, timing 
     return;
   }
   res.json(job.format.whole(text, apiFinishReason(result), usageOf(result), logprobs));
+}
+
+/**
+ * A forced tool call: its JSON is whole only at the end, so the answer is read first, then sent as calls (one
+ * body, or the chunks a stream of calls is made of). Cut short by max_tokens, it is sent as the text it is.
+ */
+async function answerToolCalls({ context, res, job, generation, signal, timing }: Answering, format: ToolCallFormat): Promise<void> {
+  let text = '';
+  for await (const chunk of generation) {
+    timing.firstTokenAt ??= performance.now();
+    text += chunk.text;
+  }
+  const result = await generation.result;
+  recordFigures(context, res, job, result, timing);
+  if (signal.aborted) {
+    const error = context.lifecycle.abortError(signal);
+    if (error) throw error;
+    return;
+  }
+  const finishReason = apiFinishReason(result);
+  const usage = usageOf(result);
+  const calls = finishReason === 'stop' ? parseForcedCalls(text) : null;
+  if (!job.stream) {
+    res.json(calls ? format.wholeCalls(calls, usage) : job.format.whole(text, finishReason, usage, null));
+    return;
+  }
+  res.writeHead(200, SSE_HEADERS);
+  const shown = job.includeUsage ? usage : null;
+  res.end(
+    calls ? format.callEvents(calls, shown) : job.format.opening + job.format.tokenEvent(text) + job.format.closing(finishReason, shown),
+  );
 }
 
 /**
@@ -257,13 +292,13 @@ function recordFigures(context: ServerContext, res: Response, job: CompletionJob
 }
 
 /** What the request asks of its engine beyond plain text (structured output, biased logits): a 400 before any work when the engine cannot. */
-function requireCapabilities(context: ServerContext, engineId: string, options: CompletionJob['options']): void {
+function requireCapabilities(context: ServerContext, engineId: string, { options, toolCalls }: CompletionJob): void {
   const engine = context.registry.engines.find((record) => record.id === engineId && record.status === 'loaded');
   const needs = [
     {
       asked: options.jsonSchema !== undefined,
       capability: 'json_schema',
-      param: 'response_format',
+      param: toolCalls ? 'tool_choice' : 'response_format',
       what: 'hold its output to a JSON schema',
     },
     { asked: options.logitBias !== undefined, capability: 'logit_bias', param: 'logit_bias', what: 'bias token logits' },

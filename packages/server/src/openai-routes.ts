@@ -4,6 +4,7 @@ import { chatFormat, textFormat } from './completion-format.js';
 import type { ServerContext } from './context.js';
 import { serveCompletion } from './generation.js';
 import { chatCompletionBody, completionBody, generationOptions, parseBody } from './schemas.js';
+import { forcedCallSchema } from './tool-calls.js';
 
 /** The OpenAI-compatible surface, and llama.cpp's /apply-template. */
 export function openAiRoutes(context: ServerContext): Router {
@@ -23,13 +24,16 @@ export function openAiRoutes(context: ServerContext): Router {
 
   router.post('/v1/chat/completions', async (req, res) => {
     const body = parseBody(chatCompletionBody, req.body);
+    const forcedCall = forcedCallSchema(body.tools, body.tool_choice, body.parallel_tool_calls !== false);
+    const format = chatFormat(body.model);
     await serveCompletion(context, res, {
       modelId: body.model,
       stream: body.stream === true,
       includeUsage: body.stream_options?.include_usage === true,
-      options: generationOptions(body),
+      options: generationOptions(body, forcedCall),
       prompt: (model) => context.chatTemplates.render(model, body),
-      format: chatFormat(body.model),
+      format,
+      toolCalls: forcedCall ? format : null,
     });
   });
 
@@ -43,6 +47,7 @@ export function openAiRoutes(context: ServerContext): Router {
       options: generationOptions(body),
       prompt: () => prompt,
       format: textFormat(body.model),
+      toolCalls: null,
     });
   });
 

@@ -75,8 +75,27 @@ export const chatCompletionBody = z.strictObject({
   max_completion_tokens: z.int().min(1).nullish(),
   logprobs: z.boolean().nullish(),
   top_logprobs: z.int().min(0).max(20).nullish(),
-  /** Handed to the chat template, as Hugging Face's apply_chat_template does; calls come back as text. */
-  tools: z.array(z.record(z.string(), z.unknown())).nullish(),
+  /** Handed to the chat template, as Hugging Face's apply_chat_template does. */
+  tools: z
+    .array(
+      z.object({
+        type: z.literal('function'),
+        function: z.looseObject({
+          name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, _ or -'),
+          description: z.string().optional(),
+          parameters: z.record(z.string(), z.unknown()).optional(),
+        }),
+      }),
+    )
+    .nullish(),
+  /** `required` or a named function: the answer is a call, held to the tools' parameters; `auto`, `none`: text. */
+  tool_choice: z
+    .union([
+      z.enum(['none', 'auto', 'required']),
+      z.strictObject({ type: z.literal('function'), function: z.strictObject({ name: z.string() }) }),
+    ])
+    .nullish(),
+  parallel_tool_calls: z.boolean().nullish(),
 });
 export type ChatCompletionBody = z.infer<typeof chatCompletionBody>;
 export type ChatMessage = z.infer<typeof chatMessage>;
@@ -141,9 +160,18 @@ function refuseUnsupported(body: ChatCompletionBody | CompletionBody, topLogprob
   }
 }
 
-/** The engine request for a validated chat or completion body, less its prompt. */
-export function generationOptions(body: ChatCompletionBody | CompletionBody): Omit<GenerateRequest, 'prompt' | 'modelId'> {
+/**
+ * The engine request for a validated chat or completion body, less its prompt. `forcedCall` is the schema a
+ * forced tool call is held to (tool-calls.ts).
+ */
+export function generationOptions(
+  body: ChatCompletionBody | CompletionBody,
+  forcedCall: Record<string, unknown> | null = null,
+): Omit<GenerateRequest, 'prompt' | 'modelId'> {
   const chat = 'messages' in body;
+  if (forcedCall && body.response_format && body.response_format.type !== 'text') {
+    throw apiError('invalid_parameter', 'response_format and a forced tool call (tool_choice) cannot both shape the answer', 'tool_choice');
+  }
   const wantsLogprobs = chat ? body.logprobs === true : body.logprobs != null;
   refuseUnsupported(body, (chat ? body.top_logprobs : body.logprobs) ?? 0);
   return {
@@ -156,7 +184,7 @@ export function generationOptions(body: ChatCompletionBody | CompletionBody): Om
     frequencyPenalty: body.frequency_penalty ?? undefined,
     seed: body.seed ?? undefined,
     stop: typeof body.stop === 'string' ? [body.stop] : (body.stop ?? undefined),
-    jsonSchema: jsonSchemaOf(body.response_format),
+    jsonSchema: forcedCall ? JSON.stringify(forcedCall) : jsonSchemaOf(body.response_format),
     logitBias: body.logit_bias ? Object.fromEntries(Object.entries(body.logit_bias).map(([id, bias]) => [Number(id), bias])) : undefined,
     logprobs: wantsLogprobs,
     ignoreEos: body.ignore_eos ?? undefined,
