@@ -67,7 +67,7 @@ describe("the README's commands, as written, in a clean clone", () => {
     await expect.poll(() => output.includes('Stop with Ctrl+C.') || node.exitCode !== null, { timeout: 280_000, interval: 200 }).toBe(true);
     expect(node.exitCode, output).toBeNull();
     console.log(
-      `pnpm start in a clean clone: serving after ${((performance.now() - started) / 1000).toFixed(1)} s (the first start builds everything)`,
+      `pnpm start in a clean clone: serving after ${((performance.now() - started) / 1000).toFixed(1)} s (a first start builds what the node needs)`,
     );
     const printed = output.slice(output.indexOf('Try it:')).replace(/\\\n\s*/g, '');
     for (const command of commandsUnder('Run the node', 1)) expect(printed).toContain(command);
