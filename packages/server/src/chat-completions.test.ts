@@ -121,6 +121,34 @@ describe('chat completions', () => {
     expect(completion.choices[0]!.message.content).toBe('<|im_start|>user\nHello\nthere!<|im_end|>\n<|im_start|>assistant\n');
   });
 
+  test('answers a call the model wrote in its own syntax as tool_calls, streamed or not (tool_choice auto)', async () => {
+    // The echo engine says back the rendered prompt: a call written in the message is the model's answer.
+    const tools = [{ type: 'function' as const, function: { name: 'add', parameters: { type: 'object' } } }];
+    const messages = [{ role: 'user' as const, content: 'Sum: <tool_call>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>' }];
+    const completion = await node.client.chat.completions.create({ model: 'echo', messages, tools });
+    const { message, finish_reason } = completion.choices[0]!;
+    expect(finish_reason).toBe('tool_calls');
+    expect(message.content).toBe('<|im_start|>user\nSum:');
+    expect(message.tool_calls).toEqual([
+      { id: expect.stringMatching(/^call_/), type: 'function', function: { name: 'add', arguments: '{"a":1,"b":2}' } },
+    ]);
+
+    const stream = await node.client.chat.completions.create({ model: 'echo', messages, tools, stream: true });
+    const deltas = [];
+    for await (const chunk of stream) deltas.push(chunk.choices[0]);
+    expect(deltas.at(-1)!.finish_reason).toBe('tool_calls');
+    expect(deltas.flatMap((d) => d?.delta.tool_calls ?? []).map((c) => [c.index, c.function?.name])).toEqual([[0, 'add']]);
+
+    // A call to a tool it was not given is text.
+    const other = await node.client.chat.completions.create({
+      model: 'echo',
+      messages,
+      tools: [{ ...tools[0]!, function: { name: 'sub' } }],
+    });
+    expect(other.choices[0]!.finish_reason).toBe('stop');
+    expect(other.choices[0]!.message.tool_calls).toBeUndefined();
+  });
+
   test('serves 32 concurrent streams, each with its own answer', async () => {
     const answers = await Promise.all(
       Array.from({ length: 32 }, async (_, i) => {

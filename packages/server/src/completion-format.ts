@@ -27,9 +27,9 @@ export interface CompletionFormat {
 
 /** How a chat answers with tool calls instead of text (finish_reason `tool_calls`). */
 export interface ToolCallFormat {
-  wholeCalls(calls: ToolCall[], usage: Usage): object;
-  /** As a stream: the role, the calls (each with its index, id, name and whole arguments), the finish reason. */
-  callEvents(calls: ToolCall[], usage: Usage | null): string;
+  wholeCalls(content: string | null, calls: ToolCall[], usage: Usage): object;
+  /** As a stream: the role and content, the calls (each with its index, id, name and whole arguments), the finish reason. */
+  callEvents(content: string | null, calls: ToolCall[], usage: Usage | null): string;
 }
 
 /** The generated tokens' details, and where each one's text starts in the completion (UTF-16 offsets). */
@@ -79,18 +79,16 @@ export function chatFormat(model: string): CompletionFormat & ToolCallFormat {
       ],
       usage,
     }),
-    wholeCalls: (calls, usage) => ({
+    wholeCalls: (content, calls, usage) => ({
       id,
       object: 'chat.completion',
       created,
       model,
-      choices: [
-        { index: 0, message: { role: 'assistant', content: null, tool_calls: calls }, logprobs: null, finish_reason: 'tool_calls' },
-      ],
+      choices: [{ index: 0, message: { role: 'assistant', content, tool_calls: calls }, logprobs: null, finish_reason: 'tool_calls' }],
       usage,
     }),
-    callEvents: (calls, usage) =>
-      `${choice}{"role":"assistant","content":null},"logprobs":null,"finish_reason":null}]}\n\n` +
+    callEvents: (content, calls, usage) =>
+      `${choice}{"role":"assistant","content":${JSON.stringify(content)}},"logprobs":null,"finish_reason":null}]}\n\n` +
       `${choice}${JSON.stringify({ tool_calls: calls.map((call, index) => ({ index, ...call })) })},"logprobs":null,"finish_reason":null}]}\n\n` +
       `${choice}{},"logprobs":null,"finish_reason":"tool_calls"}]}\n\n${usageEvent(base, usage)}data: [DONE]\n\n`,
   };

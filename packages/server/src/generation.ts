@@ -6,7 +6,7 @@ import type { ModelInfo } from '@llm-node/registry';
 import type { ApiFinishReason, CompletionFormat, TokenLogprobs, ToolCallFormat, Usage } from './completion-format.js';
 import type { ServerContext } from './context.js';
 import { apiError, toApiError } from './errors.js';
-import { parseForcedCalls } from './tool-calls.js';
+import { parseForcedCalls, parseModelToolCalls } from './tool-calls.js';
 
 export interface CompletionJob {
   modelId: string;
@@ -16,8 +16,12 @@ export interface CompletionJob {
   /** The prompt for the model that serves the request (a chat is rendered with the model's own template). */
   prompt(model: ModelInfo): string | Promise<string>;
   format: CompletionFormat;
-  /** A forced tool call (tool_choice): the answer is sent as calls in this format. Null: as text. */
-  toolCalls: ToolCallFormat | null;
+  /**
+   * Tools the answer may call, and the format calls are answered in: `forced` (tool_choice `required` or a
+   * function) when the answer is held to a schema of calls, else the model's own call syntax is read at the
+   * end. Null: the answer is text.
+   */
+  toolCalls: { format: ToolCallFormat; forced: boolean; names: ReadonlySet<string> } | null;
 }
 
 /** When the engine was asked, and when its first token came back (performance.now() ms). */
@@ -158,10 +162,14 @@ async function answerCompletion({ context, res, job, generation, signal, timing 
 }
 
 /**
- * A forced tool call: its JSON is whole only at the end, so the answer is read first, then sent as calls (one
- * body, or the chunks a stream of calls is made of). Cut short by max_tokens, it is sent as the text it is.
+ * An answer that may be tool calls: whether it is, and which, is known only at its end, so it is read whole
+ * first, then sent as calls (one body, or the chunks a stream of calls is made of), or as the text it is (cut
+ * short by max_tokens, or no call in it).
  */
-async function answerToolCalls({ context, res, job, generation, signal, timing }: Answering, format: ToolCallFormat): Promise<void> {
+async function answerToolCalls(
+  { context, res, job, generation, signal, timing }: Answering,
+  { format, forced, names }: NonNullable<CompletionJob['toolCalls']>,
+): Promise<void> {
   let text = '';
   for await (const chunk of generation) {
     timing.firstTokenAt ??= performance.now();
@@ -176,15 +184,18 @@ async function answerToolCalls({ context, res, job, generation, signal, timing }
   }
   const finishReason = apiFinishReason(result);
   const usage = usageOf(result);
-  const calls = finishReason === 'stop' ? parseForcedCalls(text) : null;
+  const answer =
+    finishReason !== 'stop' ? null : forced ? { content: null, calls: parseForcedCalls(text) } : parseModelToolCalls(text, names);
   if (!job.stream) {
-    res.json(calls ? format.wholeCalls(calls, usage) : job.format.whole(text, finishReason, usage, null));
+    res.json(answer ? format.wholeCalls(answer.content, answer.calls, usage) : job.format.whole(text, finishReason, usage, null));
     return;
   }
   res.writeHead(200, SSE_HEADERS);
   const shown = job.includeUsage ? usage : null;
   res.end(
-    calls ? format.callEvents(calls, shown) : job.format.opening + job.format.tokenEvent(text) + job.format.closing(finishReason, shown),
+    answer
+      ? format.callEvents(answer.content, answer.calls, shown)
+      : job.format.opening + job.format.tokenEvent(text) + job.format.closing(finishReason, shown),
   );
 }
 
@@ -298,7 +309,7 @@ function requireCapabilities(context: ServerContext, engineId: string, { options
     {
       asked: options.jsonSchema !== undefined,
       capability: 'json_schema',
-      param: toolCalls ? 'tool_choice' : 'response_format',
+      param: toolCalls?.forced ? 'tool_choice' : 'response_format',
       what: 'hold its output to a JSON schema',
     },
     { asked: options.logitBias !== undefined, capability: 'logit_bias', param: 'logit_bias', what: 'bias token logits' },

@@ -33,7 +33,10 @@ export function openAiRoutes(context: ServerContext): Router {
       options: generationOptions(body, forcedCall),
       prompt: (model) => context.chatTemplates.render(model, body),
       format,
-      toolCalls: forcedCall ? format : null,
+      toolCalls:
+        body.tools?.length && body.tool_choice !== 'none'
+          ? { format, forced: forcedCall !== null, names: new Set(body.tools.map((tool) => tool.function.name)) }
+          : null,
     });
   });
 

@@ -60,3 +60,72 @@ export function parseForcedCalls(text: string): ToolCall[] {
     function: { name: call.name, arguments: JSON.stringify(call.arguments) },
   }));
 }
+
+/**
+ * The calls a model wrote in its own syntax when it chose to call (`tool_choice` `auto`), by the families whose
+ * templates ship with llama.cpp: Hermes, Qwen 2.5 and 3 and most others (`<tool_call>{"name","arguments"}</tool_call>`),
+ * Mistral (`[TOOL_CALLS][{"name","arguments"}, ...]`), Functionary v3.1 (`<function=name>{...}</function>`), and
+ * Llama 3.x (the whole answer one `{"name","parameters"}` object, after `<|python_tag|>` or not). Only calls to the
+ * request's tools count; anything else (no call, a call to a tool it was not given, broken JSON) is null: the
+ * answer is text. The text before the first call is the message's content.
+ */
+export function parseModelToolCalls(text: string, toolNames: ReadonlySet<string>): { content: string | null; calls: ToolCall[] } | null {
+  const found = hermesCalls(text) ?? mistralCalls(text) ?? functionaryCalls(text) ?? llama3Call(text);
+  if (found === null || found.calls.length === 0) return null;
+  if (!found.calls.every((call) => toolNames.has(call.name) && isObject(call.arguments))) return null;
+  return {
+    content: found.content.trim() === '' ? null : found.content.trim(),
+    calls: found.calls.map(({ name, arguments: args }) => ({
+      id: `call_${randomUUID().replaceAll('-', '').slice(0, 24)}`,
+      type: 'function',
+      function: { name, arguments: JSON.stringify(args) },
+    })),
+  };
+}
+
+interface WrittenCalls {
+  content: string;
+  calls: { name: string; arguments: unknown }[];
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function hermesCalls(text: string): WrittenCalls | null {
+  const start = text.indexOf('<tool_call>');
+  if (start < 0) return null;
+  const calls = [...text.slice(start).matchAll(/<tool_call>\s*([\s\S]*?)\s*<\/tool_call>/g)].map((m) => parseJson(m[1]!));
+  if (!calls.every((call) => isObject(call) && typeof call.name === 'string')) return null;
+  return { content: text.slice(0, start), calls: calls as WrittenCalls['calls'] };
+}
+
+function mistralCalls(text: string): WrittenCalls | null {
+  const start = text.indexOf('[TOOL_CALLS]');
+  if (start < 0) return null;
+  const calls = parseJson(text.slice(start + '[TOOL_CALLS]'.length).trim());
+  if (!Array.isArray(calls) || !calls.every((call) => isObject(call) && typeof call.name === 'string')) return null;
+  return { content: text.slice(0, start), calls };
+}
+
+function functionaryCalls(text: string): WrittenCalls | null {
+  const start = text.indexOf('<function=');
+  if (start < 0) return null;
+  const calls = [...text.slice(start).matchAll(/<function=([\w-]+)>([\s\S]*?)<\/function>/g)].map((m) => ({
+    name: m[1]!,
+    arguments: parseJson(m[2]!),
+  }));
+  return { content: text.slice(0, start), calls };
+}
+
+function llama3Call(text: string): WrittenCalls | null {
+  const call = parseJson(text.replace('<|python_tag|>', '').trim());
+  if (!isObject(call) || typeof call.name !== 'string') return null;
+  return { content: '', calls: [{ name: call.name, arguments: call.parameters ?? call.arguments }] };
+}
