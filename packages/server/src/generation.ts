@@ -137,7 +137,15 @@ function endAborted(context: ServerContext, res: Response, signal: AbortSignal):
   if (error) res.end(`data: ${JSON.stringify(error.toJSON())}\n\n`);
 }
 
-async function answerCompletion({ context, res, job, generation, signal, timing }: Answering): Promise<void> {
+/** The whole answer, read to its end; null when the client left meanwhile, the shutdown's error when the server ended it. */
+async function readWhole({
+  context,
+  res,
+  job,
+  generation,
+  signal,
+  timing,
+}: Answering): Promise<{ text: string; logprobs: TokenLogprobs | null; result: GenerateResult } | null> {
   let text = '';
   const logprobs: TokenLogprobs | null = job.options.logprobs ? { tokens: [], textOffsets: [] } : null;
   for await (const chunk of generation) {
@@ -156,9 +164,15 @@ async function answerCompletion({ context, res, job, generation, signal, timing 
   if (signal.aborted) {
     const error = context.lifecycle.abortError(signal);
     if (error) throw error;
-    return;
+    return null;
   }
-  res.json(job.format.whole(text, apiFinishReason(result), usageOf(result), logprobs));
+  return { text, logprobs, result };
+}
+
+async function answerCompletion(answering: Answering): Promise<void> {
+  const whole = await readWhole(answering);
+  if (whole)
+    answering.res.json(answering.job.format.whole(whole.text, apiFinishReason(whole.result), usageOf(whole.result), whole.logprobs));
 }
 
 /**
@@ -166,28 +180,17 @@ async function answerCompletion({ context, res, job, generation, signal, timing 
  * first, then sent as calls (one body, or the chunks a stream of calls is made of), or as the text it is (cut
  * short by max_tokens, or no call in it).
  */
-async function answerToolCalls(
-  { context, res, job, generation, signal, timing }: Answering,
-  { format, forced, names }: NonNullable<CompletionJob['toolCalls']>,
-): Promise<void> {
-  let text = '';
-  for await (const chunk of generation) {
-    timing.firstTokenAt ??= performance.now();
-    text += chunk.text;
-  }
-  const result = await generation.result;
-  recordFigures(context, res, job, result, timing);
-  if (signal.aborted) {
-    const error = context.lifecycle.abortError(signal);
-    if (error) throw error;
-    return;
-  }
+async function answerToolCalls(answering: Answering, { format, forced, names }: NonNullable<CompletionJob['toolCalls']>): Promise<void> {
+  const whole = await readWhole(answering);
+  if (!whole) return;
+  const { res, job } = answering;
+  const { text, logprobs, result } = whole;
   const finishReason = apiFinishReason(result);
   const usage = usageOf(result);
   const answer =
     finishReason !== 'stop' ? null : forced ? { content: null, calls: parseForcedCalls(text) } : parseModelToolCalls(text, names);
   if (!job.stream) {
-    res.json(answer ? format.wholeCalls(answer.content, answer.calls, usage) : job.format.whole(text, finishReason, usage, null));
+    res.json(answer ? format.wholeCalls(answer.content, answer.calls, usage) : job.format.whole(text, finishReason, usage, logprobs));
     return;
   }
   res.writeHead(200, SSE_HEADERS);
