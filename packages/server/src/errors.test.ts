@@ -142,16 +142,19 @@ describe('request errors', () => {
 
   test('tool_choice that cannot be served is a 400 naming it', async () => {
     const tools = [{ type: 'function', function: { name: 'add', parameters: { type: 'object' } } }];
-    const cases: [object, string][] = [
-      [{ tool_choice: 'required' }, "tool_choice 'required' needs tools"],
-      [{ tools, tool_choice: { type: 'function', function: { name: 'sub' } } }, "tool_choice names 'sub', which is not among the tools"],
-      [{ tools, tool_choice: 'required', response_format: { type: 'json_object' } }, 'cannot both shape the answer'],
-      [{ tools, tool_choice: 'required' }, "Engine 'echo' cannot hold its output to a JSON schema"],
+    const cases: [object, string, string][] = [
+      [{ tool_choice: 'required' }, 'invalid_parameter', "tool_choice 'required' needs tools"],
+      [
+        { tools, tool_choice: { type: 'function', function: { name: 'sub' } } },
+        'invalid_parameter',
+        "tool_choice names 'sub', which is not among the tools",
+      ],
+      [{ tools, tool_choice: 'required', response_format: { type: 'json_object' } }, 'invalid_parameter', 'cannot both shape the answer'],
+      [{ tools, tool_choice: 'required' }, 'unsupported_parameter', "Engine 'echo' cannot hold its output to a JSON schema"],
     ];
-    for (const [fields, message] of cases) {
-      const response = await chat({ model: 'echo', messages: hello, ...fields });
-      expect(response.status).toBe(400);
-      expect((await response.json()).error).toMatchObject({ param: 'tool_choice', message: expect.stringContaining(message) });
+    for (const [fields, code, message] of cases) {
+      const error = await expectError(await chat({ model: 'echo', messages: hello, ...fields }), 400, code);
+      expect(error).toMatchObject({ param: 'tool_choice', message: expect.stringContaining(message) });
     }
     expect((await chat({ model: 'echo', messages: hello, tools, tool_choice: 'auto' })).status).toBe(200);
   });
