@@ -6,7 +6,7 @@ import type { ModelInfo } from '@llm-node/registry';
 import type { ApiFinishReason, CompletionFormat, TokenLogprobs, ToolCallFormat, Usage } from './completion-format.js';
 import type { ServerContext } from './context.js';
 import { apiError, toApiError } from './errors.js';
-import { parseForcedCalls, parseModelToolCalls } from './tool-calls.js';
+import { parseForcedCalls, parseModelToolCalls, type ToolCall } from './tool-calls.js';
 
 export interface CompletionJob {
   modelId: string;
@@ -137,6 +137,12 @@ function endAborted(context: ServerContext, res: Response, signal: AbortSignal):
   if (error) res.end(`data: ${JSON.stringify(error.toJSON())}\n\n`);
 }
 
+/** A forced call's answer as calls; as text in the one case its JSON is not whole (an engine that broke the schema). */
+function forcedAnswer(text: string): { content: null; calls: ToolCall[] } | null {
+  const calls = parseForcedCalls(text);
+  return calls && { content: null, calls };
+}
+
 /** The whole answer, read to its end; null when the client left meanwhile, the shutdown's error when the server ended it. */
 async function readWhole({
   context,
@@ -187,8 +193,7 @@ async function answerToolCalls(answering: Answering, { format, forced, names }: 
   const { text, logprobs, result } = whole;
   const finishReason = apiFinishReason(result);
   const usage = usageOf(result);
-  const answer =
-    finishReason !== 'stop' ? null : forced ? { content: null, calls: parseForcedCalls(text) } : parseModelToolCalls(text, names);
+  const answer = finishReason !== 'stop' ? null : forced ? forcedAnswer(text) : parseModelToolCalls(text, names);
   if (!job.stream) {
     res.json(answer ? format.wholeCalls(answer.content, answer.calls, usage) : job.format.whole(text, finishReason, usage, logprobs));
     return;

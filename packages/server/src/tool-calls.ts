@@ -51,9 +51,10 @@ export function forcedCallSchema(
   return parallel ? { type: 'array', items: call, minItems: 1 } : call;
 }
 
-/** The calls in a forced call's answer (held to forcedCallSchema), as the chat API answers them. */
-export function parseForcedCalls(text: string): ToolCall[] {
-  const parsed = JSON.parse(text) as { name: string; arguments: unknown } | { name: string; arguments: unknown }[];
+/** The calls in a forced call's answer (held to forcedCallSchema), as the chat API answers them; null if it is not JSON. */
+export function parseForcedCalls(text: string): ToolCall[] | null {
+  const parsed = parseJson(text) as { name: string; arguments: unknown } | { name: string; arguments: unknown }[] | undefined;
+  if (parsed === undefined) return null;
   return (Array.isArray(parsed) ? parsed : [parsed]).map((call) => ({
     id: `call_${randomUUID().replaceAll('-', '').slice(0, 24)}`,
     type: 'function',
