@@ -106,7 +106,8 @@ describe('a model whose chat template runs away', () => {
       for (let i = 0; i < 5; i++) {
         const started = performance.now();
         expect(await health()).toBe(200);
-        expect(performance.now() - started).toBeLessThan(100);
+        // Far below the template's 2 s limit: /health is not waiting behind the template.
+        expect(performance.now() - started).toBeLessThan(500);
         expect((await node.post('/v1/completions', { model: 'echo', prompt: 'still here', max_tokens: 2 })).status).toBe(200);
         await new Promise((resolve) => setTimeout(resolve, 100));
       }

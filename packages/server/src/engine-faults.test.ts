@@ -72,7 +72,9 @@ describe('a faulty engine beside a healthy one', () => {
       const { value: response, slowestHealthMs } = await watchingHealth(() => complete(fault));
       expect(response.status).toBe(status);
       expect(await response.json()).toEqual({ error: { message: expect.stringMatching(message), type: 'engine_error', code } });
-      expect(slowestHealthMs).toBeLessThan(100);
+      // Answered all along (the watcher checks each answer); the bound only tells "answered" from "stalled until
+      // the engine was back", with room for a loaded CI machine.
+      expect(slowestHealthMs).toBeLessThan(1000);
       expect((await bystander).choices[0]!.text).toBe('a b c d e f g h i j');
       // The engine restarts and loads the model again on the next request.
       const next = await complete('hello');
