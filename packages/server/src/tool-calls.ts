@@ -2,12 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { apiError } from './errors.js';
 
 /** A tool as OpenAI's chat API declares it. */
-export interface FunctionTool {
+interface FunctionTool {
   type: 'function';
-  function: { name: string; description?: string | undefined; parameters?: Record<string, unknown> | undefined };
+  function: { name: string; parameters?: Record<string, unknown> | undefined };
 }
 
-export type ToolChoice = 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } };
+type ToolChoice = 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } };
 
 /** One call as the chat API answers it: the arguments are JSON text. */
 export interface ToolCall {
@@ -19,28 +19,21 @@ export interface ToolCall {
 /**
  * The JSON Schema a forced call is held to (`tool_choice` `required`, or a named function): `{"name",
  * "arguments"}` for one of the tools (the named one), its arguments matching the tool's parameters; a list of
- * such calls when parallel calls are allowed. Null when the model chooses (`auto`, `none`, no tools): its
- * answer is text then.
+ * such calls when parallel calls are allowed. Null when no call is forced (`auto`, `none`, unset).
  */
 export function forcedCallSchema(
   tools: readonly FunctionTool[] | null | undefined,
   choice: ToolChoice | null | undefined,
   parallel: boolean,
 ): Record<string, unknown> | null {
-  if (!tools?.length || choice === undefined || choice === null || choice === 'auto' || choice === 'none') {
-    if (typeof choice === 'object' && choice !== null)
-      throw apiError('invalid_parameter', 'tool_choice names a function, but there are no tools', 'tool_choice');
-    if (choice === 'required') throw apiError('invalid_parameter', "tool_choice 'required' needs tools", 'tool_choice');
-    return null;
+  const named = typeof choice === 'object' && choice !== null ? choice.function.name : null;
+  if (choice !== 'required' && named === null) return null; // auto, none or unset: no call is forced
+  if (!tools?.length) {
+    throw apiError('invalid_parameter', `tool_choice ${named === null ? "'required'" : `'${named}'`} needs tools`, 'tool_choice');
   }
-  const allowed = typeof choice === 'object' ? tools.filter((tool) => tool.function.name === choice.function.name) : tools;
-  if (allowed.length === 0) {
-    throw apiError(
-      'invalid_parameter',
-      `tool_choice names '${(choice as { function: { name: string } }).function.name}', which is not among the tools`,
-      'tool_choice',
-    );
-  }
+  const allowed = named === null ? tools : tools.filter((tool) => tool.function.name === named);
+  if (allowed.length === 0)
+    throw apiError('invalid_parameter', `tool_choice names '${named}', which is not among the tools`, 'tool_choice');
   const calls = allowed.map((tool) => ({
     type: 'object',
     properties: { name: { const: tool.function.name }, arguments: tool.function.parameters ?? { type: 'object' } },
