@@ -6,7 +6,7 @@ import type { ModelInfo } from '@llm-node/registry';
 import type { ApiFinishReason, CompletionFormat, TokenLogprobs, ToolCallFormat, Usage } from './completion-format.js';
 import type { ServerContext } from './context.js';
 import { apiError, toApiError } from './errors.js';
-import { parseForcedCalls, parseModelToolCalls, type ToolCall } from './tool-calls.js';
+import { parseForcedCalls, parseModelToolCalls } from './tool-calls.js';
 
 export interface CompletionJob {
   modelId: string;
@@ -137,12 +137,6 @@ function endAborted(context: ServerContext, res: Response, signal: AbortSignal):
   if (error) res.end(`data: ${JSON.stringify(error.toJSON())}\n\n`);
 }
 
-/** A forced call's answer as calls; as text in the one case its JSON is not whole (an engine that broke the schema). */
-function forcedAnswer(text: string): { content: null; calls: ToolCall[] } | null {
-  const calls = parseForcedCalls(text);
-  return calls && { content: null, calls };
-}
-
 /** The whole answer, read to its end; null when the client left meanwhile, the shutdown's error when the server ended it. */
 async function readWhole({
   context,
@@ -193,7 +187,7 @@ async function answerToolCalls(answering: Answering, { format, forced, names }: 
   const { text, logprobs, result } = whole;
   const finishReason = apiFinishReason(result);
   const usage = usageOf(result);
-  const answer = finishReason !== 'stop' ? null : forced ? forcedAnswer(text) : parseModelToolCalls(text, names);
+  const answer = finishReason !== 'stop' ? null : forced ? parseForcedCalls(text) : parseModelToolCalls(text, names);
   if (!job.stream) {
     res.json(answer ? format.wholeCalls(answer.content, answer.calls, usage) : job.format.whole(text, finishReason, usage, logprobs));
     return;
@@ -312,6 +306,7 @@ function recordFigures(context: ServerContext, res: Response, job: CompletionJob
 
 /** What the request asks of its engine beyond plain text (structured output, biased logits): a 400 before any work when the engine cannot. */
 function requireCapabilities(context: ServerContext, engineId: string, { options, toolCalls }: CompletionJob): void {
+  if (options.jsonSchema === undefined && options.logitBias === undefined) return; // plain text: nothing to look up
   const engine = context.registry.engines.find((record) => record.id === engineId && record.status === 'loaded');
   const needs = [
     {

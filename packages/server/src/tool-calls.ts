@@ -44,15 +44,17 @@ export function forcedCallSchema(
   return parallel ? { type: 'array', items: call, minItems: 1 } : call;
 }
 
-/** The calls in a forced call's answer (held to forcedCallSchema), as the chat API answers them; null if it is not JSON. */
-export function parseForcedCalls(text: string): ToolCall[] | null {
+/** An answer read as tool calls: the text before them (the message's content), and the calls. */
+export interface ToolCallAnswer {
+  content: string | null;
+  calls: ToolCall[];
+}
+
+/** A forced call's answer (held to forcedCallSchema) as calls; null in the one case its JSON is not whole (an engine that broke the schema). */
+export function parseForcedCalls(text: string): ToolCallAnswer | null {
   const parsed = parseJson(text) as { name: string; arguments: unknown } | { name: string; arguments: unknown }[] | undefined;
   if (parsed === undefined) return null;
-  return (Array.isArray(parsed) ? parsed : [parsed]).map((call) => ({
-    id: `call_${randomUUID().replaceAll('-', '').slice(0, 24)}`,
-    type: 'function',
-    function: { name: call.name, arguments: JSON.stringify(call.arguments) },
-  }));
+  return { content: null, calls: (Array.isArray(parsed) ? parsed : [parsed]).map(answeredCall) };
 }
 
 /**
@@ -63,17 +65,22 @@ export function parseForcedCalls(text: string): ToolCall[] | null {
  * request's tools count; anything else (no call, a call to a tool it was not given, broken JSON) is null: the
  * answer is text. The text before the first call is the message's content.
  */
-export function parseModelToolCalls(text: string, toolNames: ReadonlySet<string>): { content: string | null; calls: ToolCall[] } | null {
+export function parseModelToolCalls(text: string, toolNames: ReadonlySet<string>): ToolCallAnswer | null {
   const found = hermesCalls(text) ?? mistralCalls(text) ?? functionaryCalls(text) ?? llama3Call(text);
   if (found === null || found.calls.length === 0) return null;
   if (!found.calls.every((call) => toolNames.has(call.name) && isObject(call.arguments))) return null;
   return {
     content: found.content.trim() === '' ? null : found.content.trim(),
-    calls: found.calls.map(({ name, arguments: args }) => ({
-      id: `call_${randomUUID().replaceAll('-', '').slice(0, 24)}`,
-      type: 'function',
-      function: { name, arguments: JSON.stringify(args) },
-    })),
+    calls: found.calls.map(answeredCall),
+  };
+}
+
+/** A call as the chat API answers it: an id of its own, the arguments as JSON text. */
+function answeredCall({ name, arguments: args }: { name: string; arguments: unknown }): ToolCall {
+  return {
+    id: `call_${randomUUID().replaceAll('-', '').slice(0, 24)}`,
+    type: 'function',
+    function: { name, arguments: JSON.stringify(args) },
   };
 }
 
