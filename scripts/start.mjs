@@ -53,10 +53,10 @@ async function missingEngine(platform, backend) {
 }
 
 /** turbo's build, quiet unless something fails; exits with its status when it does. */
-function build(what, env = {}) {
+function build(env) {
   // pnpm sets npm_execpath to its own entry point: run through Node, that works on every platform.
   const pnpm = process.env.npm_execpath ? [process.execPath, [process.env.npm_execpath]] : ['pnpm', []];
-  const result = spawnSync(pnpm[0], [...pnpm[1], 'exec', 'turbo', 'run', 'build', ...what, '--output-logs=errors-only'], {
+  const result = spawnSync(pnpm[0], [...pnpm[1], 'exec', 'turbo', 'run', 'build', '--output-logs=errors-only'], {
     stdio: 'inherit',
     env: { ...process.env, ...env },
     shell: pnpm[0] === 'pnpm' && process.platform === 'win32',
@@ -67,11 +67,10 @@ function build(what, env = {}) {
 async function main() {
   const root = fileURLToPath(new URL('..', import.meta.url));
   process.chdir(root);
-  console.log('Building what the node needs (the first time: about a minute)…');
-  build(['--filter=@llm-node/gpu-detect']);
+  console.log('Building what the node needs (the first time: about half a minute)…');
+  build({ LLM_NODE_BUILD_BACKENDS: 'detected' });
   const { detectGpu } = await import('@llm-node/gpu-detect');
   const gpu = await detectGpu();
-  build([], { LLM_NODE_BUILD_BACKENDS: gpu.found ? gpu.detection.backend : 'cpu' });
   const args = await prepareStart({ root, platform: `${process.platform}-${process.arch}`, gpu, say: console.log });
   const extra = process.argv.slice(2).filter((a) => a !== '--');
   const cli = fileURLToPath(import.meta.resolve('@llm-node/cli/bin'));
