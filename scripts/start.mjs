@@ -67,7 +67,7 @@ function build(env) {
 async function main() {
   const root = fileURLToPath(new URL('..', import.meta.url));
   process.chdir(root);
-  console.log('Building what the node needs (the first time: about half a minute)…');
+  console.log('Building what the node needs (the first time: under a minute)…');
   build({ LLM_NODE_BUILD_BACKENDS: 'detected' });
   const { detectGpu } = await import('@llm-node/gpu-detect');
   const gpu = await detectGpu();
