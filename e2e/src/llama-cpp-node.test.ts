@@ -40,6 +40,8 @@ beforeAll(async () => {
   await makeModel(join(modelsDir, 'no-layers.gguf'), {}, { metadata: { 'llama.block_count': 0 } });
   await makeModel(join(modelsDir, 'too-many-layers.gguf'), {}, { metadata: { 'llama.block_count': 513 } });
   await makeModel(join(modelsDir, 'experts-used.gguf'), {}, { metadata: { 'llama.expert_used_count': 2 } });
+  // The same weights pooled by their first token (CLS), as the GGUF's metadata says.
+  await makeModel(join(modelsDir, 'tiny-cls.gguf'), {}, { metadata: { 'llama.pooling_type': 2 } });
   // One the registry does not check: it aborts the engine host, which restarts.
   await makeModel(join(modelsDir, 'bad-rope.gguf'), {}, { metadata: { 'llama.rope.scaling.type': 'sideways' } });
 
@@ -440,6 +442,54 @@ describe.skipIf(!built)('the llama_cpp plugin behind llm-node', () => {
         error: { code: 'context_length_exceeded', message: expect.stringContaining('60001 tokens') },
       });
     }
+  });
+
+  describe('embeddings', () => {
+    const norm = (vector: number[]) => Math.hypot(...vector);
+
+    it('gives unit vectors of the model width, the same for the same input, through the official client', async () => {
+      const response = await client.embeddings.create({ model: 'tiny', input: ['Hello world', 'Hello world', 'Something else'] });
+      expect(response.data.map((item) => item.index)).toEqual([0, 1, 2]);
+      const [first, again, other] = response.data.map((item) => item.embedding);
+      expect(first).toHaveLength(64);
+      expect(norm(first!)).toBeCloseTo(1, 5);
+      expect(again).toEqual(first);
+      expect(other).not.toEqual(first);
+      expect(response.usage.prompt_tokens).toBeGreaterThanOrEqual(6);
+
+      // The client asks for base64 unless told otherwise; floats give the same numbers.
+      const floats = await client.embeddings.create({ model: 'tiny', input: 'Hello world', encoding_format: 'float' });
+      expect(floats.data[0]!.embedding).toEqual(first);
+    });
+
+    it('cuts to `dimensions` and scales the cut to length 1; more than the model has is a 400', async () => {
+      const full = (await client.embeddings.create({ model: 'tiny', input: 'Hello world' })).data[0]!.embedding;
+      const cut = (await client.embeddings.create({ model: 'tiny', input: 'Hello world', dimensions: 16 })).data[0]!.embedding;
+      expect(cut).toHaveLength(16);
+      expect(norm(cut)).toBeCloseTo(1, 5);
+      const scale = norm(full.slice(0, 16));
+      for (const [i, x] of cut.entries()) expect(x).toBeCloseTo(full[i]! / scale, 5);
+
+      const tooMany = await post('/v1/embeddings', { model: 'tiny', input: 'Hello', dimensions: 65 });
+      expect(tooMany.status).toBe(400);
+      expect(await tooMany.json()).toMatchObject({ error: { code: 'invalid_parameter', param: 'dimensions' } });
+    });
+
+    it("pools as the model's metadata says: by the first token, every input embeds alike in a causal model", async () => {
+      const cls = await client.embeddings.create({ model: 'tiny-cls', input: ['Hello world', 'Something else entirely'] });
+      expect(cls.data[1]!.embedding).toEqual(cls.data[0]!.embedding); // the BOS token's state, which sees only itself
+      const mean = await client.embeddings.create({ model: 'tiny', input: ['Hello world', 'Something else entirely'] });
+      expect(mean.data[1]!.embedding).not.toEqual(mean.data[0]!.embedding);
+      expect((await post('/api/models/unload', { model_id: 'tiny-cls' })).status).toBe(200);
+    });
+
+    it('refuses token ids, and empty input, with a 400 naming `input`', async () => {
+      for (const input of [[1, 2, 3], '', []]) {
+        const response = await post('/v1/embeddings', { model: 'tiny', input });
+        expect(response.status).toBe(400);
+        expect(await response.json()).toMatchObject({ error: { param: 'input' } });
+      }
+    });
   });
 
   it("frees the model's memory on unload", async () => {

@@ -6,8 +6,8 @@
  * The host opens it, calls engine_get_info() and refuses it unless abi_version equals the host's
  * ENGINE_ABI_VERSION, and only then calls engine_init().
  *
- * The OPTIONAL entry points (streaming, models by id, errors, VRAM, model stats) are looked up by name when the
- * plugin is opened; a plugin exports the ones it implements and the host uses what it finds.
+ * The OPTIONAL entry points (streaming, models by id, errors, VRAM, model stats, embeddings) are looked up by
+ * name when the plugin is opened; a plugin exports the ones it implements and the host uses what it finds.
  *
  * How this ABI grows without breaking plugins (the promise to plugin authors):
  *   - ENGINE_ABI_VERSION changes only when an existing entry point, field or constant changes its
@@ -200,6 +200,9 @@ typedef struct EngineModelInfo {
     uint32_t struct_size;   /* set by the host to sizeof(EngineModelInfo); the plugin fills the rest */
     int32_t context_length; /* tokens of context each request can use */
     uint64_t vram_bytes;    /* device memory the model holds now: weights, KV cache, compute buffers */
+    /* Appended in ABI 1 after the fields above: floats in each of the model's embeddings (engine_embed); 0 (or
+       outside struct_size: a plugin built before it) = the model gives none. */
+    int32_t embedding_length;
 } EngineModelInfo;
 
 /* [see Threading] Load a model under `model_id` (NUL-terminated; unique among loaded models). `params`
@@ -311,6 +314,33 @@ typedef struct EngineModelStats {
    first release: a plugin without it loads as before, and the node counts its generations itself. */
 ENGINE_API int32_t engine_model_get_stats(const char* model_id, EngineModelStats* stats);
 
+/* ---- Embeddings ------------------------------------------------------------------------------------ */
+
+typedef struct EngineEmbedParams {
+    uint32_t struct_size;      /* sizeof(EngineEmbedParams) as the host compiled it */
+    uint32_t flags;            /* ENGINE_GENERATE_ADD_SPECIAL and ENGINE_GENERATE_PARSE_SPECIAL, as for a prompt */
+    const char* model_id;      /* a model loaded with engine_model_load */
+    const char* const* inputs; /* n_inputs texts: UTF-8 bytes, not NUL-terminated */
+    const int32_t* input_lens; /* bytes at each of `inputs` */
+    int32_t n_inputs;
+} EngineEmbedParams;
+
+typedef struct EngineEmbedResult {
+    uint32_t struct_size;  /* set by the host to sizeof(EngineEmbedResult); the plugin fills the rest */
+    int32_t prompt_tokens; /* tokens the inputs took, all together */
+} EngineEmbedResult;
+
+/* [see Threading] Added in ABI 1 after the first release. Embed each input with the model loaded as
+   params->model_id, pooled as the model prescribes (its metadata), into `embeddings`: n_inputs rows of the
+   model's EngineModelInfo.embedding_length floats, input i in row i. `embeddings` holds `n_floats` floats and
+   is owned by the host. The plugin writes the embeddings as the model gives them; scaling them (OpenAI's API
+   returns unit vectors) is the host's. A model that gives no embeddings: ERR_UNSUPPORTED; an empty input:
+   ERR_INVALID_ARGUMENT; an input longer than the model embeds at once: ERR_CONTEXT_OVERFLOW. The host never
+   unloads a model while an engine_embed on it is in flight, and keeps each call short (a few inputs): there is
+   no cancelling one. On ERR_OK fill `result` (never NULL; read its struct_size first). */
+ENGINE_API int32_t engine_embed(const EngineEmbedParams* params, float* embeddings, size_t n_floats,
+                                EngineEmbedResult* result);
+
 /* ------------------------------------------------------------------------------------------------
  * Function pointer types for hosts that resolve the entry points at run time.
  * ---------------------------------------------------------------------------------------------- */
@@ -327,6 +357,7 @@ typedef uint64_t (*engine_get_vram_used_fn)(void);
 typedef int32_t (*engine_generate_stream_fn)(const EngineGenerateParams*, EngineTokenCallback, void*,
                                              EngineGenerateResult*);
 typedef int32_t (*engine_model_get_stats_fn)(const char*, EngineModelStats*);
+typedef int32_t (*engine_embed_fn)(const EngineEmbedParams*, float*, size_t, EngineEmbedResult*);
 
 #ifdef __cplusplus
 }

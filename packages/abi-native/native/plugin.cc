@@ -1,5 +1,6 @@
 #include "plugin.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <functional>
@@ -9,6 +10,7 @@
 #include <thread>
 #include <type_traits>
 #include <utility>
+#include <vector>
 #include <vector>
 
 #include "generation.h"
@@ -281,6 +283,7 @@ constexpr NamedEntryPoint kEntryPoints[] = {
     Optional<&EntryPoints::get_vram_used>("engine_get_vram_used"),
     Optional<&EntryPoints::generate_stream>("engine_generate_stream"),
     Optional<&EntryPoints::model_get_stats>("engine_model_get_stats"),
+    Optional<&EntryPoints::embed>("engine_embed"),
 };
 
 // Fills `fn` from the library at `path`. Returns why the host refuses the plugin, or "" when it does not.
@@ -318,6 +321,7 @@ constexpr CallSpec kLoadModel{"engine_load_model", PluginCall::kAlone, false, tr
 constexpr CallSpec kModelLoad{"engine_model_load", PluginCall::kConcurrent, false, true};
 constexpr CallSpec kModelUnload{"engine_model_unload", PluginCall::kConcurrent, false, true};
 constexpr CallSpec kEstimateVram{"engine_model_estimate_vram", PluginCall::kConcurrent, false, false};
+constexpr CallSpec kEmbed{"engine_embed", PluginCall::kConcurrent, false, false};
 constexpr CallSpec kShutdown{"engine_shutdown", PluginCall::kAlone, true, false};
 
 // Makes `call` (which returns the plugin's error code) while holding the plugin as `spec` says. A failure's
@@ -353,6 +357,7 @@ Napi::Function Plugin::Define(Napi::Env env) {
                            InstanceMethod<&Plugin::EstimateVram>("estimateVram"),
                            InstanceMethod<&Plugin::VramUsed>("vramUsed"),
                            InstanceMethod<&Plugin::ModelStats>("modelStats"),
+                           InstanceMethod<&Plugin::Embed>("embed"),
                            InstanceMethod<&Plugin::Shutdown>("shutdown"),
                            InstanceMethod<&Plugin::Close>("close"),
                        });
@@ -469,12 +474,17 @@ Napi::Value Plugin::ModelLoad(const Napi::CallbackInfo& info) {
                 outcome.Garbage("engine_model_load reported a negative context length (" +
                                 std::to_string(loaded->context_length) + ")");
             }
+            if (outcome.ok() && loaded->embedding_length < 0) {
+                outcome.Garbage("engine_model_load reported a negative embedding length (" +
+                                std::to_string(loaded->embedding_length) + ")");
+            }
             return outcome;
         },
         [loaded](Napi::Env env) -> Napi::Value {
             Napi::Object result = Napi::Object::New(env);
             result.Set("contextLength", loaded->context_length);
             result.Set("vramBytes", static_cast<double>(loaded->vram_bytes));
+            result.Set("embeddingLength", loaded->embedding_length);
             return result;
         });
 }
@@ -546,6 +556,55 @@ Napi::Value Plugin::ModelStats(const Napi::CallbackInfo& info) {
     result.Set("kvCellsUsed", static_cast<double>(stats.kv_cells_used));
     result.Set("kvCellsTotal", static_cast<double>(stats.kv_cells_total));
     return result;
+}
+
+// embed(id, inputs: string[], flags, embeddingLength) → Promise<{ embeddings: Float32Array, promptTokens }>: the
+// inputs' embeddings one after another, embeddingLength floats each (what engine_model_load reported).
+Napi::Value Plugin::Embed(const Napi::CallbackInfo& info) {
+    std::string id = info[0].As<Napi::String>();
+    Napi::Array js_inputs = info[1].As<Napi::Array>();
+    auto inputs = std::make_shared<std::vector<std::string>>();
+    for (uint32_t i = 0; i < js_inputs.Length(); ++i) inputs->push_back(js_inputs.Get(i).As<Napi::String>());
+    uint32_t flags = info[2].As<Napi::Number>().Uint32Value();
+    size_t n_floats = inputs->size() * info[3].As<Napi::Number>().Uint32Value();
+    auto embeddings = std::make_shared<std::vector<float>>(n_floats);
+    auto result = std::make_shared<EngineEmbedResult>();
+    std::shared_ptr<PluginCore> core = core_;
+    return RunOffThread(
+        info.Env(), core,
+        [=]() {
+            std::vector<const char*> texts;
+            std::vector<int32_t> lengths;
+            for (const std::string& input : *inputs) {
+                texts.push_back(input.data());
+                lengths.push_back(static_cast<int32_t>(input.size()));
+            }
+            EngineEmbedParams raw{};
+            raw.struct_size = sizeof(raw);
+            raw.flags = flags;
+            raw.model_id = id.c_str();
+            raw.inputs = texts.data();
+            raw.input_lens = lengths.data();
+            raw.n_inputs = static_cast<int32_t>(texts.size());
+            *result = EngineEmbedResult{};
+            result->struct_size = sizeof(EngineEmbedResult);
+            CallOutcome outcome = CallPlugin(*core, kEmbed, [&]() {
+                return core->fn.embed(&raw, embeddings->data(), embeddings->size(), result.get());
+            });
+            if (outcome.ok() && result->prompt_tokens < 0) {
+                outcome.Garbage("engine_embed reported a negative token count (" +
+                                std::to_string(result->prompt_tokens) + ")");
+            }
+            return outcome;
+        },
+        [embeddings, result](Napi::Env env) -> Napi::Value {
+            Napi::Object value = Napi::Object::New(env);
+            Napi::Float32Array floats = Napi::Float32Array::New(env, embeddings->size());
+            std::copy(embeddings->begin(), embeddings->end(), floats.Data());
+            value.Set("embeddings", floats);
+            value.Set("promptTokens", result->prompt_tokens);
+            return value;
+        });
 }
 
 // shutdown() → Promise<void>

@@ -27,6 +27,7 @@ struct EntryPoints {
     engine_get_vram_used_fn get_vram_used = nullptr;
     engine_generate_stream_fn generate_stream = nullptr;
     engine_model_get_stats_fn model_get_stats = nullptr;
+    engine_embed_fn embed = nullptr;
 };
 
 // What the Plugin object shares with the threads that call into the plugin. Owned jointly, so that a
@@ -103,6 +104,7 @@ private:
     Napi::Value EstimateVram(const Napi::CallbackInfo& info);
     Napi::Value VramUsed(const Napi::CallbackInfo& info);
     Napi::Value ModelStats(const Napi::CallbackInfo& info);
+    Napi::Value Embed(const Napi::CallbackInfo& info);
     Napi::Value Shutdown(const Napi::CallbackInfo& info);
     Napi::Value Close(const Napi::CallbackInfo& info);
 

@@ -85,6 +85,8 @@ export interface NativePlugin {
   estimateVram(params: NativeModelLoadParams): Promise<number>;
   vramUsed(): number;
   modelStats(id: string): ModelStats | null;
+  /** The inputs' embeddings one after another, embeddingLength floats each. */
+  embed(id: string, inputs: string[], flags: number, embeddingLength: number): Promise<{ embeddings: Float32Array; promptTokens: number }>;
   shutdown(): Promise<void>;
   close(): void;
 }

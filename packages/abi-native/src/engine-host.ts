@@ -7,6 +7,8 @@ import type { HostCall, HostMessage, HostOpened, WireError } from './host-protoc
 import { TokenFrameReader } from './token-frames.js';
 import { TokenStream, type GenerationOutcome } from './token-stream.js';
 import type {
+  EmbedRequest,
+  EmbedResult,
   Engine,
   EngineCapability,
   EngineExit,
@@ -29,7 +31,7 @@ export interface EngineHostTimeouts {
   loadMs?: number;
   /** Every other call (unload, estimate, VRAM, shutdown). Default 30 s. */
   callMs?: number;
-  /** Generations in flight, and no token or poll from any of them. Default 120 s. */
+  /** Generations in flight, and no token or poll from any of them; an engine_embed call. Default 120 s. */
   stallMs?: number;
   /** A cancelled generation that has not returned. Default 5 s. */
   cancelMs?: number;
@@ -237,6 +239,11 @@ export class EngineHost implements Engine {
       this.#timeouts.callMs,
       'engine_model_get_stats',
     ) as Promise<ModelStats | null>;
+  }
+
+  /** Held to `stallMs`, as a generation is: an embedding is work on the model, not a quick call. */
+  embed(request: EmbedRequest): Promise<EmbedResult> {
+    return this.#call({ call: 'embed', id: 0, request }, this.#timeouts.stallMs, 'engine_embed') as Promise<EmbedResult>;
   }
 
   generate(request: GenerateRequest, options: { signal?: AbortSignal } = {}): Generation {

@@ -5,6 +5,8 @@ import { EngineError, toEngineError } from './errors.js';
 import { startPluginGeneration } from './generation.js';
 import { TokenStream } from './token-stream.js';
 import type {
+  EmbedRequest,
+  EmbedResult,
   Engine,
   EngineCapability,
   EngineExit,
@@ -17,7 +19,7 @@ import type {
   ModelLoadParams,
   ModelStats,
 } from './types.js';
-import { checkModelId, toNativeGenerateRequest, toNativeInitConfig, toNativeModelLoadParams } from './validate.js';
+import { checkModelId, toNativeEmbedRequest, toNativeGenerateRequest, toNativeInitConfig, toNativeModelLoadParams } from './validate.js';
 
 /** The ABI version this host speaks: ENGINE_ABI_VERSION of include/engine_api.h. */
 export const ENGINE_ABI_VERSION: number = binding.ENGINE_ABI_VERSION;
@@ -32,6 +34,7 @@ const CAPABILITIES: Record<string, EngineCapability> = {
   engine_get_vram_used: 'vram_used',
   engine_get_last_error: 'last_error',
   engine_model_get_stats: 'model_stats',
+  engine_embed: 'embed',
 };
 
 /**
@@ -118,6 +121,10 @@ export class PluginEngine implements Engine {
   readonly #unloading = new Set<string>();
   /** For a plugin without engine_model_load: the id under which its single model was loaded. */
   #defaultModelId: string | undefined;
+  /** Each loaded model's embedding length, as engine_model_load reported it. */
+  readonly #embeddingLengths = new Map<string, number>();
+  /** engine_embed calls in flight, by model: unloading a model waits for its own. */
+  readonly #embeds = new Map<string, Set<Promise<unknown>>>();
 
   constructor(path: string, plugin: NativePlugin, info: EngineInfo, capabilities: EngineCapability[]) {
     this.path = path;
@@ -152,7 +159,10 @@ export class PluginEngine implements Engine {
     const native = toNativeModelLoadParams(params);
     if (this.#has('model_load')) {
       const report = onProgress && ((fraction: number, phase: string) => onProgress({ phase, fraction }));
-      return this.#track(this.#plugin.modelLoad(modelId, native, report));
+      const loaded = await this.#track(this.#plugin.modelLoad(modelId, native, report));
+      if (!this.#has('embed')) loaded.embeddingLength = 0;
+      this.#embeddingLengths.set(modelId, loaded.embeddingLength);
+      return loaded;
     }
 
     // engine_load_model holds one default model, replacing any earlier one.
@@ -169,7 +179,7 @@ export class PluginEngine implements Engine {
       this.#defaultModelId = undefined;
       throw error;
     }
-    return { contextLength: native.contextLength, vramBytes: 0 };
+    return { contextLength: native.contextLength, vramBytes: 0, embeddingLength: 0 };
   }
 
   /** Cancels the generations running on the model and waits for them first: plugins are promised that. */
@@ -181,9 +191,11 @@ export class PluginEngine implements Engine {
       const running = [...this.#generations].filter((generation) => generation.modelId === modelId);
       for (const generation of running) generation.cancel();
       await Promise.all(running.map((generation) => generation.ended));
+      await Promise.allSettled([...(this.#embeds.get(modelId) ?? [])]);
       this.#assertReady();
       if (this.#has('model_load')) {
         await this.#track(this.#plugin.modelUnload(modelId));
+        this.#embeddingLengths.delete(modelId);
       } else if (this.#defaultModelId === modelId) {
         this.#defaultModelId = undefined; // engine_load_model has no counterpart: the model stays until replaced
       } else {
@@ -249,6 +261,26 @@ export class PluginEngine implements Engine {
     this.#generations.add(generation);
     void generation.ended.then(() => this.#generations.delete(generation));
     return generation;
+  }
+
+  async embed(request: EmbedRequest): Promise<EmbedResult> {
+    this.#assertReady();
+    const modelId = checkModelId(request?.modelId);
+    const { inputs, flags } = toNativeEmbedRequest(request);
+    if (!this.#has('embed')) throw new EngineError('unsupported', `engine '${this.info.id}' gives no embeddings`);
+    const length = this.#embeddingLengths.get(modelId);
+    if (length === undefined || this.#unloading.has(modelId)) throw new EngineError('model_not_loaded', `model '${modelId}' is not loaded`);
+    if (length === 0) throw new EngineError('unsupported', `model '${modelId}' gives no embeddings`);
+    const call = this.#track(this.#plugin.embed(modelId, inputs, flags, length));
+    const inFlight = this.#embeds.get(modelId) ?? new Set();
+    this.#embeds.set(modelId, inFlight.add(call));
+    try {
+      const { embeddings, promptTokens } = await call;
+      return { embeddings: inputs.map((_, i) => embeddings.subarray(i * length, (i + 1) * length)), promptTokens };
+    } finally {
+      inFlight.delete(call);
+      if (inFlight.size === 0) this.#embeds.delete(modelId);
+    }
   }
 
   /** Cancels generations, waits for every call in flight, then calls engine_shutdown (if init succeeded). */

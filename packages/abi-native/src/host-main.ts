@@ -53,6 +53,8 @@ async function answer(message: HostCall): Promise<unknown> {
       return engine.vramUsed();
     case 'modelStats':
       return engine.modelStats(message.modelId);
+    case 'embed':
+      return engine.embed(message.request);
     case 'shutdown':
       return engine.shutdown();
     case 'close':

@@ -2,6 +2,7 @@
 // Node's IPC channel with the structured-clone ("advanced") serialization. Tokens do not: the plugin's threads
 // write them to the token pipe (the host's fd 4) as frames the node reads directly (token-frames.ts).
 import type {
+  EmbedRequest,
   EngineCapability,
   EngineErrorCode,
   EngineInfo,
@@ -24,6 +25,7 @@ export type HostCall =
   | { call: 'estimateVram'; id: number; params: ModelLoadParams }
   | { call: 'vramUsed'; id: number }
   | { call: 'modelStats'; id: number; modelId: string }
+  | { call: 'embed'; id: number; request: EmbedRequest }
   | { call: 'shutdown'; id: number }
   | { call: 'close'; id: number };
 

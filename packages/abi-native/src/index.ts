@@ -6,6 +6,8 @@ export { EngineError } from './errors.js';
 
 // The contract shared with the registry, the server and the engines.
 export type {
+  EmbedRequest,
+  EmbedResult,
   Engine,
   EngineCapability,
   EngineErrorCode,

@@ -65,8 +65,13 @@ describe('engine lifecycle and errors', () => {
     expect(await engine.loadModel('a', { path: modelPath, format: 'gguf', contextLength: 512 })).toEqual({
       contextLength: 512,
       vramBytes: 1000,
+      embeddingLength: 8,
     });
-    expect(await engine.loadModel('b', { path: modelPath, format: 'gguf' })).toEqual({ contextLength: 4096, vramBytes: 1000 });
+    expect(await engine.loadModel('b', { path: modelPath, format: 'gguf' })).toEqual({
+      contextLength: 4096,
+      vramBytes: 1000,
+      embeddingLength: 8,
+    });
     await expect(engine.vramUsed()).resolves.toBe(2000);
     expect((await rejection(engine.loadModel('a', { path: modelPath, format: 'gguf' }))).message).toBe("model 'a' is already loaded");
     await engine.unloadModel('a');
@@ -113,6 +118,7 @@ describe('engine lifecycle and errors', () => {
     expect(await engine.loadModel('first', { path: modelPath, format: 'gguf', contextLength: 256 })).toEqual({
       contextLength: 256,
       vramBytes: 0,
+      embeddingLength: 0,
     });
     const error = await rejection(engine.loadModel('second', { path: modelPath, format: 'gguf' }));
     expect(error.code).toBe('unsupported');

@@ -44,7 +44,7 @@ describe('opening a plugin', () => {
   test('reports the optional entry points it finds as capabilities', async () => {
     const engine = openEngine(await buildTestPlugin('echo'));
     expect([...engine.capabilities].sort()).toEqual(
-      ['generate_stream', 'last_error', 'model_estimate_vram', 'model_load', 'model_stats', 'thread_safe', 'vram_used'].sort(),
+      ['embed', 'generate_stream', 'last_error', 'model_estimate_vram', 'model_load', 'model_stats', 'thread_safe', 'vram_used'].sort(),
     );
     expect(engine.info.threadSafe).toBe(true);
     await engine.close();

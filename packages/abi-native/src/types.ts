@@ -21,7 +21,8 @@ export type EngineCapability =
   | 'last_error'
   | 'thread_safe'
   | 'json_schema'
-  | 'logit_bias';
+  | 'logit_bias'
+  | 'embed';
 
 export interface EngineInitConfig {
   gpuBackend: string;
@@ -55,6 +56,8 @@ export type LoadProgressListener = (progress: LoadProgress) => void;
 export interface LoadedModelInfo {
   contextLength: number;
   vramBytes: number;
+  /** Floats in each of the model's embeddings; 0 when it gives none (or its engine has no engine_embed). */
+  embeddingLength: number;
 }
 
 /** What engine_model_get_stats says of a loaded model. */
@@ -90,6 +93,21 @@ export interface GenerateRequest {
   jsonSchema?: string;
   /** Added to the logits of these token ids before each token is drawn; only for engines with `logit_bias`. */
   logitBias?: Record<number, number>;
+}
+
+export interface EmbedRequest {
+  /** A model loaded with loadModel() whose embeddingLength is not 0. */
+  modelId: string;
+  /** The texts to embed: keep it to a few per call (engine_embed cannot be cancelled). */
+  inputs: string[];
+  addSpecial?: boolean;
+  parseSpecial?: boolean;
+}
+
+export interface EmbedResult {
+  /** One per input, in order, of the model's embeddingLength floats: as the model gives them, not normalised. */
+  embeddings: Float32Array[];
+  promptTokens: number;
 }
 
 /** One token, reported only when the request asked for logprobs. */
@@ -156,6 +174,8 @@ export interface Engine {
   /** null when the plugin does not report it, or cannot say now (engine_model_get_stats). */
   modelStats(modelId: string): Promise<ModelStats | null>;
   generate(request: GenerateRequest, options?: { signal?: AbortSignal }): Generation;
+  /** Through engine_embed; `unsupported` when the engine or the model gives no embeddings. */
+  embed(request: EmbedRequest): Promise<EmbedResult>;
   shutdown(): Promise<void>;
   /** Cancels generations in flight, waits for them, shuts down if needed, and unloads the library. */
   close(): Promise<void>;

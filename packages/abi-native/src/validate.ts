@@ -2,7 +2,7 @@ import { isAbsolute } from 'node:path';
 import { binding } from './binding.js';
 import type { NativeGenerateRequest, NativeInitConfig, NativeModelLoadParams } from './binding.js';
 import { EngineError } from './errors.js';
-import type { EngineInitConfig, GenerateRequest, ModelLoadParams } from './types.js';
+import type { EmbedRequest, EngineInitConfig, GenerateRequest, ModelLoadParams } from './types.js';
 
 // Arguments are checked here, so that the native half can trust them and a bad value gets a message
 // that names it instead of reaching a plugin.
@@ -102,6 +102,18 @@ export function toNativeGenerateRequest(request: GenerateRequest, modelId: strin
       (flag('ignoreEos', request.ignoreEos) ? IGNORE_EOS : 0) |
       (flag('addSpecial', request.addSpecial) ? ADD_SPECIAL : 0) |
       (flag('parseSpecial', request.parseSpecial) ? PARSE_SPECIAL : 0),
+  };
+}
+
+/** The inputs of an embedding request, and the flags EngineEmbedParams carries. */
+export function toNativeEmbedRequest(request: EmbedRequest): { inputs: string[]; flags: number } {
+  if (!Array.isArray(request?.inputs)) throw invalid('inputs', 'an array of strings', request?.inputs);
+  return {
+    inputs: request.inputs.map((input, i) => {
+      if (typeof input !== 'string') throw invalid(`inputs[${i}]`, 'a string', input);
+      return input;
+    }),
+    flags: (flag('addSpecial', request.addSpecial) ? ADD_SPECIAL : 0) | (flag('parseSpecial', request.parseSpecial) ? PARSE_SPECIAL : 0),
   };
 }
 

@@ -15,6 +15,9 @@
  * with ENGINE_FINISH_STOP, emitting only the text before the stop string. Token ids count from 0;
  * logprobs are always ECHO_LOGPROB. Sampling parameters are ignored: the output is always the same.
  *
+ * Embeddings (engine_embed): every model gives ECHO_EMBEDDING_LENGTH floats per input, component i counting the
+ * input's bytes whose value is i modulo ECHO_EMBEDDING_LENGTH; an input takes as many tokens as its words.
+ *
  * Stats (engine_model_get_stats): every generation in flight is running, none waits; each holds one KV
  * cell per prompt token and per token emitted, of context_length x n_parallel cells (n_parallel 1 when 0).
  *
@@ -38,6 +41,8 @@
 #ifndef ENGINE_ID
 #  define ENGINE_ID echo
 #endif
+#define ECHO_EMBEDDING_LENGTH 8
+
 #ifndef ECHO_LOAD_DELAY_US
 #  define ECHO_LOAD_DELAY_US 0
 #endif
@@ -177,6 +182,9 @@ ENGINE_API int32_t engine_model_load(const char* model_id, const EngineModelLoad
     if (rc != ERR_OK) return rc;
     if (TP_HAS_FIELD(info_out, EngineModelInfo, context_length)) info_out->context_length = loaded.context_length;
     if (TP_HAS_FIELD(info_out, EngineModelInfo, vram_bytes)) info_out->vram_bytes = loaded.vram_bytes;
+#ifndef ECHO_AS_OF_0_1_0
+    if (TP_HAS_FIELD(info_out, EngineModelInfo, embedding_length)) info_out->embedding_length = ECHO_EMBEDDING_LENGTH;
+#endif
     return ERR_OK;
 }
 
@@ -442,6 +450,34 @@ ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams* params, En
 /* The legacy whole-completion call: the prompt's word tokens, valid until the next call. */
 static char* legacy_text;
 static TokenResult* legacy_tokens;
+
+#ifndef ECHO_AS_OF_0_1_0
+ENGINE_API int32_t engine_embed(const EngineEmbedParams* params, float* embeddings, size_t n_floats,
+                                EngineEmbedResult* result) {
+    if (params == NULL || params->n_inputs < 0 ||
+        (params->n_inputs > 0 && (params->inputs == NULL || params->input_lens == NULL)))
+        return tp_fail(ERR_INVALID_ARGUMENT, "engine_embed needs its inputs");
+    if (n_floats < (size_t)params->n_inputs * ECHO_EMBEDDING_LENGTH)
+        return tp_fail(ERR_INVALID_ARGUMENT, "%zu floats hold fewer than %d embeddings", n_floats, params->n_inputs);
+    tp_lock(&models_lock);
+    int loaded = params->model_id != NULL && params->model_id[0] != '\0' && find_model(params->model_id) != NULL;
+    tp_unlock(&models_lock);
+    if (!loaded)
+        return tp_fail(ERR_MODEL_NOT_LOADED, "model '%s' is not loaded",
+                       params->model_id ? params->model_id : "(null)");
+    int32_t tokens = 0;
+    for (int32_t i = 0; i < params->n_inputs; i++) {
+        const unsigned char* text = (const unsigned char*)params->inputs[i];
+        if (params->input_lens[i] <= 0) return tp_fail(ERR_INVALID_ARGUMENT, "input %d is empty", i);
+        float* row = embeddings + (size_t)i * ECHO_EMBEDDING_LENGTH;
+        memset(row, 0, ECHO_EMBEDDING_LENGTH * sizeof *row);
+        for (int32_t b = 0; b < params->input_lens[i]; b++) row[text[b] % ECHO_EMBEDDING_LENGTH] += 1.0f;
+        tokens += count_words(params->inputs[i], (size_t)params->input_lens[i]);
+    }
+    if (TP_HAS_FIELD(result, EngineEmbedResult, prompt_tokens)) result->prompt_tokens = tokens;
+    return ERR_OK;
+}
+#endif
 
 ENGINE_API int engine_generate(const char* prompt, TokenResult** results) {
     if (!initialized) return tp_fail(ERR_NOT_INITIALIZED, "engine_init has not been called");

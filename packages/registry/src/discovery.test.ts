@@ -318,6 +318,7 @@ describe('plugin discovery', () => {
         warnings: [],
       });
       expect([...echo!.capabilities].sort()).toEqual([
+        'embed',
         'generate_stream',
         'last_error',
         'model_estimate_vram',

@@ -1,6 +1,6 @@
 // A loaded model's state in the registry: what it was loaded with, who holds it, and the checks a later load of
 // the same id must pass.
-import type { Engine } from '@llm-node/abi-native';
+import type { EmbedResult, Engine } from '@llm-node/abi-native';
 import { NodeError } from './errors.js';
 import { LeasedGeneration } from './leased-generation.js';
 import type { LoadedModel, LoadModelOptions, ModelLease } from './types.js';
@@ -24,6 +24,9 @@ export interface ModelState {
 export const DEFAULT_CONTEXT_LENGTH = 4096;
 export const DEFAULT_PARALLEL = 4;
 
+// Inputs per engine_embed call: calls that cannot be cancelled stay short, and an unload waits for one at most.
+const EMBED_INPUTS_PER_CALL = 16;
+
 export function lease(state: ModelState, toPublic: (error: unknown) => NodeError): ModelLease {
   state.activeRequests += 1;
   state.lastUsedAt = Date.now();
@@ -35,6 +38,25 @@ export function lease(state: ModelState, toPublic: (error: unknown) => NodeError
       const generation = new LeasedGeneration(state.engine.generate({ ...request, modelId: state.id }, options), toPublic);
       void generation.result.catch(() => undefined).finally(() => (state.generating -= 1));
       return generation;
+    },
+    embed: async (request, options) => {
+      if (state.model.embeddingLength === 0) {
+        throw new NodeError(`Model '${state.id}' gives no embeddings (engine '${state.engineId}')`, {
+          type: 'invalid_request_error',
+          code: 'embeddings_unsupported',
+        });
+      }
+      const result: EmbedResult = { embeddings: [], promptTokens: 0 };
+      for (let i = 0; i < request.inputs.length; i += EMBED_INPUTS_PER_CALL) {
+        options?.signal?.throwIfAborted();
+        const inputs = request.inputs.slice(i, i + EMBED_INPUTS_PER_CALL);
+        const part = await state.engine.embed({ ...request, inputs, modelId: state.id }).catch((error: unknown) => {
+          throw toPublic(error);
+        });
+        result.embeddings.push(...part.embeddings);
+        result.promptTokens += part.promptTokens;
+      }
+      return result;
     },
     release() {
       if (released) return;

@@ -199,7 +199,7 @@ export class Registry {
       await loaded?.unloading?.catch(() => undefined); // an unload in progress finishes first
       const candidate = await locateModel(this.#modelsDir, ref, options.format);
       const info = await this.#readModelInfo(candidate);
-      const { supervisor } = this.#resolveEngine(info);
+      const { record, supervisor } = this.#resolveEngine(info);
       const defaults = this.#loadDefaults(info);
       const params: ModelLoadParams = {
         path: candidate.path,
@@ -208,7 +208,8 @@ export class Registry {
         parallel: options.parallel ?? defaults.parallel,
         ...(candidate.quantization === null ? {} : { quantization: candidate.quantization }),
       };
-      return this.#serially(() => this.#admitAndLoad(modelId, supervisor, info, params, report));
+      const embeds = record.manifest?.modalities?.includes('embedding') ?? false;
+      return this.#serially(() => this.#admitAndLoad(modelId, supervisor, info, params, embeds, report));
     })();
     this.#loading.set(modelId, { promise: loading, options, listeners });
     try {
@@ -527,6 +528,8 @@ export class Registry {
     supervisor: EngineSupervisor,
     info: ModelInfo,
     params: ModelLoadParams,
+    /** Whether the engine's manifest lists the `embedding` modality: the engine's say-so is needed too. */
+    embeds: boolean,
     onProgress: LoadProgressListener,
   ): Promise<LoadedModel> {
     this.#assertOpen();
@@ -566,6 +569,7 @@ export class Registry {
         contextLength: loaded.contextLength,
         parallel: params.parallel!,
         vramBytes: loaded.vramBytes > 0 ? loaded.vramBytes : required,
+        embeddingLength: embeds ? loaded.embeddingLength : 0,
         loadedAt: now,
         info,
       },

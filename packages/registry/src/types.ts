@@ -1,5 +1,5 @@
 // The registry's public types: its options, and what it answers about models.
-import type { EngineHostTimeouts, GenerateRequest, Generation } from '@llm-node/abi-native';
+import type { EmbedRequest, EmbedResult, EngineHostTimeouts, GenerateRequest, Generation } from '@llm-node/abi-native';
 import type { GpuBackend, GpuDetection, VramSample, VramSampler } from '@llm-node/gpu-detect';
 import type { ModelFormat } from '@llm-node/manifest';
 import type { NodeError } from './errors.js';
@@ -67,6 +67,11 @@ export interface LoadedModel {
   parallel: number;
   /** Device memory the model holds: what the engine reports, or the admitted estimate when it reports 0. */
   vramBytes: number;
+  /**
+   * Floats in each of the model's embeddings; 0 when it gives none: its engine's manifest does not list the
+   * `embedding` modality, the plugin has no engine_embed, or the model has no embeddings to give.
+   */
+  embeddingLength: number;
   /** Epoch milliseconds. */
   loadedAt: number;
   /** Epoch milliseconds: the last acquire or release. */
@@ -80,6 +85,11 @@ export interface ModelLease {
   model: LoadedModel;
   /** Generates on the leased model; what fails is a NodeError. */
   generate(request: Omit<GenerateRequest, 'modelId'>, options?: { signal?: AbortSignal }): Generation;
+  /**
+   * Embeds the inputs with the leased model, a few at a time (engine_embed cannot be cancelled: `signal` stops
+   * between calls). What fails is a NodeError: `embeddings_unsupported` (400) for a model that gives none.
+   */
+  embed(request: Omit<EmbedRequest, 'modelId'>, options?: { signal?: AbortSignal }): Promise<EmbedResult>;
   release(): void;
 }
 

@@ -85,6 +85,7 @@ function modelJson(model: LoadedModel): object {
     context_length: model.contextLength,
     parallel: model.parallel,
     vram_bytes: model.vramBytes,
+    embedding_length: model.embeddingLength,
     last_used_at: new Date(model.lastUsedAt).toISOString(),
     active_requests: model.activeRequests,
   };

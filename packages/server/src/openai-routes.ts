@@ -2,6 +2,7 @@ import { Router } from 'express';
 import { NodeError, type LoadedModel } from '@llm-node/registry';
 import { chatFormat, textFormat } from './completion-format.js';
 import type { ServerContext } from './context.js';
+import { serveEmbeddings } from './embeddings.js';
 import { serveCompletion } from './generation.js';
 import { chatCompletionBody, completionBody, generationOptions, parseBody } from './schemas.js';
 import { forcedCallSchema } from './tool-calls.js';
@@ -53,6 +54,8 @@ export function openAiRoutes(context: ServerContext): Router {
       toolCalls: null,
     });
   });
+
+  router.post('/v1/embeddings', (req, res) => serveEmbeddings(context, req, res));
 
   // As llama.cpp's server: the chat body in, the prompt the model would be given out.
   router.post('/apply-template', async (req, res) => {

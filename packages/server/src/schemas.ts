@@ -108,6 +108,28 @@ export const completionBody = z.strictObject({
 });
 export type CompletionBody = z.infer<typeof completionBody>;
 
+/** OpenAI's cap on the inputs of one embeddings request. */
+export const MAX_EMBEDDING_INPUTS = 2048;
+
+export const embeddingsBody = z.strictObject({
+  model: modelId,
+  input: z.union(
+    [
+      z.string().min(1),
+      z.array(z.string().min(1)).min(1).max(MAX_EMBEDDING_INPUTS),
+      // Token ids, as OpenAI also takes them: refused with a message (the engine ABI embeds text).
+      z.array(z.int()).min(1),
+      z.array(z.array(z.int()).min(1)).min(1),
+    ],
+    { error: `must be a non-empty string or a list of 1 to ${MAX_EMBEDDING_INPUTS} non-empty strings` },
+  ),
+  encoding_format: z.enum(['float', 'base64']).nullish(),
+  dimensions: z.int().min(1).nullish(),
+  /** Accepted and ignored on purpose, as in completions. */
+  user: z.string().nullish(),
+});
+export type EmbeddingsBody = z.infer<typeof embeddingsBody>;
+
 export const loadModelBody = z.strictObject({
   model_id: modelId,
   format: z.enum(['gguf', 'safetensors']).optional(),

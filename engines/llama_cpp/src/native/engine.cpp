@@ -430,6 +430,9 @@ int32_t model_load(const char* model_id, const EngineModelLoadParams* params, En
     if (HAS_FIELD(info, vram_bytes)) {
         info->vram_bytes = model->memory_bytes();
     }
+    if (HAS_FIELD(info, embedding_length)) {
+        info->embedding_length = model->embedding_length();
+    }
     g_engine.models.emplace(model_id, std::move(model));
     return ERR_OK;
 }
@@ -564,6 +567,45 @@ int32_t generate_stream(const EngineGenerateParams* params, EngineTokenCallback 
     return ERR_OK;
 }
 
+int32_t embed(const EngineEmbedParams* params, float* embeddings, size_t n_floats, EngineEmbedResult* result) {
+    if (EngineError error = check_initialized()) {
+        return report(error);
+    }
+    if (params == nullptr || result == nullptr || !HAS_FIELD(params, n_inputs) || params->n_inputs < 0 ||
+        (params->n_inputs > 0 && (params->inputs == nullptr || params->input_lens == nullptr))) {
+        return report(ERR_INVALID_ARGUMENT, "engine_embed needs its inputs and a result struct");
+    }
+    const std::shared_ptr<Model> model = params->model_id != nullptr ? find_model(params->model_id) : nullptr;
+    if (model == nullptr) {
+        return report(ERR_MODEL_NOT_LOADED, "no model is loaded as '" + string_field(params->model_id) + "'");
+    }
+    if (embeddings == nullptr || n_floats < static_cast<size_t>(params->n_inputs) * model->embedding_length()) {
+        return report(ERR_INVALID_ARGUMENT, "the host's buffer holds fewer than " + std::to_string(params->n_inputs) +
+                                                " embeddings of " + std::to_string(model->embedding_length()));
+    }
+    std::vector<std::vector<llama_token>> inputs(params->n_inputs);
+    int32_t n_tokens = 0;
+    for (int32_t i = 0; i < params->n_inputs; ++i) {
+        if (params->input_lens[i] <= 0) {
+            return report(ERR_INVALID_ARGUMENT, "input " + std::to_string(i) + " is empty");
+        }
+        bool cancelled = false;
+        if (EngineError error = model->tokenize(
+                params->inputs[i], params->input_lens[i], (params->flags & ENGINE_GENERATE_ADD_SPECIAL) != 0,
+                (params->flags & ENGINE_GENERATE_PARSE_SPECIAL) != 0, [] { return true; }, &inputs[i], &cancelled)) {
+            return report(error);
+        }
+        n_tokens += static_cast<int32_t>(inputs[i].size());
+    }
+    if (EngineError error = model->embed(inputs, embeddings)) {
+        return report(error);
+    }
+    if (HAS_FIELD(result, prompt_tokens)) {
+        result->prompt_tokens = n_tokens;
+    }
+    return ERR_OK;
+}
+
 // The single-model entry points every ABI 1 plugin has. The model takes its trained context and one
 // request at a time; engine_generate samples with llama.cpp's usual defaults (temperature 0.8, top-k 40,
 // top-p 0.95, min-p 0.05) for at most 256 tokens.
@@ -684,6 +726,11 @@ ENGINE_API int32_t engine_model_get_stats(const char* model_id, EngineModelStats
 ENGINE_API int32_t engine_generate_stream(const EngineGenerateParams* params, EngineTokenCallback on_token,
                                           void* user_data, EngineGenerateResult* result) {
     return guarded([&] { return entry::generate_stream(params, on_token, user_data, result); });
+}
+
+ENGINE_API int32_t engine_embed(const EngineEmbedParams* params, float* embeddings, size_t n_floats,
+                                EngineEmbedResult* result) {
+    return guarded([&] { return entry::embed(params, embeddings, n_floats, result); });
 }
 
 ENGINE_API int engine_load_model(const char* model_path) {

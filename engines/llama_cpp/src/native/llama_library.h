@@ -46,6 +46,7 @@
   X(llama_context_default_params)      \
   X(llama_decode)                      \
   X(llama_free)                        \
+  X(llama_get_embeddings_seq)          \
   X(llama_get_logits_ith)              \
   X(llama_get_memory)                  \
   X(llama_init_from_model)             \
@@ -58,9 +59,11 @@
   X(llama_model_get_vocab)             \
   X(llama_model_load_from_file)        \
   X(llama_model_n_ctx_train)           \
+  X(llama_model_n_embd_out)            \
   X(llama_model_size)                  \
   X(llama_n_batch)                     \
   X(llama_n_ctx_seq)                   \
+  X(llama_pooling_type)                \
   X(llama_sampler_accept)              \
   X(llama_sampler_apply)               \
   X(llama_sampler_free)                \

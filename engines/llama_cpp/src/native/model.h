@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "embedder.h"
 #include "errors.h"
 #include "json_constraint.h"
 #include "llama.h"
@@ -100,6 +101,12 @@ public:
     // [any thread, at once] Counters the decode loop publishes after each round; takes no lock decoding holds.
     ModelStats stats() const;
 
+    // [any thread] Each input's embedding into consecutive rows of `out` (embedder.h).
+    EngineError embed(const std::vector<std::vector<llama_token>>& inputs, float* out) {
+        return embedder_->embed(inputs, out);
+    }
+    int32_t embedding_length() const { return embedder_->length(); }
+
     int32_t context_length() const { return n_ctx_request_; }
     const llama_vocab* vocab() const { return vocab_; }
     uint64_t memory_bytes() const { return memory_bytes_; }
@@ -131,6 +138,7 @@ private:
 
     llama_model* model_;
     llama_context* ctx_;
+    std::unique_ptr<Embedder> embedder_;
     ggml_threadpool* threadpool_ = nullptr;
     const llama_vocab* vocab_;
     int32_t n_vocab_;

@@ -227,6 +227,7 @@ EngineError Model::load(const LoadSettings& settings, const Runtime& runtime, ui
     const int32_t n_ctx_request = std::min<int32_t>(shape.n_ctx_request, lib.llama_n_ctx_seq(ctx));
     out->reset(new Model(model, ctx, n_ctx_request, shape.n_parallel));
     Model& loaded = **out;
+    loaded.embedder_ = std::make_unique<Embedder>(model, runtime.n_threads, n_ctx_request);
     loaded.threadpool_ = attach_threadpool(ctx, runtime.n_threads);
     if (!warm_up(ctx, loaded.vocab_)) {
         out->reset();
@@ -260,6 +261,7 @@ Model::Model(llama_model* model, llama_context* ctx, int32_t n_ctx_request, int3
 
 Model::~Model() {
     stop();
+    embedder_.reset();  // its context goes before the model
     lib.llama_batch_free(batch_);
     lib.llama_free(ctx_);
     if (threadpool_ != nullptr) {

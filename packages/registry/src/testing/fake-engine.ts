@@ -66,7 +66,7 @@ export function fakeEngine(path: string, id: string, behaviour: FakeEngineBehavi
       engine.loads.push({ modelId, params });
       if (behaviour.gateLoads) await new Promise<void>((open) => gates.push(open));
       if (behaviour.failLoad) throw new EngineError(behaviour.failLoad.code, behaviour.failLoad.message);
-      return { contextLength: params.contextLength ?? 0, vramBytes: behaviour.vramBytes ?? behaviour.estimate ?? 0 };
+      return { contextLength: params.contextLength ?? 0, vramBytes: behaviour.vramBytes ?? behaviour.estimate ?? 0, embeddingLength: 0 };
     },
     async unloadModel(modelId) {
       engine.unloads.push(modelId);
@@ -79,6 +79,9 @@ export function fakeEngine(path: string, id: string, behaviour: FakeEngineBehavi
     modelStats: async () => null,
     generate() {
       throw new Error('the fake engine does not generate');
+    },
+    async embed() {
+      throw new Error('the fake engine does not embed');
     },
     async shutdown() {},
     async close() {

@@ -59,8 +59,9 @@ export interface TestNode {
 
 /**
  * A real node on 127.0.0.1: the echo test engine (engine `echo`, architecture `echo`, GGUF and
- * safetensors) and its slow build (engine `echo_slow`, architecture `echo_slow`), both compiled from C and
- * driven through the real binding, with the models `echo` and `echo-slow` (GGUF, no chat template).
+ * safetensors, completions and embeddings) and its slow build (engine `echo_slow`, architecture `echo_slow`,
+ * completions only), both compiled from C and driven through the real binding, with the models `echo` and
+ * `echo-slow` (GGUF, no chat template).
  */
 export async function startTestNode(options: TestNodeOptions = {}): Promise<TestNode> {
   const root = await mkdtemp(join(tmpdir(), 'llm-node-server-'));
@@ -70,7 +71,7 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
   await installTestPlugin({
     enginesDir,
     plugin: await buildTestPlugin('echo'),
-    manifest: { architectures: ['echo'], formats: ['gguf', 'safetensors'] },
+    manifest: { architectures: ['echo'], formats: ['gguf', 'safetensors'], modalities: ['completion', 'embedding'] },
   });
   await installTestPlugin({
     enginesDir,
