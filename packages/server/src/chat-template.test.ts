@@ -40,6 +40,10 @@ beforeAll(async () => {
         architecture: 'echo',
         chatTemplate: "{% if messages[0]['role'] != 'system' %}{{ raise_exception('A system message must come first') }}{% endif %}ok",
       });
+      await writeGgufModel(join(modelsDir, 'content-keys.gguf'), {
+        architecture: 'echo',
+        chatTemplate: "{% for m in messages %}{{ m.role }}:{{ 'content' in m }};{% endfor %}",
+      });
       await writeGgufModel(join(modelsDir, 'unbalanced.gguf'), {
         architecture: 'echo',
         chatTemplate: '{% for m in messages %}never closed',
@@ -86,6 +90,19 @@ describe('chat templates', () => {
     expect(body.prompt).toBe(`<s>${new Date().getFullYear()}|user:Hi|tools:1|</s>`);
     const none = await applyTemplate({ model: 'dated', messages: [{ role: 'user', content: 'Hi' }], tools: [] });
     expect(none.body.prompt).toBe(`<s>${new Date().getFullYear()}|user:Hi|</s>`);
+  });
+
+  test('a message without content reaches the template without one, as apply_chat_template gives it', async () => {
+    const call = { id: 'call12345', type: 'function', function: { name: 'now', arguments: '{}' } };
+    const { body } = await applyTemplate({
+      model: 'content-keys',
+      messages: [
+        { role: 'user', content: 'Hi' },
+        { role: 'assistant', tool_calls: [call] },
+        { role: 'tool', tool_call_id: 'call12345', content: '12:00' },
+      ],
+    });
+    expect(body.prompt).toBe('user:True;assistant:False;tool:True;');
   });
 
   test('falls back to ChatML for a model without a template', async () => {

@@ -47,16 +47,8 @@ export function createChatTemplates(): ChatTemplates {
   });
 
   return {
-    async render(model, { messages, tools }) {
-      const source = model.chatTemplate ?? FALLBACK_CHAT_TEMPLATE;
-      const variables = {
-        messages: messages.map(templateMessage),
-        add_generation_prompt: true,
-        bos_token: model.bosToken ?? '',
-        eos_token: model.eosToken ?? '',
-        // Templates test `tools is not none`: an empty list means no tools, as if none were given.
-        ...(tools && tools.length > 0 ? { tools } : {}),
-      };
+    async render(model, input) {
+      const { source, variables } = templateTask(model, input);
       let outcome: RenderOutcome;
       // The time limit runs from when a worker begins the render: renders queued behind a runaway template are
       // not charged for its time.
@@ -89,8 +81,29 @@ export function createChatTemplates(): ChatTemplates {
   };
 }
 
-/** Text parts joined with newlines, as llama.cpp does for templates that expect plain string content. */
+/** The template a chat renders with (ChatML for a model without one) and the variables it is given. */
+export function templateTask(
+  model: Pick<ModelInfo, 'chatTemplate' | 'bosToken' | 'eosToken'>,
+  { messages, tools }: ChatPromptInput,
+): Omit<RenderTask, 'started'> {
+  return {
+    source: model.chatTemplate ?? FALLBACK_CHAT_TEMPLATE,
+    variables: {
+      messages: messages.map(templateMessage),
+      add_generation_prompt: true,
+      bos_token: model.bosToken ?? '',
+      eos_token: model.eosToken ?? '',
+      // Templates test `tools is not none`: an empty list means no tools, as if none were given.
+      ...(tools && tools.length > 0 ? { tools } : {}),
+    },
+  };
+}
+
+/**
+ * Text parts joined with newlines, as llama.cpp does for templates that expect plain string content. A message
+ * without content keeps none: templates test `'content' in message`.
+ */
 function templateMessage(message: ChatMessage): Record<string, unknown> {
-  const { content, ...rest } = message;
-  return { ...rest, content: Array.isArray(content) ? content.map((part) => part.text).join('\n') : content };
+  const { content } = message;
+  return Array.isArray(content) ? { ...message, content: content.map((part) => part.text).join('\n') } : message;
 }

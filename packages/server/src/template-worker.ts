@@ -18,6 +18,11 @@ const compiled = new Map<string, Template>();
 export default function render({ source, variables, started }: RenderTask): RenderOutcome {
   started.postMessage(null);
   started.close();
+  return renderTemplate(source, variables);
+}
+
+/** The render itself, in whichever thread calls it. */
+export function renderTemplate(source: string, variables: Record<string, unknown>): RenderOutcome {
   let template = compiled.get(source);
   if (template === undefined) {
     try {
