@@ -1,0 +1,207 @@
+#include "model.h"
+
+#include <algorithm>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "errors.h"
+#include "json.h"
+#include "sampler.h"
+#include "token_emitter.h"
+
+// A field of a host-filled struct is read only when the host's struct_size covers it (engine_api.h).
+#define HAS_FIELD(ptr, type, field) ((ptr)->struct_size >= offsetof(type, field) + sizeof((ptr)->field))
+
+namespace {
+
+Tokenizer load_tokenizer(const ModelFolder& folder) {
+    const std::filesystem::path path = folder.folder / "tokenizer.json";
+    try {
+        return Tokenizer(parse_json(read_file(path)));
+    } catch (const EngineError&) {
+        throw;
+    } catch (const std::runtime_error& error) {
+        throw EngineError(ERR_MODEL_CORRUPT, "tokenizer.json is not valid JSON: " + std::string(error.what()));
+    }
+}
+
+// Holds one of the model's n_parallel sequences for a generation, counting those that wait for one.
+class SlotLease {
+public:
+    SlotLease(std::mutex& mutex, std::condition_variable& freed, int32_t& in_use, int32_t limit,
+              std::atomic<int32_t>& waiting)
+        : mutex_(mutex), freed_(freed), in_use_(in_use) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        ++waiting;
+        freed_.wait(lock, [&] { return in_use_ < limit; });
+        --waiting;
+        ++in_use_;
+    }
+    ~SlotLease() {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            --in_use_;
+        }
+        freed_.notify_one();
+    }
+    SlotLease(const SlotLease&) = delete;
+    SlotLease& operator=(const SlotLease&) = delete;
+
+private:
+    std::mutex& mutex_;
+    std::condition_variable& freed_;
+    int32_t& in_use_;
+};
+
+}  // namespace
+
+Model::Model(const OrtRuntime& runtime, const ModelFolder& folder, const ModelOptions& options)
+    : tokenizer_(load_tokenizer(folder)), eos_tokens_(folder.eos_tokens) {
+    context_length_ = options.context_length > 0 ? options.context_length : folder.trained_context;
+    if (context_length_ <= 0) {
+        throw EngineError(
+            ERR_INVALID_ARGUMENT,
+            "the model folder does not say its context length (max_position_embeddings or context_length): "
+            "give one with the load");
+    }
+    n_parallel_ = options.n_parallel > 0 ? options.n_parallel : k_default_parallel;
+    graph_ = std::make_unique<DecoderGraph>(runtime, folder.graph_file, options.n_threads, options.device_index);
+    if (graph_->vocab_size() < tokenizer_.vocab_size()) {
+        throw EngineError(ERR_UNSUPPORTED, "the graph's logits cover " + std::to_string(graph_->vocab_size()) +
+                                               " tokens, fewer than tokenizer.json's " +
+                                               std::to_string(tokenizer_.vocab_size()));
+    }
+    // The estimate, sized from what the graph says rather than the configuration files.
+    ModelFolder measured = folder;
+    measured.layers = graph_->layers();
+    measured.kv_heads = static_cast<int32_t>(graph_->kv_heads());
+    measured.head_dim = static_cast<int32_t>(graph_->head_dim());
+    measured.vocab_size = graph_->vocab_size();
+    memory_bytes_ = estimate_model_bytes(measured, context_length_, n_parallel_);
+}
+
+void Model::stats(EngineModelStats& stats) const {
+    if (HAS_FIELD(&stats, EngineModelStats, requests_running)) stats.requests_running = running_.load();
+    if (HAS_FIELD(&stats, EngineModelStats, requests_waiting)) stats.requests_waiting = waiting_.load();
+    if (HAS_FIELD(&stats, EngineModelStats, kv_cells_used)) stats.kv_cells_used = cells_used_.load();
+    if (HAS_FIELD(&stats, EngineModelStats, kv_cells_total)) {
+        stats.kv_cells_total = static_cast<uint64_t>(n_parallel_) * static_cast<uint64_t>(context_length_);
+    }
+}
+
+void Model::generate(const EngineGenerateParams& params, EngineTokenCallback on_token, void* user_data,
+                     EngineGenerateResult& result) const {
+    const std::vector<int32_t> prompt = tokenizer_.encode(
+        std::string_view(params.prompt, static_cast<size_t>(params.prompt_len)),
+        (params.flags & ENGINE_GENERATE_ADD_SPECIAL) != 0, (params.flags & ENGINE_GENERATE_PARSE_SPECIAL) != 0);
+    if (prompt.empty()) {
+        throw EngineError(ERR_INVALID_ARGUMENT, "the prompt is empty");
+    }
+    if (static_cast<int32_t>(prompt.size()) >= context_length_) {
+        throw EngineError(ERR_CONTEXT_OVERFLOW, "the prompt is " + std::to_string(prompt.size()) +
+                                                    " tokens; the context holds " + std::to_string(context_length_));
+    }
+    if (HAS_FIELD(&params, EngineGenerateParams, n_logit_bias)) {
+        for (int32_t i = 0; i < params.n_logit_bias; ++i) {
+            if (params.logit_bias_tokens[i] < 0 || params.logit_bias_tokens[i] >= graph_->vocab_size()) {
+                throw EngineError(ERR_INVALID_ARGUMENT,
+                                  "logit_bias names token " + std::to_string(params.logit_bias_tokens[i]) +
+                                      ", outside the vocabulary of " + std::to_string(graph_->vocab_size()));
+            }
+        }
+    }
+    SlotLease lease(slots_mutex_, slot_freed_, slots_in_use_, n_parallel_, waiting_);
+    ++running_;
+    try {
+        run(params, prompt, on_token, user_data, result);
+    } catch (...) {
+        --running_;
+        throw;
+    }
+    --running_;
+}
+
+void Model::run(const EngineGenerateParams& params, const std::vector<int32_t>& prompt, EngineTokenCallback on_token,
+                void* user_data, EngineGenerateResult& result) const {
+    SamplingParams sampling;
+    sampling.temperature = params.temperature;
+    sampling.top_p = params.top_p;
+    sampling.top_k = params.top_k;
+    sampling.min_p = params.min_p;
+    sampling.presence_penalty = params.presence_penalty;
+    sampling.frequency_penalty = params.frequency_penalty;
+    sampling.seed = params.seed == ENGINE_SEED_RANDOM ? std::random_device{}() : params.seed;
+    Sampler sampler(sampling);
+
+    std::vector<std::string> stops;
+    for (int32_t i = 0; i < params.n_stop; ++i) {
+        stops.emplace_back(params.stop[i]);
+    }
+    TokenEmitter emitter(std::move(stops), on_token, user_data);
+    const bool want_logprob = (params.flags & ENGINE_GENERATE_LOGPROBS) != 0;
+    const bool ignore_eos = (params.flags & ENGINE_GENERATE_IGNORE_EOS) != 0;
+    const int32_t n_bias = HAS_FIELD(&params, EngineGenerateParams, n_logit_bias) ? params.n_logit_bias : 0;
+
+    KvCache cache = graph_->empty_cache();
+    struct CacheRelease {
+        const DecoderGraph& graph;
+        KvCache& cache;
+        std::atomic<uint64_t>& cells;
+        ~CacheRelease() {
+            cells -= static_cast<uint64_t>(cache.length);
+            graph.release(cache);
+        }
+    } release{*graph_, cache, cells_used_};
+
+    auto finish = [&](int32_t reason, int32_t generated) {
+        result.finish_reason = reason;
+        result.prompt_tokens = static_cast<int32_t>(prompt.size());
+        result.completion_tokens = generated;
+    };
+
+    std::vector<float> logits;
+    for (size_t done = 0; done < prompt.size();) {
+        if (emitter.poll() == TokenEmitter::Outcome::Refused) {
+            return finish(ENGINE_FINISH_CANCELLED, 0);
+        }
+        const size_t n = std::min(prompt.size() - done, static_cast<size_t>(k_prompt_chunk));
+        graph_->step(prompt.data() + done, n, cache, logits);
+        cells_used_ += n;
+        done += n;
+    }
+
+    int32_t generated = 0;
+    for (;;) {
+        for (int32_t i = 0; i < n_bias; ++i) {
+            logits[static_cast<size_t>(params.logit_bias_tokens[i])] += params.logit_bias_values[i];
+        }
+        float logprob = 0;
+        const int32_t token = sampler.sample(logits.data(), graph_->vocab_size(), want_logprob ? &logprob : nullptr);
+        sampler.accept(token);
+        ++generated;
+        const bool eos = std::find(eos_tokens_.begin(), eos_tokens_.end(), token) != eos_tokens_.end();
+        if (eos && !ignore_eos) {
+            return finish(
+                emitter.flush() == TokenEmitter::Outcome::Refused ? ENGINE_FINISH_CANCELLED : ENGINE_FINISH_STOP,
+                generated);
+        }
+        const std::string& piece = token < tokenizer_.vocab_size() ? tokenizer_.piece(token) : std::string();
+        switch (emitter.push(token, logprob, piece.data(), piece.size())) {
+            case TokenEmitter::Outcome::StopString:
+                return finish(ENGINE_FINISH_STOP, generated);
+            case TokenEmitter::Outcome::Refused:
+                return finish(ENGINE_FINISH_CANCELLED, generated);
+            case TokenEmitter::Outcome::Continue:
+                break;
+        }
+        const bool full = static_cast<int32_t>(prompt.size()) + generated >= context_length_;
+        if (full || (params.max_tokens > 0 && generated >= params.max_tokens)) {
+            return finish(
+                emitter.flush() == TokenEmitter::Outcome::Refused ? ENGINE_FINISH_CANCELLED : ENGINE_FINISH_LENGTH,
+                generated);
+        }
+        graph_->step(&token, 1, cache, logits);
+        ++cells_used_;
+    }
+}

@@ -1,0 +1,258 @@
+#include "tokenizer.h"
+
+#include <algorithm>
+#include <climits>
+#include <utility>
+
+#include "errors.h"
+#include "pretokenizer.h"
+#include "unicode.h"
+
+namespace {
+
+[[noreturn]] void unsupported(const std::string& what) {
+    throw EngineError(ERR_UNSUPPORTED,
+                      "tokenizer.json: " + what + " is not supported (byte-level BPE with Llama 3's pre-tokenizer is)");
+}
+
+// GPT-2's byte-level alphabet: every byte is a printable character, the printable ASCII and Latin-1 bytes
+// standing for themselves and the others for the code points from U+0100 on.
+std::vector<uint32_t> byte_to_code_point() {
+    std::vector<uint32_t> table(256);
+    uint32_t next = 256;
+    for (uint32_t b = 0; b < 256; ++b) {
+        const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
+        table[b] = printable ? b : next++;
+    }
+    return table;
+}
+
+const std::vector<uint32_t>& byte_alphabet() {
+    static const std::vector<uint32_t> table = byte_to_code_point();
+    return table;
+}
+
+// The bytes a vocabulary entry stands for; a character outside the alphabet makes it unrepresentable.
+bool alphabet_to_bytes(const std::string& text, std::string& bytes) {
+    static const std::unordered_map<uint32_t, char> inverse = [] {
+        std::unordered_map<uint32_t, char> map;
+        for (uint32_t b = 0; b < 256; ++b) {
+            map[byte_alphabet()[b]] = static_cast<char>(b);
+        }
+        return map;
+    }();
+    bytes.clear();
+    for (const CodePoint& cp : decode_utf8(text)) {
+        const auto it = inverse.find(cp.value);
+        if (it == inverse.end()) {
+            return false;
+        }
+        bytes += it->second;
+    }
+    return true;
+}
+
+// The Split of the pre-tokenizer, alone or in a Sequence beside a ByteLevel that does not split again.
+void check_pre_tokenizer(const JsonValue& pre) {
+    const JsonValue* split = nullptr;
+    if (pre["type"].as_string() == "Sequence") {
+        for (const JsonValue& step : pre["pretokenizers"].items()) {
+            const std::string& type = step["type"].as_string();
+            if (type == "Split" && split == nullptr) {
+                split = &step;
+            } else if (type != "ByteLevel" || step["use_regex"].as_bool()) {
+                unsupported("the pre-tokenizer step '" + type + "'");
+            }
+        }
+    }
+    if (split == nullptr || split->operator[]("pattern")["Regex"].as_string() != k_llama3_split_pattern ||
+        split->operator[]("behavior").as_string() != "Isolated" || split->operator[]("invert").as_bool()) {
+        unsupported("a pre-tokenizer other than Llama 3's split");
+    }
+}
+
+// The TemplateProcessing's special tokens before and after the text of a single sequence.
+void read_template(const JsonValue& post, std::vector<int32_t>& prefix, std::vector<int32_t>& suffix) {
+    const JsonValue* processing = nullptr;
+    if (post["type"].as_string() == "TemplateProcessing") {
+        processing = &post;
+    } else if (post["type"].as_string() == "Sequence") {
+        for (const JsonValue& step : post["processors"].items()) {
+            if (step["type"].as_string() == "TemplateProcessing") {
+                processing = &step;
+            }
+        }
+    }
+    if (processing == nullptr) {
+        return;
+    }
+    bool after = false;
+    for (const JsonValue& item : (*processing)["single"].items()) {
+        if (!item["Sequence"].is_null()) {
+            after = true;
+            continue;
+        }
+        const std::string& name = item["SpecialToken"]["id"].as_string();
+        for (const JsonValue& id : (*processing)["special_tokens"][name]["ids"].items()) {
+            (after ? suffix : prefix).push_back(static_cast<int32_t>(id.as_number()));
+        }
+    }
+}
+
+}  // namespace
+
+Tokenizer::Tokenizer(const JsonValue& document) {
+    const JsonValue& model = document["model"];
+    if (model["type"].as_string() != "BPE") {
+        unsupported("the model type '" + model["type"].as_string() + "'");
+    }
+    if (model["byte_fallback"].as_bool()) {
+        unsupported("byte_fallback");
+    }
+    if (!document["normalizer"].is_null()) {
+        unsupported("a normalizer");
+    }
+    check_pre_tokenizer(document["pre_tokenizer"]);
+    if (document["decoder"]["type"].as_string() != "ByteLevel") {
+        unsupported("the decoder '" + document["decoder"]["type"].as_string() + "'");
+    }
+    ignore_merges_ = model["ignore_merges"].as_bool();
+
+    int32_t n_tokens = 0;
+    vocab_.reserve(model["vocab"].members().size());
+    for (const auto& entry : model["vocab"].members()) {
+        const auto id = static_cast<int32_t>(entry.second.as_number());
+        vocab_.emplace(entry.first, id);
+        n_tokens = std::max(n_tokens, id + 1);
+    }
+    const auto& merges = model["merges"].items();
+    merge_ranks_.reserve(merges.size());
+    for (size_t rank = 0; rank < merges.size(); ++rank) {
+        // Older files write a merge as "left right", newer ones as ["left", "right"].
+        const JsonValue& merge = merges[rank];
+        const std::string key = merge.is_array() && merge.items().size() == 2
+                                    ? merge.items()[0].as_string() + " " + merge.items()[1].as_string()
+                                    : merge.as_string();
+        merge_ranks_.emplace(key, static_cast<int32_t>(rank));
+    }
+    for (const JsonValue& token : document["added_tokens"].items()) {
+        const auto id = static_cast<int32_t>(token["id"].as_number());
+        added_.push_back({token["content"].as_string(), id});
+        n_tokens = std::max(n_tokens, id + 1);
+    }
+    std::stable_sort(added_.begin(), added_.end(),
+                     [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
+
+    pieces_.resize(static_cast<size_t>(n_tokens));
+    std::string bytes;
+    for (const auto& entry : vocab_) {
+        if (alphabet_to_bytes(entry.first, bytes)) {
+            pieces_[static_cast<size_t>(entry.second)] = bytes;
+        }
+    }
+    for (const JsonValue& token : document["added_tokens"].items()) {
+        pieces_[static_cast<size_t>(token["id"].as_number())] =
+            token["special"].as_bool() ? "" : token["content"].as_string();
+    }
+    read_template(document["post_processor"], prefix_, suffix_);
+}
+
+int32_t Tokenizer::find(const std::string& text) const {
+    for (const AddedToken& token : added_) {
+        if (token.content == text) {
+            return token.id;
+        }
+    }
+    std::string alphabet;
+    for (const char byte : text) {
+        append_utf8(alphabet, byte_alphabet()[static_cast<unsigned char>(byte)]);
+    }
+    const auto it = vocab_.find(alphabet);
+    return it == vocab_.end() ? -1 : it->second;
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
+    std::vector<int32_t> out;
+    if (add_special) {
+        out = prefix_;
+    }
+    size_t plain_start = 0;
+    size_t pos = 0;
+    while (parse_special && pos < text.size()) {
+        const auto match = std::find_if(added_.begin(), added_.end(), [&](const AddedToken& token) {
+            return !token.content.empty() && text.compare(pos, token.content.size(), token.content) == 0;
+        });
+        if (match == added_.end()) {
+            ++pos;
+            continue;
+        }
+        encode_text(text.substr(plain_start, pos - plain_start), out);
+        out.push_back(match->id);
+        pos += match->content.size();
+        plain_start = pos;
+    }
+    encode_text(text.substr(plain_start), out);
+    if (add_special) {
+        out.insert(out.end(), suffix_.begin(), suffix_.end());
+    }
+    return out;
+}
+
+void Tokenizer::encode_text(std::string_view text, std::vector<int32_t>& out) const {
+    for (const std::string_view word : split_llama3(text)) {
+        encode_word(word, out);
+    }
+}
+
+void Tokenizer::encode_word(std::string_view word, std::vector<int32_t>& out) const {
+    std::vector<std::string> symbols;
+    symbols.reserve(word.size());
+    std::string whole;
+    for (const char byte : word) {
+        std::string symbol;
+        append_utf8(symbol, byte_alphabet()[static_cast<unsigned char>(byte)]);
+        whole += symbol;
+        symbols.push_back(std::move(symbol));
+    }
+    const auto as_token = vocab_.find(whole);
+    if (ignore_merges_ && as_token != vocab_.end()) {
+        out.push_back(as_token->second);
+        return;
+    }
+    // GPT-2's BPE: merge the adjacent pair of the lowest rank wherever it occurs, until no pair merges.
+    for (;;) {
+        int32_t best_rank = INT32_MAX;
+        std::string best;
+        for (size_t i = 0; i + 1 < symbols.size(); ++i) {
+            const auto it = merge_ranks_.find(symbols[i] + " " + symbols[i + 1]);
+            if (it != merge_ranks_.end() && it->second < best_rank) {
+                best_rank = it->second;
+                best = it->first;
+            }
+        }
+        if (best_rank == INT32_MAX) {
+            break;
+        }
+        std::vector<std::string> merged;
+        merged.reserve(symbols.size());
+        for (size_t i = 0; i < symbols.size(); ++i) {
+            if (i + 1 < symbols.size() && best.size() == symbols[i].size() + 1 + symbols[i + 1].size() &&
+                best.compare(0, symbols[i].size(), symbols[i]) == 0 && best[symbols[i].size()] == ' ' &&
+                best.compare(symbols[i].size() + 1, std::string::npos, symbols[i + 1]) == 0) {
+                merged.push_back(symbols[i] + symbols[i + 1]);
+                ++i;
+            } else {
+                merged.push_back(std::move(symbols[i]));
+            }
+        }
+        symbols = std::move(merged);
+    }
+    for (const std::string& symbol : symbols) {
+        const auto it = vocab_.find(symbol);
+        if (it == vocab_.end()) {
+            throw EngineError(ERR_MODEL_CORRUPT,
+                              "tokenizer.json: the merges make '" + symbol + "', which is not in the vocabulary");
+        }
+        out.push_back(it->second);
+    }
+}
