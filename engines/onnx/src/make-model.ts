@@ -1,8 +1,8 @@
 // The model maker: a small Llama-style decoder as an ONNX model folder (model.onnx, config.json,
 // tokenizer.json, tokenizer_config.json) with seeded random weights and the real Llama 3 tokenizer, for tests,
-// demos and the benchmark. Nothing is downloaded: the vocabulary and chat template come from the llama.cpp
-// source that @llm-node/engine-llama-cpp's build extracts.
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+// demos and the benchmark. Nothing is downloaded: the vocabulary comes from the llama.cpp source that
+// @llm-node/engine-llama-cpp's build extracts.
+import { mkdir, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -27,13 +27,17 @@ export interface OnnxModelShape {
 
 export const DEFAULT_ONNX_SHAPE: OnnxModelShape = { dim: 64, layers: 2, heads: 4, kvHeads: 2, ffn: 256, context: 8192, seed: 1 };
 
+// Llama 3 Instruct's chat template: the prompt of a conversation depends on nothing else (Llama 3.2's adds
+// today's date), so tests can write it out.
+const CHAT_TEMPLATE =
+  "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
+
 // Llama 3's end-of-generation tokens: <|end_of_text|>, <|eom_id|>, <|eot_id|>.
 const EOS_TOKEN_IDS = [128001, 128008, 128009];
 
 const llamaSource = join(dirname(createRequire(import.meta.url).resolve('@llm-node/engine-llama-cpp')), '..', 'build', 'llama.cpp');
 /** llama.cpp's Llama 3 vocabulary file, and its reference tokenizations beside it (.inp, and .out in its git). */
 export const LLAMA3_VOCABULARY = join(llamaSource, 'models', 'ggml-vocab-llama-bpe.gguf');
-const CHAT_TEMPLATE = join(llamaSource, 'models', 'templates', 'meta-llama-Llama-3.2-3B-Instruct.jinja');
 
 /** Writes the model folder `dir`. The same shape and seed give the same files. */
 export async function makeOnnxModel(dir: string, shape: Partial<OnnxModelShape> = {}): Promise<void> {
@@ -73,7 +77,7 @@ export async function makeOnnxModel(dir: string, shape: Partial<OnnxModelShape> 
     eos_token: '<|eot_id|>',
     add_bos_token: true,
     model_max_length: s.context,
-    chat_template: await readFile(CHAT_TEMPLATE, 'utf8'),
+    chat_template: CHAT_TEMPLATE,
   });
 }
 
