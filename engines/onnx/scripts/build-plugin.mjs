@@ -27,8 +27,8 @@ function packageFolder(name) {
   return join(found, name);
 }
 
-function run(command, args) {
-  execFileSync(command, args, { stdio: 'inherit' });
+function run(command, args, options = {}) {
+  execFileSync(command, args, { stdio: 'inherit', ...options });
 }
 
 const platform = PLATFORMS[`${process.platform}-${process.arch}`];
@@ -48,20 +48,24 @@ for (const backend of platform.backends.filter((b) => only === undefined || only
   mkdirSync(outputDir, { recursive: true });
   const buildDir = join(packageDir, 'build', `cmake-${backend}`);
   const ninja = spawnSync('ninja', ['--version']).status === 0;
-  run('cmake', [
-    '-S',
-    packageDir,
-    '-B',
-    buildDir,
-    ...(ninja && !existsSync(join(buildDir, 'CMakeCache.txt')) ? ['-G', 'Ninja'] : []),
-    '-DCMAKE_BUILD_TYPE=Release',
-    `-DENGINE_VERSION=${version}`,
-    `-DENGINE_GPU_BACKEND=${backend}`,
-    `-DENGINE_OUTPUT_DIR=${outputDir}`,
-    `-DENGINE_API_INCLUDE_DIR=${dirname(require.resolve('@llm-node/abi-native/engine_api.h'))}`,
-    `-DSHARED_NATIVE_DIR=${join(packageFolder('@llm-node/engine-llama-cpp'), 'src', 'native')}`,
-    `-DUNICODE_RANGES_DIR=${generatedDir}`,
-  ]);
+  run(
+    'cmake',
+    [
+      '-S',
+      packageDir,
+      '-B',
+      buildDir,
+      ...(ninja && !existsSync(join(buildDir, 'CMakeCache.txt')) ? ['-G', 'Ninja'] : []),
+      '-DCMAKE_BUILD_TYPE=Release',
+      `-DENGINE_VERSION=${version}`,
+      `-DENGINE_GPU_BACKEND=${backend}`,
+      `-DENGINE_OUTPUT_DIR=${outputDir}`,
+      `-DENGINE_API_INCLUDE_DIR=${dirname(require.resolve('@llm-node/abi-native/engine_api.h'))}`,
+      `-DSHARED_NATIVE_DIR=${join(packageFolder('@llm-node/engine-llama-cpp'), 'src', 'native')}`,
+      `-DUNICODE_RANGES_DIR=${generatedDir}`,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
   run('cmake', ['--build', buildDir, '--config', 'Release', '--parallel', '--target', 'onnx_engine']);
   for (const file of readdirSync(runtimeDir).filter((f) => !f.endsWith('.node'))) {
     copyFileSync(join(runtimeDir, file), join(outputDir, file));

@@ -110,7 +110,7 @@ export type CompletionBody = z.infer<typeof completionBody>;
 
 export const loadModelBody = z.strictObject({
   model_id: modelId,
-  format: z.enum(['gguf', 'safetensors']).optional(),
+  format: z.enum(['gguf', 'safetensors', 'onnx']).optional(),
   context_length: z.int().min(1).optional(),
   parallel: z.int().min(1).optional(),
   stream: z.boolean().optional(),
