@@ -1,4 +1,5 @@
 // The engine ABI (engine_api.h, version 1) over ONNX Runtime: entry points, the loaded models, errors.
+#include <algorithm>
 #include <cstddef>
 #include <map>
 #include <memory>
