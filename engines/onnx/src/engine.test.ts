@@ -218,6 +218,21 @@ describe.skipIf(pluginDir === undefined)('loading', () => {
     });
   });
 
+  it('drives a graph that exchanges its cache and logits in float16, as DirectML exports do, as ONNX Runtime does', async () => {
+    const halfDir = join(workDir, 'half');
+    await makeOnnxModel(halfDir, { ioType: 'float16' });
+    const halfReference = await openReference(halfDir);
+    try {
+      await engine.loadModel('half', { path: halfDir, format: 'onnx', contextLength: 256, parallel: 1 });
+      const { tokens, result } = await generate({ modelId: 'half', maxTokens: 16, ignoreEos: true });
+      expect(result.completionTokens).toBe(16);
+      expect(tokens.map((t) => t.id)).toEqual(await halfReference.greedy(promptIds, 16));
+    } finally {
+      await halfReference.release();
+      await engine.unloadModel('half').catch(() => undefined);
+    }
+  });
+
   it('refuses another format', async () => {
     await expect(engine.loadModel('x', { path: modelDir, format: 'gguf' })).rejects.toMatchObject({ code: 'unsupported' });
   });

@@ -13,6 +13,9 @@ export interface LlamaShape {
   vocab: number;
   ropeTheta: number;
   rmsEps: number;
+  /** The type of the KV cache and logits the graph exchanges; it computes in float32 either way. DirectML
+   * exports exchange float16. */
+  ioType: 'float32' | 'float16';
 }
 
 export const OPSET = 17;
@@ -109,13 +112,13 @@ export function llamaGraph(s: LlamaShape, weights: LlamaWeights): Graph {
   const angles = b.one('Concat', [freqs, freqs], [int('axis', -1)]);
   const cos = b.one('Unsqueeze', [b.one('Cos', [angles]), axis1]);
   const sin = b.one('Unsqueeze', [b.one('Sin', [angles]), axis1]);
-  const half = b.ints('half', [headDim / 2]);
+  const halfDim = b.ints('half', [headDim / 2]);
   const full = b.ints('full', [headDim]);
   const axis3 = b.ints('axis_3', [3]);
   const zero = b.ints('zero', [0]);
   const rope = (x: string) => {
-    const first = b.one('Slice', [x, zero, half, axis3]);
-    const second = b.one('Slice', [x, half, full, axis3]);
+    const first = b.one('Slice', [x, zero, halfDim, axis3]);
+    const second = b.one('Slice', [x, halfDim, full, axis3]);
     const rotated = b.one('Concat', [b.one('Neg', [second]), first], [int('axis', 3)]);
     return b.one('Add', [b.one('Mul', [x, cos]), b.one('Mul', [rotated, sin])]);
   };
@@ -145,6 +148,15 @@ export function llamaGraph(s: LlamaShape, weights: LlamaWeights): Graph {
   const repeatKv = (x: string) =>
     group === 1 ? x : b.one('Reshape', [b.one('Expand', [b.one('Unsqueeze', [x, axis2]), expandShape]), groupedShape]);
 
+  // The past and the new positions, named as the present output; with float16 I/O, cast at the graph's edge.
+  const half = s.ioType === 'float16';
+  const cache = (past: string, current: string, present: string) => {
+    const input = half ? b.one('Cast', [past], [int('to', DataType.FLOAT)]) : past;
+    const joined = b.op('Concat', [input, current], [int('axis', 2)], half ? undefined : [present])[0]!;
+    if (half) b.op('Cast', [joined], [int('to', DataType.FLOAT16)], [present]);
+    return joined;
+  };
+
   let x = b.one('Gather', ['embed_tokens', 'input_ids']);
   for (let l = 0; l < s.layers; l++) {
     const p = `layers.${l}`;
@@ -152,8 +164,8 @@ export function llamaGraph(s: LlamaShape, weights: LlamaWeights): Graph {
     const q = rope(heads(b.one('MatMul', [h, `${p}.q_proj`]), qShape));
     const k = rope(heads(b.one('MatMul', [h, `${p}.k_proj`]), kvShape));
     const v = heads(b.one('MatMul', [h, `${p}.v_proj`]), kvShape);
-    const keys = b.op('Concat', [`past_key_values.${l}.key`, k], [int('axis', 2)], [`present.${l}.key`])[0]!;
-    const values = b.op('Concat', [`past_key_values.${l}.value`, v], [int('axis', 2)], [`present.${l}.value`])[0]!;
+    const keys = cache(`past_key_values.${l}.key`, k, `present.${l}.key`);
+    const values = cache(`past_key_values.${l}.value`, v, `present.${l}.value`);
     const scores = b.one('Add', [
       b.one('Mul', [b.one('MatMul', [q, b.one('Transpose', [repeatKv(keys)], [ints('perm', [0, 1, 3, 2])])]), scale]),
       maskBias,
@@ -167,9 +179,11 @@ export function llamaGraph(s: LlamaShape, weights: LlamaWeights): Graph {
     const act = b.one('Mul', [b.one('Mul', [gate, b.one('Sigmoid', [gate])]), up]);
     x = b.one('Add', [x, b.one('MatMul', [act, `${p}.down_proj`])]);
   }
-  b.op('MatMul', [rmsNorm(x, 'norm'), 'lm_head'], [], ['logits']);
+  const logits = b.op('MatMul', [rmsNorm(x, 'norm'), 'lm_head'], [], half ? undefined : ['logits'])[0]!;
+  if (half) b.op('Cast', [logits], [int('to', DataType.FLOAT16)], ['logits']);
 
-  const cache = (name: string, length: string) => ({ name, elemType: DataType.FLOAT, shape: ['batch', s.kvHeads, length, headDim] });
+  const ioType = half ? DataType.FLOAT16 : DataType.FLOAT;
+  const cacheInfo = (name: string, length: string) => ({ name, elemType: ioType, shape: ['batch', s.kvHeads, length, headDim] });
   return {
     name: 'llama',
     nodes: b.nodes,
@@ -179,15 +193,15 @@ export function llamaGraph(s: LlamaShape, weights: LlamaWeights): Graph {
       { name: 'attention_mask', elemType: DataType.INT64, shape: ['batch', 'total_sequence'] },
       { name: 'position_ids', elemType: DataType.INT64, shape: ['batch', 'sequence'] },
       ...Array.from({ length: s.layers }, (_, l) => [
-        cache(`past_key_values.${l}.key`, 'past_sequence'),
-        cache(`past_key_values.${l}.value`, 'past_sequence'),
+        cacheInfo(`past_key_values.${l}.key`, 'past_sequence'),
+        cacheInfo(`past_key_values.${l}.value`, 'past_sequence'),
       ]).flat(),
     ],
     outputs: [
-      { name: 'logits', elemType: DataType.FLOAT, shape: ['batch', 'sequence', s.vocab] },
+      { name: 'logits', elemType: ioType, shape: ['batch', 'sequence', s.vocab] },
       ...Array.from({ length: s.layers }, (_, l) => [
-        cache(`present.${l}.key`, 'total_sequence'),
-        cache(`present.${l}.value`, 'total_sequence'),
+        cacheInfo(`present.${l}.key`, 'total_sequence'),
+        cacheInfo(`present.${l}.value`, 'total_sequence'),
       ]).flat(),
     ],
   };

@@ -23,9 +23,21 @@ export interface OnnxModelShape {
   /** max_position_embeddings: the context a load gets unless it asks for less. */
   context: number;
   seed: number;
+  /** The type of the KV cache and logits the graph exchanges (float16 as DirectML exports do); weights and
+   * arithmetic stay float32. */
+  ioType: 'float32' | 'float16';
 }
 
-export const DEFAULT_ONNX_SHAPE: OnnxModelShape = { dim: 64, layers: 2, heads: 4, kvHeads: 2, ffn: 256, context: 8192, seed: 1 };
+export const DEFAULT_ONNX_SHAPE: OnnxModelShape = {
+  dim: 64,
+  layers: 2,
+  heads: 4,
+  kvHeads: 2,
+  ffn: 256,
+  context: 8192,
+  seed: 1,
+  ioType: 'float32',
+};
 
 // Llama 3 Instruct's chat template: the prompt of a conversation depends on nothing else (Llama 3.2's adds
 // today's date), so tests can write it out.
@@ -45,6 +57,7 @@ export async function makeOnnxModel(dir: string, shape: Partial<OnnxModelShape> 
   if (s.dim % s.heads !== 0 || s.heads % s.kvHeads !== 0 || (s.dim / s.heads) % 2 !== 0) {
     throw new Error('dim must be a multiple of heads, heads of kvHeads, and the head size even');
   }
+  if (s.ioType !== 'float32' && s.ioType !== 'float16') throw new Error(`ioType must be float32 or float16, not ${s.ioType}`);
   const parsed = await gguf(LLAMA3_VOCABULARY, { allowLocalFile: true, typedMetadata: true }).catch((error: unknown) => {
     throw new Error(`cannot read ${LLAMA3_VOCABULARY}; build @llm-node/engine-llama-cpp first`, { cause: error });
   });
@@ -70,7 +83,7 @@ export async function makeOnnxModel(dir: string, shape: Partial<OnnxModelShape> 
     bos_token_id: 128000,
     eos_token_id: EOS_TOKEN_IDS,
     tie_word_embeddings: false,
-    torch_dtype: 'float32',
+    torch_dtype: s.ioType,
   });
   await writeJson(join(dir, 'tokenizer_config.json'), {
     bos_token: bosToken,
@@ -115,7 +128,7 @@ function seededRandom(seed: number): () => number {
 }
 
 const USAGE = `usage: node make-model.js --out <folder> [--dim 64] [--layers 2] [--heads 4] [--kv-heads 2] [--ffn 256]
-  [--context 8192] [--seed 1]`;
+  [--context 8192] [--seed 1] [--io-type float32|float16]`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -128,6 +141,7 @@ async function main(): Promise<void> {
       ffn: { type: 'string' },
       context: { type: 'string' },
       seed: { type: 'string' },
+      'io-type': { type: 'string' },
     },
   });
   if (values.out === undefined) {
@@ -144,6 +158,7 @@ async function main(): Promise<void> {
       ffn: number(values.ffn),
       context: number(values.context),
       seed: number(values.seed),
+      ioType: values['io-type'],
     }).filter(([, v]) => v !== undefined),
   );
   await makeOnnxModel(values.out, shape);

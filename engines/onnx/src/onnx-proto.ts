@@ -8,7 +8,7 @@ const root = protobuf.parse(readFileSync(new URL('../proto/onnx.proto', import.m
 const ModelProto = root.lookupType('onnx.ModelProto');
 
 /** TensorProto.DataType */
-export const DataType = { FLOAT: 1, INT64: 7, BOOL: 9 } as const;
+export const DataType = { FLOAT: 1, INT64: 7, BOOL: 9, FLOAT16: 10 } as const;
 /** AttributeProto.AttributeType */
 export const AttributeType = { FLOAT: 1, INT: 2, INTS: 7 } as const;
 
