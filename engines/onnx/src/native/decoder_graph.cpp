@@ -87,7 +87,7 @@ std::wstring native_path(const std::filesystem::path& file) {
 }
 #else
 std::string native_path(const std::filesystem::path& file) {
-    return file.string();
+    return file.u8string();
 }
 #endif
 
@@ -105,7 +105,7 @@ DecoderGraph::DecoderGraph(const OrtRuntime& runtime, const std::filesystem::pat
                       "setting the graph optimisation level");
         runtime.add_provider(options, device_index);
         runtime.check(api->CreateSession(runtime.env, native_path(file).c_str(), options, &session_),
-                      ("loading " + file.filename().string()).c_str());
+                      ("loading " + file.filename().u8string()).c_str());
     } catch (...) {
         api->ReleaseSessionOptions(options);
         throw;

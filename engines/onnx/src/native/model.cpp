@@ -1,6 +1,7 @@
 #include "model.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <random>
 #include <string>
 #include <vector>
@@ -186,7 +187,7 @@ void Model::run(const EngineGenerateParams& params, const std::vector<int32_t>& 
                 emitter.flush() == TokenEmitter::Outcome::Refused ? ENGINE_FINISH_CANCELLED : ENGINE_FINISH_STOP,
                 generated);
         }
-        const std::string& piece = token < tokenizer_.vocab_size() ? tokenizer_.piece(token) : std::string();
+        const std::string& piece = tokenizer_.piece(token);
         switch (emitter.push(token, logprob, piece.data(), piece.size())) {
             case TokenEmitter::Outcome::StopString:
                 return finish(ENGINE_FINISH_STOP, generated);

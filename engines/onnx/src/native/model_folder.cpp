@@ -18,7 +18,7 @@ JsonValue read_json(const fs::path& path) {
         if (dynamic_cast<const EngineError*>(&error) != nullptr) {
             throw;
         }
-        throw EngineError(ERR_MODEL_CORRUPT, path.filename().string() + " is not valid JSON: " + error.what());
+        throw EngineError(ERR_MODEL_CORRUPT, path.filename().u8string() + " is not valid JSON: " + error.what());
     }
 }
 
@@ -48,7 +48,7 @@ uint64_t size_or_zero(const fs::path& path) {
 std::string read_file(const fs::path& path) {
     std::ifstream file(path, std::ios::binary);
     if (!file) {
-        throw EngineError(ERR_MODEL_NOT_FOUND, "cannot open " + path.string());
+        throw EngineError(ERR_MODEL_NOT_FOUND, "cannot open " + path.u8string());
     }
     std::ostringstream text;
     text << file.rdbuf();
@@ -58,11 +58,14 @@ std::string read_file(const fs::path& path) {
 ModelFolder read_model_folder(const std::string& path) {
     ModelFolder model;
     std::error_code error;
-    if (!fs::exists(path, error)) {
+    // The host's paths are UTF-8; a narrow path on Windows would be read in the ANSI code page.
+    const fs::path given = fs::u8path(path);
+    if (!fs::exists(given, error)) {
         throw EngineError(ERR_MODEL_NOT_FOUND, "model path does not exist: " + path);
     }
-    model.folder = fs::is_directory(path, error) ? fs::path(path) : fs::path(path).parent_path();
-    model.graph_file = fs::is_directory(path, error) ? model.folder / "model.onnx" : fs::path(path);
+    const bool is_folder = fs::is_directory(given, error);
+    model.folder = is_folder ? given : given.parent_path();
+    model.graph_file = is_folder ? model.folder / "model.onnx" : given;
 
     const fs::path genai = model.folder / "genai_config.json";
     const fs::path config = model.folder / "config.json";
@@ -70,8 +73,8 @@ ModelFolder read_model_folder(const std::string& path) {
         const JsonValue document = read_json(genai);
         const JsonValue& m = document["model"];
         const JsonValue& decoder = m["decoder"];
-        if (decoder["filename"].is_string() && fs::is_directory(path, error)) {
-            model.graph_file = model.folder / decoder["filename"].as_string();
+        if (decoder["filename"].is_string() && is_folder) {
+            model.graph_file = model.folder / fs::u8path(decoder["filename"].as_string());
         }
         model.trained_context = integer(m["context_length"]);
         model.eos_tokens = integers(m["eos_token_id"]);
@@ -92,20 +95,20 @@ ModelFolder read_model_folder(const std::string& path) {
         model.vocab_size = integer(document["vocab_size"]);
     } else {
         throw EngineError(ERR_MODEL_NOT_FOUND,
-                          model.folder.string() + " has neither genai_config.json nor config.json");
+                          model.folder.u8string() + " has neither genai_config.json nor config.json");
     }
     if (!fs::exists(model.graph_file, error)) {
         throw EngineError(ERR_MODEL_NOT_FOUND,
-                          model.folder.string() + " has no " + model.graph_file.filename().string());
+                          model.folder.u8string() + " has no " + model.graph_file.filename().u8string());
     }
     if (!fs::exists(model.folder / "tokenizer.json", error)) {
-        throw EngineError(ERR_MODEL_NOT_FOUND, model.folder.string() + " has no tokenizer.json");
+        throw EngineError(ERR_MODEL_NOT_FOUND, model.folder.u8string() + " has no tokenizer.json");
     }
     // External data sits beside the graph under names of the exporter's choosing (model.onnx.data,
     // model.onnx_data): every file that starts with the graph's name.
-    const std::string stem = model.graph_file.filename().string();
+    const std::string stem = model.graph_file.filename().u8string();
     for (const auto& entry : fs::directory_iterator(model.folder, error)) {
-        if (entry.is_regular_file() && entry.path().filename().string().rfind(stem, 0) == 0) {
+        if (entry.is_regular_file() && entry.path().filename().u8string().rfind(stem, 0) == 0) {
             model.weights_bytes += size_or_zero(entry.path());
         }
     }

@@ -157,6 +157,11 @@ Tokenizer::Tokenizer(const JsonValue& document) {
     read_template(document["post_processor"], prefix_, suffix_);
 }
 
+const std::string& Tokenizer::piece(int32_t id) const {
+    static const std::string none;
+    return id >= 0 && id < vocab_size() ? pieces_[static_cast<size_t>(id)] : none;
+}
+
 int32_t Tokenizer::find(const std::string& text) const {
     for (const AddedToken& token : added_) {
         if (token.content == text) {

@@ -19,8 +19,9 @@ public:
     // `parse_special`: added tokens' text in `text` becomes those tokens, rather than being tokenized as text.
     std::vector<int32_t> encode(std::string_view text, bool add_special, bool parse_special) const;
 
-    // The bytes a token stands for: empty for special tokens.
-    const std::string& piece(int32_t id) const { return pieces_[static_cast<size_t>(id)]; }
+    // The bytes a token stands for: empty for special tokens, and for ids past the vocabulary (a graph's logits
+    // may cover more tokens than the tokenizer has).
+    const std::string& piece(int32_t id) const;
     int32_t vocab_size() const { return static_cast<int32_t>(pieces_.size()); }
     // The id of a token's text in the vocabulary or the added tokens, or -1.
     int32_t find(const std::string& text) const;
