@@ -4,7 +4,7 @@
 import type { GGUFTypedMetadata } from '@huggingface/gguf';
 
 // The pre-tokenizer's split of Llama 3 (and of the engine's src/native/pretokenizer.cpp).
-export const LLAMA3_SPLIT_PATTERN =
+const LLAMA3_SPLIT_PATTERN =
   "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 const CONTROL = 3; // llama.cpp's token type of special tokens (tokenizer.ggml.token_type)

@@ -13,12 +13,10 @@ class JsonValue {
 public:
     enum class Type { Null, Bool, Number, String, Array, Object };
 
-    Type type() const { return type_; }
     bool is_null() const { return type_ == Type::Null; }
     bool is_number() const { return type_ == Type::Number; }
     bool is_string() const { return type_ == Type::String; }
     bool is_array() const { return type_ == Type::Array; }
-    bool is_object() const { return type_ == Type::Object; }
 
     bool as_bool() const { return type_ == Type::Bool && boolean_; }
     double as_number() const { return number_; }

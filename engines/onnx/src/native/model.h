@@ -26,7 +26,6 @@ public:
 
     int32_t context_length() const { return context_length_; }
     uint64_t memory_bytes() const { return memory_bytes_; }
-    const Tokenizer& tokenizer() const { return tokenizer_; }
 
     // engine_generate_stream for this model: each generation runs on its caller's thread with a cache of its
     // own, at most n_parallel at once (the graph is safe to run from several threads); the rest wait their turn.

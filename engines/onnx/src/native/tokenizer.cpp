@@ -162,20 +162,6 @@ const std::string& Tokenizer::piece(int32_t id) const {
     return id >= 0 && id < vocab_size() ? pieces_[static_cast<size_t>(id)] : none;
 }
 
-int32_t Tokenizer::find(const std::string& text) const {
-    for (const AddedToken& token : added_) {
-        if (token.content == text) {
-            return token.id;
-        }
-    }
-    std::string alphabet;
-    for (const char byte : text) {
-        append_utf8(alphabet, byte_alphabet()[static_cast<unsigned char>(byte)]);
-    }
-    const auto it = vocab_.find(alphabet);
-    return it == vocab_.end() ? -1 : it->second;
-}
-
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
     std::vector<int32_t> out;
     if (add_special) {

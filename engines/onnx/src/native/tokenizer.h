@@ -23,8 +23,6 @@ public:
     // may cover more tokens than the tokenizer has).
     const std::string& piece(int32_t id) const;
     int32_t vocab_size() const { return static_cast<int32_t>(pieces_.size()); }
-    // The id of a token's text in the vocabulary or the added tokens, or -1.
-    int32_t find(const std::string& text) const;
 
 private:
     struct AddedToken {
