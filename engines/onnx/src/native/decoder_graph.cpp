@@ -113,6 +113,7 @@ DecoderGraph::DecoderGraph(const OrtRuntime& runtime, const std::filesystem::pat
     api->ReleaseSessionOptions(options);
     try {
         runtime.check(api->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &cpu_), "creating memory info");
+        cache_memory_ = runtime.create_cache_memory_info(device_index);
 
         OrtAllocator* allocator = nullptr;
         runtime.check(api->GetAllocatorWithDefaultOptions(&allocator), "getting the default allocator");
@@ -204,15 +205,15 @@ DecoderGraph::DecoderGraph(const OrtRuntime& runtime, const std::filesystem::pat
             output_names_.push_back(present);
         }
     } catch (...) {
-        if (cpu_ != nullptr) {
-            api->ReleaseMemoryInfo(cpu_);
-        }
+        api->ReleaseMemoryInfo(cache_memory_);
+        api->ReleaseMemoryInfo(cpu_);
         api->ReleaseSession(session_);
         throw;
     }
 }
 
 DecoderGraph::~DecoderGraph() {
+    runtime_.api->ReleaseMemoryInfo(cache_memory_);
     runtime_.api->ReleaseMemoryInfo(cpu_);
     runtime_.api->ReleaseSession(session_);
 }
@@ -251,71 +252,80 @@ void DecoderGraph::step(const int32_t* tokens, size_t n, KvCache& cache, std::ve
     const int64_t row_shape[2] = {1, count};
     const int64_t mask_shape[2] = {1, cache.length + count};
 
-    std::vector<OrtValue*> owned;  // the step's own input tensors, released at the end
+    // Everything the step holds, released however it ends: its input tensors, the binding, what it returned.
+    struct StepResources {
+        const OrtApi* api;
+        std::vector<OrtValue*> inputs;
+        OrtIoBinding* binding = nullptr;
+        std::vector<OrtValue*> outputs;
+        ~StepResources() {
+            for (OrtValue* value : inputs) api->ReleaseValue(value);
+            for (OrtValue* value : outputs) api->ReleaseValue(value);
+            api->ReleaseIoBinding(binding);
+        }
+    } step{api, {}, nullptr, {}};
     auto wrap = [&](std::vector<int64_t>& data, const int64_t* shape) {
         OrtValue* value = nullptr;
         runtime_.check(api->CreateTensorWithDataAsOrtValue(cpu_, data.data(), data.size() * sizeof(int64_t), shape, 2,
                                                            ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, &value),
                        "creating an input tensor");
-        owned.push_back(value);
+        step.inputs.push_back(value);
         return value;
     };
-    std::vector<const char*> input_names;
-    std::vector<const OrtValue*> inputs;
-    std::vector<OrtValue*> outputs(output_names_.size(), nullptr);
-    try {
-        size_t past = 0;
-        for (size_t i = 0; i < input_names_.size(); ++i) {
-            input_names.push_back(input_names_[i].c_str());
-            switch (input_kinds_[i]) {
-                case Input::InputIds:
-                    inputs.push_back(wrap(ids, row_shape));
-                    break;
-                case Input::AttentionMask:
-                    inputs.push_back(wrap(mask, mask_shape));
-                    break;
-                case Input::PositionIds:
-                    inputs.push_back(wrap(positions, row_shape));
-                    break;
-                case Input::Past:
-                    inputs.push_back(cache.tensors[past++]);
-                    break;
-            }
-        }
-        std::vector<const char*> output_names;
-        for (const std::string& name : output_names_) {
-            output_names.push_back(name.c_str());
-        }
-        runtime_.check(api->Run(session_, nullptr, input_names.data(), inputs.data(), inputs.size(),
-                                output_names.data(), output_names.size(), outputs.data()),
-                       "running the graph");
 
-        void* data = nullptr;
-        runtime_.check(api->GetTensorMutableData(outputs[0], &data), "reading the logits");
-        logits.resize(static_cast<size_t>(vocab_size_));
-        const size_t last = (n - 1) * static_cast<size_t>(vocab_size_);
-        if (logits_type_ == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
-            std::memcpy(logits.data(), static_cast<const float*>(data) + last, logits.size() * sizeof(float));
-        } else {
-            const auto* halves = static_cast<const uint16_t*>(data) + last;
-            std::transform(halves, halves + vocab_size_, logits.begin(), half_to_float);
+    // Bound rather than passed to Run: the present tensors stay where the execution provider made them (device
+    // memory under DirectML) and come back as the next step's past; only the logits are copied out.
+    runtime_.check(api->CreateIoBinding(session_, &step.binding), "binding the graph's inputs");
+    size_t past = 0;
+    for (size_t i = 0; i < input_names_.size(); ++i) {
+        const OrtValue* value = nullptr;
+        switch (input_kinds_[i]) {
+            case Input::InputIds:
+                value = wrap(ids, row_shape);
+                break;
+            case Input::AttentionMask:
+                value = wrap(mask, mask_shape);
+                break;
+            case Input::PositionIds:
+                value = wrap(positions, row_shape);
+                break;
+            case Input::Past:
+                value = cache.tensors[past++];
+                break;
         }
-    } catch (...) {
-        for (OrtValue* value : owned) {
-            api->ReleaseValue(value);
-        }
-        for (OrtValue* value : outputs) {
-            api->ReleaseValue(value);
-        }
-        throw;
+        runtime_.check(api->BindInput(step.binding, input_names_[i].c_str(), value), "binding an input");
     }
-    for (OrtValue* value : owned) {
-        api->ReleaseValue(value);
+    for (size_t i = 0; i < output_names_.size(); ++i) {
+        runtime_.check(api->BindOutputToDevice(step.binding, output_names_[i].c_str(), i == 0 ? cpu_ : cache_memory_),
+                       "binding an output");
     }
-    api->ReleaseValue(outputs[0]);
+    runtime_.check(api->RunWithBinding(session_, nullptr, step.binding), "running the graph");
+
+    OrtAllocator* allocator = nullptr;
+    runtime_.check(api->GetAllocatorWithDefaultOptions(&allocator), "getting the default allocator");
+    OrtValue** values = nullptr;
+    size_t n_values = 0;
+    runtime_.check(api->GetBoundOutputValues(step.binding, allocator, &values, &n_values), "reading the outputs");
+    step.outputs.assign(values, values + n_values);
+    runtime_.check(api->AllocatorFree(allocator, values), "freeing the outputs' list");
+    if (n_values != output_names_.size()) {
+        throw EngineError(ERR_INTERNAL, "the graph returned " + std::to_string(n_values) + " of " +
+                                            std::to_string(output_names_.size()) + " bound outputs");
+    }
+
+    void* data = nullptr;
+    runtime_.check(api->GetTensorMutableData(step.outputs[0], &data), "reading the logits");
+    logits.resize(static_cast<size_t>(vocab_size_));
+    const size_t last = (n - 1) * static_cast<size_t>(vocab_size_);
+    if (logits_type_ == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+        std::memcpy(logits.data(), static_cast<const float*>(data) + last, logits.size() * sizeof(float));
+    } else {
+        const auto* halves = static_cast<const uint16_t*>(data) + last;
+        std::transform(halves, halves + vocab_size_, logits.begin(), half_to_float);
+    }
+    // The presents become the cache; the pasts they replace are released with the step.
     for (size_t i = 0; i < cache.tensors.size(); ++i) {
-        api->ReleaseValue(cache.tensors[i]);
-        cache.tensors[i] = outputs[i + 1];
+        std::swap(cache.tensors[i], step.outputs[i + 1]);
     }
     cache.length += count;
 }

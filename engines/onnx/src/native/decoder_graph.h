@@ -41,7 +41,8 @@ private:
 
     const OrtRuntime& runtime_;
     OrtSession* session_ = nullptr;
-    OrtMemoryInfo* cpu_ = nullptr;
+    OrtMemoryInfo* cpu_ = nullptr;           // the step's inputs and the logits
+    OrtMemoryInfo* cache_memory_ = nullptr;  // the presents: the execution provider's own memory
     std::vector<std::string> input_names_;
     std::vector<Input> input_kinds_;
     std::vector<std::string> output_names_;  // logits, then present.N.key/value in the order of the pasts

@@ -97,6 +97,18 @@ void OrtRuntime::add_provider(OrtSessionOptions* options, int device_index) cons
 #endif
 }
 
+OrtMemoryInfo* OrtRuntime::create_cache_memory_info(int device_index) const {
+    OrtMemoryInfo* info = nullptr;
+#if defined(ENGINE_PROVIDER_DIRECTML)
+    check(api->CreateMemoryInfo("DML", OrtDeviceAllocator, device_index, OrtMemTypeDefault, &info),
+          "creating DirectML memory info");
+#else
+    (void)device_index;
+    check(api->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &info), "creating memory info");
+#endif
+    return info;
+}
+
 void OrtRuntime::check(OrtStatus* status, const char* what) const {
     if (status == nullptr) {
         return;

@@ -20,6 +20,9 @@ struct OrtRuntime {
     // `device_index`; otherwise the CPU provider, which every session has) and the options it needs.
     void add_provider(OrtSessionOptions* options, int device_index) const;
 
+    // Where the KV cache lives between steps: the DirectML device's memory, or the CPU's.
+    OrtMemoryInfo* create_cache_memory_info(int device_index) const;
+
     // Throws EngineError for a failed call, with ONNX Runtime's message, and releases the status.
     void check(OrtStatus* status, const char* what) const;
 };
