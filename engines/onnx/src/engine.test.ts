@@ -233,6 +233,42 @@ describe.skipIf(pluginDir === undefined)('loading', () => {
     }
   });
 
+  it("reads ONNX Runtime GenAI's genai_config.json in place of config.json", async () => {
+    const genaiDir = join(workDir, 'genai');
+    await makeOnnxModel(genaiDir, { layers: 1 });
+    const config = JSON.parse(await readFile(join(genaiDir, 'config.json'), 'utf8'));
+    await rm(join(genaiDir, 'config.json'));
+    const genai = {
+      model: {
+        type: 'llama',
+        context_length: 300,
+        vocab_size: config.vocab_size,
+        eos_token_id: config.eos_token_id,
+        decoder: {
+          filename: 'model.onnx',
+          num_hidden_layers: config.num_hidden_layers,
+          num_key_value_heads: config.num_key_value_heads,
+          head_size: config.head_dim,
+        },
+      },
+    };
+    await writeFile(join(genaiDir, 'genai_config.json'), JSON.stringify(genai));
+    expect(await engine.estimateVram({ path: genaiDir, format: 'onnx' })).toBeGreaterThan(0);
+    expect(await engine.loadModel('genai', { path: genaiDir, format: 'onnx', parallel: 1 })).toMatchObject({ contextLength: 300 });
+    await engine.unloadModel('genai');
+  });
+
+  it('refuses a tokenizer.json it does not implement, naming the part', async () => {
+    const nfc = join(workDir, 'nfc');
+    await makeOnnxModel(nfc, { layers: 1 });
+    const tokenizer = JSON.parse(await readFile(join(nfc, 'tokenizer.json'), 'utf8'));
+    await writeFile(join(nfc, 'tokenizer.json'), JSON.stringify({ ...tokenizer, normalizer: { type: 'NFC' } }));
+    await expect(engine.loadModel('x', { path: nfc, format: 'onnx' })).rejects.toMatchObject({
+      code: 'unsupported',
+      message: expect.stringContaining('normalizer'),
+    });
+  });
+
   it('refuses another format', async () => {
     await expect(engine.loadModel('x', { path: modelDir, format: 'gguf' })).rejects.toMatchObject({ code: 'unsupported' });
   });
