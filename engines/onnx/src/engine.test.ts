@@ -118,6 +118,13 @@ describe.skipIf(pluginDir === undefined)('the onnx plugin', () => {
     expect(text).toBe(full.slice(0, full.indexOf(stop)));
   });
 
+  it('adds logit biases before choosing, and refuses a token outside the vocabulary', async () => {
+    const { tokens } = await generate({ maxTokens: 4, ignoreEos: true, logitBias: { 9906: 100 } });
+    expect(tokens.map((t) => t.id)).toEqual([9906, 9906, 9906, 9906]);
+    const outside = engine.generate({ modelId: 'tiny', prompt: CHAT_PROMPT, logitBias: { 200000: 1 } });
+    await expect(outside.result).rejects.toMatchObject({ code: 'invalid_argument' });
+  });
+
   it('gives each of four concurrent requests the greedy output it gets alone', async () => {
     const questions = [['Hello'], ['Hello', '!'], ['!'], ['!', 'Hello']];
     const request = (user: string[]) => ({ prompt: llama3ChatPieces(user).join(''), maxTokens: 12, ignoreEos: true });
