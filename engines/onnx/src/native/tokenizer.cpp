@@ -1,7 +1,8 @@
 #include "tokenizer.h"
 
 #include <algorithm>
-#include <climits>
+#include <functional>
+#include <queue>
 #include <utility>
 
 #include "errors.h"
@@ -196,53 +197,80 @@ void Tokenizer::encode_text(std::string_view text, std::vector<int32_t>& out) co
 }
 
 void Tokenizer::encode_word(std::string_view word, std::vector<int32_t>& out) const {
-    std::vector<std::string> symbols;
-    symbols.reserve(word.size());
-    std::string whole;
+    // The word in the byte-level alphabet, and its symbols: spans of it, linked to their neighbours.
+    struct Symbol {
+        size_t start;
+        size_t length;
+        int prev;
+        int next;
+    };
+    std::string text;
+    std::vector<Symbol> symbols;
     for (const char byte : word) {
-        std::string symbol;
-        append_utf8(symbol, byte_alphabet()[static_cast<unsigned char>(byte)]);
-        whole += symbol;
-        symbols.push_back(std::move(symbol));
+        const size_t start = text.size();
+        append_utf8(text, byte_alphabet()[static_cast<unsigned char>(byte)]);
+        const int index = static_cast<int>(symbols.size());
+        symbols.push_back({start, text.size() - start, index - 1, index + 1});
     }
-    const auto as_token = vocab_.find(whole);
+    symbols.back().next = -1;
+    const auto as_token = vocab_.find(text);
     if (ignore_merges_ && as_token != vocab_.end()) {
         out.push_back(as_token->second);
         return;
     }
-    // GPT-2's BPE: merge the adjacent pair of the lowest rank wherever it occurs, until no pair merges.
-    for (;;) {
-        int32_t best_rank = INT32_MAX;
-        std::string best;
-        for (size_t i = 0; i + 1 < symbols.size(); ++i) {
-            const auto it = merge_ranks_.find(symbols[i] + " " + symbols[i + 1]);
-            if (it != merge_ranks_.end() && it->second < best_rank) {
-                best_rank = it->second;
-                best = it->first;
-            }
+
+    // BPE with a queue of candidate merges, lowest rank first and leftmost among equals, as Hugging Face's
+    // tokenizers runs it: O(n log n) in the word's length where rescanning every pair would be quadratic. A queued
+    // pair is stale once either symbol has changed; its recorded length tells.
+    struct Candidate {
+        int32_t rank;
+        int left;
+        size_t length;
+        bool operator>(const Candidate& other) const {
+            return rank != other.rank ? rank > other.rank : left > other.left;
         }
-        if (best_rank == INT32_MAX) {
-            break;
+    };
+    std::priority_queue<Candidate, std::vector<Candidate>, std::greater<Candidate>> queue;
+    auto consider = [&](int left) {
+        const int right = left < 0 ? -1 : symbols[static_cast<size_t>(left)].next;
+        if (right < 0) {
+            return;
         }
-        std::vector<std::string> merged;
-        merged.reserve(symbols.size());
-        for (size_t i = 0; i < symbols.size(); ++i) {
-            if (i + 1 < symbols.size() && best.size() == symbols[i].size() + 1 + symbols[i + 1].size() &&
-                best.compare(0, symbols[i].size(), symbols[i]) == 0 && best[symbols[i].size()] == ' ' &&
-                best.compare(symbols[i].size() + 1, std::string::npos, symbols[i + 1]) == 0) {
-                merged.push_back(symbols[i] + symbols[i + 1]);
-                ++i;
-            } else {
-                merged.push_back(std::move(symbols[i]));
-            }
+        const Symbol& a = symbols[static_cast<size_t>(left)];
+        const Symbol& b = symbols[static_cast<size_t>(right)];
+        const auto it = merge_ranks_.find(text.substr(a.start, a.length) + " " + text.substr(b.start, b.length));
+        if (it != merge_ranks_.end()) {
+            queue.push({it->second, left, a.length + b.length});
         }
-        symbols = std::move(merged);
+    };
+    for (int i = 0; i + 1 < static_cast<int>(symbols.size()); ++i) {
+        consider(i);
     }
-    for (const std::string& symbol : symbols) {
-        const auto it = vocab_.find(symbol);
+    while (!queue.empty()) {
+        const Candidate candidate = queue.top();
+        queue.pop();
+        Symbol& left = symbols[static_cast<size_t>(candidate.left)];
+        if (left.length == 0 || left.next < 0 ||
+            left.length + symbols[static_cast<size_t>(left.next)].length != candidate.length) {
+            continue;
+        }
+        Symbol& right = symbols[static_cast<size_t>(left.next)];
+        left.length += right.length;
+        right.length = 0;  // merged away
+        left.next = right.next;
+        if (left.next >= 0) {
+            symbols[static_cast<size_t>(left.next)].prev = candidate.left;
+        }
+        consider(left.prev);
+        consider(candidate.left);
+    }
+    for (int i = 0; i >= 0; i = symbols[static_cast<size_t>(i)].next) {
+        const Symbol& symbol = symbols[static_cast<size_t>(i)];
+        const auto it = vocab_.find(text.substr(symbol.start, symbol.length));
         if (it == vocab_.end()) {
-            throw EngineError(ERR_MODEL_CORRUPT,
-                              "tokenizer.json: the merges make '" + symbol + "', which is not in the vocabulary");
+            throw EngineError(ERR_MODEL_CORRUPT, "tokenizer.json: the merges make '" +
+                                                     text.substr(symbol.start, symbol.length) +
+                                                     "', which is not in the vocabulary");
         }
         out.push_back(it->second);
     }
