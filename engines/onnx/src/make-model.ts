@@ -9,6 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { gguf } from '@huggingface/gguf';
+import { mulberry32 } from '@llm-node/engine-llama-cpp';
 
 import { type LlamaShape, llamaGraph, OPSET, weightShapes } from './llama-graph.js';
 import { encodeModel } from './onnx-proto.js';
@@ -100,7 +101,7 @@ async function writeJson(path: string, value: unknown): Promise<void> {
 
 /** Weights drawn uniformly in ±1/sqrt(inputs) (the embeddings in ±1), norms of 1. */
 function randomWeights(s: LlamaShape, seed: number): Map<string, Float32Array> {
-  const random = seededRandom(seed);
+  const random = mulberry32(seed);
   const weights = new Map<string, Float32Array>();
   for (const [name, dims] of weightShapes(s)) {
     const values = new Float32Array(dims.reduce((a, b) => a * b, 1));
@@ -113,18 +114,6 @@ function randomWeights(s: LlamaShape, seed: number): Map<string, Float32Array> {
     weights.set(name, values);
   }
   return weights;
-}
-
-// A small seeded generator (mulberry32): the same seed gives the same weights on every machine.
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const USAGE = `usage: node make-model.js --out <folder> [--dim 64] [--layers 2] [--heads 4] [--kv-heads 2] [--ffn 256]
