@@ -299,7 +299,13 @@ void DecoderGraph::step(const int32_t* tokens, size_t n, KvCache& cache, std::ve
         runtime_.check(api->BindOutputToDevice(step.binding, output_names_[i].c_str(), i == 0 ? cpu_ : cache_memory_),
                        "binding an output");
     }
-    runtime_.check(api->RunWithBinding(session_, nullptr, step.binding), "running the graph");
+    {
+        std::unique_lock<std::mutex> lock(run_mutex_, std::defer_lock);
+        if (runtime_.one_run_per_session()) {
+            lock.lock();
+        }
+        runtime_.check(api->RunWithBinding(session_, nullptr, step.binding), "running the graph");
+    }
 
     OrtAllocator* allocator = nullptr;
     runtime_.check(api->GetAllocatorWithDefaultOptions(&allocator), "getting the default allocator");

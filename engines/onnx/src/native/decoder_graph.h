@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -33,7 +34,8 @@ public:
     void release(KvCache& cache) const;
 
     // Runs `n` tokens at the positions after the cache's, extends the cache with them and leaves the logits of
-    // the last one in `logits` (vocab_size floats). Safe to call from several threads, each with its own cache.
+    // the last one in `logits` (vocab_size floats). Safe to call from several threads, each with its own cache
+    // (under DirectML their Runs take turns).
     void step(const int32_t* tokens, size_t n, KvCache& cache, std::vector<float>& logits) const;
 
 private:
@@ -43,6 +45,7 @@ private:
     OrtSession* session_ = nullptr;
     OrtMemoryInfo* cpu_ = nullptr;           // the step's inputs and the logits
     OrtMemoryInfo* cache_memory_ = nullptr;  // the presents: the execution provider's own memory
+    mutable std::mutex run_mutex_;           // held around a step's Run where the provider takes one at a time
     std::vector<std::string> input_names_;
     std::vector<Input> input_kinds_;
     std::vector<std::string> output_names_;  // logits, then present.N.key/value in the order of the pasts

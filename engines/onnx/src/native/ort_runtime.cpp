@@ -97,6 +97,14 @@ void OrtRuntime::add_provider(OrtSessionOptions* options, int device_index) cons
 #endif
 }
 
+bool OrtRuntime::one_run_per_session() const {
+#if defined(ENGINE_PROVIDER_DIRECTML)
+    return true;
+#else
+    return false;
+#endif
+}
+
 OrtMemoryInfo* OrtRuntime::create_cache_memory_info(int device_index) const {
     OrtMemoryInfo* info = nullptr;
 #if defined(ENGINE_PROVIDER_DIRECTML)

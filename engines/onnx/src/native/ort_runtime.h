@@ -20,6 +20,10 @@ struct OrtRuntime {
     // `device_index`; otherwise the CPU provider, which every session has) and the options it needs.
     void add_provider(OrtSessionOptions* options, int device_index) const;
 
+    // DirectML runs one Run of a session at a time (several threads may only run different sessions at once);
+    // the CPU provider takes concurrent Runs.
+    bool one_run_per_session() const;
+
     // Where the KV cache lives between steps: the DirectML device's memory, or the CPU's.
     OrtMemoryInfo* create_cache_memory_info(int device_index) const;
 
