@@ -2,7 +2,7 @@
 // repository's engines/ folder, the registry resolving an ONNX model folder, and the official openai client. The
 // greedy output is checked token for token against ONNX Runtime's own decoding of the same graph
 // (onnxruntime-node).
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +11,7 @@ import { type RunningNode, startNode } from '@llm-node/cli';
 import { makeOnnxModel } from '@llm-node/engine-onnx';
 import {
   builtPluginDir,
+  graphWithoutCache,
   llama3ChatPieces,
   openReference,
   type ReferenceDecoder,
@@ -37,6 +38,9 @@ beforeAll(async () => {
   if (!built) return;
   modelsDir = await mkdtemp(join(tmpdir(), 'onnx-node-'));
   await makeOnnxModel(join(modelsDir, 'tiny'));
+  // An export without a KV cache: the engine cannot drive it, and says why.
+  await makeOnnxModel(join(modelsDir, 'no-cache'), { layers: 1 });
+  await writeFile(join(modelsDir, 'no-cache', 'model.onnx'), graphWithoutCache());
   reference = await openReference(join(modelsDir, 'tiny'));
   tokens = await readTokenText(join(modelsDir, 'tiny'));
   node = await startNode(
@@ -172,5 +176,17 @@ describe.skipIf(!built)('the onnx plugin behind llm-node', () => {
     expect((await generatedTokens()) - before).toBeLessThan(1000);
     const { tokens: after } = await streamedTokens('Hello!', 4);
     expect(after).toHaveLength(4);
+  });
+
+  it('answers a load of a graph it cannot drive with the reason', async () => {
+    const load = await fetch(`${base}/api/models/load`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model_id: 'no-cache', format: 'onnx' }),
+    });
+    expect(load.status).toBe(400);
+    const { error } = (await load.json()) as { error: { code: string; message: string } };
+    expect(error.code).toBe('unsupported');
+    expect(error.message).toContain('past_key_values.N.key/value');
   });
 });

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { builtPluginDir } from './built-plugin.js';
 import { makeOnnxModel } from './make-model.js';
-import { DataType, encodeModel } from './onnx-proto.js';
+import { graphWithoutCache } from './graph-without-cache.js';
 import { openReference, type ReferenceDecoder } from './reference.js';
 import { llama3ChatPieces, readTokenText } from './token-text.js';
 
@@ -209,16 +209,7 @@ describe.skipIf(pluginDir === undefined)('loading', () => {
   it('refuses a graph without a KV cache, saying which layout it drives', async () => {
     const plain = join(workDir, 'no-cache');
     await makeOnnxModel(plain, { layers: 1 });
-    const vocab = 128256;
-    const embedding = new Float32Array(vocab * 4);
-    const graph = {
-      name: 'no-cache',
-      nodes: [{ opType: 'Gather', input: ['embed', 'input_ids'], output: ['logits'], name: 'gather', attribute: [] }],
-      initializers: [{ name: 'embed', dims: [vocab, 4], dataType: DataType.FLOAT, rawData: new Uint8Array(embedding.buffer) }],
-      inputs: [{ name: 'input_ids', elemType: DataType.INT64, shape: ['batch', 'sequence'] }],
-      outputs: [{ name: 'logits', elemType: DataType.FLOAT, shape: ['batch', 'sequence', 4] }],
-    };
-    await writeFile(join(plain, 'model.onnx'), encodeModel(graph, 17));
+    await writeFile(join(plain, 'model.onnx'), graphWithoutCache());
     await expect(engine.loadModel('x', { path: plain, format: 'onnx' })).rejects.toMatchObject({
       code: 'unsupported',
       message: expect.stringContaining('past_key_values.N.key/value'),
