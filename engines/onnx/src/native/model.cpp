@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "errors.h"
-#include "json.h"
 #include "sampler.h"
 #include "token_emitter.h"
 
@@ -15,17 +14,6 @@
 #define HAS_FIELD(ptr, type, field) ((ptr)->struct_size >= offsetof(type, field) + sizeof((ptr)->field))
 
 namespace {
-
-Tokenizer load_tokenizer(const ModelFolder& folder) {
-    const std::filesystem::path path = folder.folder / "tokenizer.json";
-    try {
-        return Tokenizer(parse_json(read_file(path)));
-    } catch (const EngineError&) {
-        throw;
-    } catch (const std::runtime_error& error) {
-        throw EngineError(ERR_MODEL_CORRUPT, "tokenizer.json is not valid JSON: " + std::string(error.what()));
-    }
-}
 
 // Holds one of the model's n_parallel sequences for a generation, counting those that wait for one.
 class SlotLease {
@@ -58,7 +46,7 @@ private:
 }  // namespace
 
 Model::Model(const OrtRuntime& runtime, const ModelFolder& folder, const ModelOptions& options)
-    : tokenizer_(load_tokenizer(folder)), eos_tokens_(folder.eos_tokens) {
+    : tokenizer_(read_json_file(folder.folder / "tokenizer.json")), eos_tokens_(folder.eos_tokens) {
     context_length_ = options.context_length > 0 ? options.context_length : folder.trained_context;
     if (context_length_ <= 0) {
         throw EngineError(

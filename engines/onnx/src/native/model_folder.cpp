@@ -11,17 +11,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-JsonValue read_json(const fs::path& path) {
-    try {
-        return parse_json(read_file(path));
-    } catch (const std::runtime_error& error) {
-        if (dynamic_cast<const EngineError*>(&error) != nullptr) {
-            throw;
-        }
-        throw EngineError(ERR_MODEL_CORRUPT, path.filename().u8string() + " is not valid JSON: " + error.what());
-    }
-}
-
 int32_t integer(const JsonValue& value) {
     return value.is_number() ? static_cast<int32_t>(value.as_number()) : 0;
 }
@@ -55,6 +44,15 @@ std::string read_file(const fs::path& path) {
     return text.str();
 }
 
+JsonValue read_json_file(const fs::path& path) {
+    const std::string text = read_file(path);
+    try {
+        return parse_json(text);
+    } catch (const std::runtime_error& error) {
+        throw EngineError(ERR_MODEL_CORRUPT, path.filename().u8string() + " is not valid JSON: " + error.what());
+    }
+}
+
 ModelFolder read_model_folder(const std::string& path) {
     ModelFolder model;
     std::error_code error;
@@ -70,7 +68,7 @@ ModelFolder read_model_folder(const std::string& path) {
     const fs::path genai = model.folder / "genai_config.json";
     const fs::path config = model.folder / "config.json";
     if (fs::exists(genai, error)) {
-        const JsonValue document = read_json(genai);
+        const JsonValue document = read_json_file(genai);
         const JsonValue& m = document["model"];
         const JsonValue& decoder = m["decoder"];
         if (decoder["filename"].is_string() && is_folder) {
@@ -83,7 +81,7 @@ ModelFolder read_model_folder(const std::string& path) {
         model.head_dim = integer(decoder["head_size"]);
         model.vocab_size = integer(m["vocab_size"]);
     } else if (fs::exists(config, error)) {
-        const JsonValue document = read_json(config);
+        const JsonValue document = read_json_file(config);
         model.trained_context = integer(document["max_position_embeddings"]);
         model.eos_tokens = integers(document["eos_token_id"]);
         model.layers = integer(document["num_hidden_layers"]);

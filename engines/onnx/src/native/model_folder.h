@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "json.h"
+
 struct ModelFolder {
     std::filesystem::path folder;
     std::filesystem::path graph_file;  // model.onnx, or genai_config.json's decoder.filename
@@ -32,3 +34,5 @@ constexpr int32_t k_prompt_chunk = 128;
 
 // Reads a whole file; throws EngineError(ERR_MODEL_NOT_FOUND) naming it when it cannot.
 std::string read_file(const std::filesystem::path& path);
+// Reads a JSON file; throws EngineError: ERR_MODEL_NOT_FOUND as read_file, ERR_MODEL_CORRUPT when it is not JSON.
+JsonValue read_json_file(const std::filesystem::path& path);

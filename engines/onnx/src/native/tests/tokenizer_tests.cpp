@@ -6,7 +6,6 @@
 #include <string>
 #include <vector>
 
-#include "json.h"
 #include "model_folder.h"
 #include "tokenizer.h"
 
@@ -15,7 +14,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "usage: onnx_native_tests <tokenizer.json> <inputs> <expected>\n");
         return 2;
     }
-    const Tokenizer tokenizer(parse_json(read_file(argv[1])));
+    const Tokenizer tokenizer(read_json_file(argv[1]));
     const std::string inputs = read_file(argv[2]);
     std::istringstream expected(read_file(argv[3]));
 
