@@ -118,7 +118,7 @@ const runningRequests = () => metric(/^vllm:num_requests_running\{model="tiny"\}
 const generatedTokens = () => metric(/^llm_node_generated_tokens_total\{model="tiny"\} (\d+)/m);
 
 describe.skipIf(!built)('the onnx plugin behind llm-node', () => {
-  it('is loaded from engines/onnx and loads an ONNX model folder, admitted with its own estimate', async () => {
+  it('is loaded from engines/onnx and loads an ONNX model folder, which holds the memory the plugin reports', async () => {
     const engines = (await (await fetch(`${base}/api/engines`)).json()) as { engines: { id: string; status: string }[] };
     expect(engines.engines).toContainEqual(expect.objectContaining({ id: 'onnx', status: 'loaded' }));
     const load = await fetch(`${base}/api/models/load`, {
