@@ -101,6 +101,23 @@ describe.skipIf(pluginDir === undefined)('the onnx plugin', () => {
     );
   });
 
+  it("continues from an earlier generation's cache when a prompt starts with what it holds, as the reference runs the whole", async () => {
+    // The first generation is held to ' Hello' three times; the next prompt is that conversation going on.
+    const text = await readTokenText(modelDir);
+    const hello = text.idOf(' Hello');
+    const first = await generate({ maxTokens: 3, ignoreEos: true, logitBias: { [hello]: 100 } });
+    expect(first.tokens.map((t) => t.id)).toEqual([hello, hello, hello]);
+    const pieces = [...llama3ChatPieces(USER), ' Hello', ' Hello', ' Hello', '!'];
+    const { tokens, result } = await generate({ prompt: pieces.join(''), maxTokens: 12, ignoreEos: true });
+    expect(result.promptTokens).toBe(pieces.length);
+    expect(tokens.map((t) => t.id)).toEqual(
+      await reference.greedy(
+        pieces.map((p) => text.idOf(p)),
+        12,
+      ),
+    );
+  });
+
   it('repeats a sampled completion for the same seed and not for another', async () => {
     const request = { temperature: 1, seed: 1234 };
     const first = await generate(request);

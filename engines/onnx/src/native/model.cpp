@@ -13,38 +13,6 @@
 // A field of a host-filled struct is read only when the host's struct_size covers it (engine_api.h).
 #define HAS_FIELD(ptr, type, field) ((ptr)->struct_size >= offsetof(type, field) + sizeof((ptr)->field))
 
-namespace {
-
-// Holds one of the model's n_parallel sequences for a generation, counting those that wait for one.
-class SlotLease {
-public:
-    SlotLease(std::mutex& mutex, std::condition_variable& freed, int32_t& in_use, int32_t limit,
-              std::atomic<int32_t>& waiting)
-        : mutex_(mutex), freed_(freed), in_use_(in_use) {
-        std::unique_lock<std::mutex> lock(mutex_);
-        ++waiting;
-        freed_.wait(lock, [&] { return in_use_ < limit; });
-        --waiting;
-        ++in_use_;
-    }
-    ~SlotLease() {
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            --in_use_;
-        }
-        freed_.notify_one();
-    }
-    SlotLease(const SlotLease&) = delete;
-    SlotLease& operator=(const SlotLease&) = delete;
-
-private:
-    std::mutex& mutex_;
-    std::condition_variable& freed_;
-    int32_t& in_use_;
-};
-
-}  // namespace
-
 Model::Model(const OrtRuntime& runtime, const ModelFolder& folder, const ModelOptions& options)
     : tokenizer_(read_json_file(folder.folder / "tokenizer.json")), eos_tokens_(folder.eos_tokens) {
     context_length_ = options.context_length > 0 ? options.context_length : folder.trained_context;
@@ -55,6 +23,7 @@ Model::Model(const OrtRuntime& runtime, const ModelFolder& folder, const ModelOp
             "give one with the load");
     }
     n_parallel_ = options.n_parallel > 0 ? options.n_parallel : k_default_parallel;
+    sequences_.resize(static_cast<size_t>(n_parallel_));
     graph_ = std::make_unique<DecoderGraph>(runtime, folder.graph_file, options.n_threads, options.device_index);
     if (graph_->vocab_size() < tokenizer_.vocab_size()) {
         throw EngineError(ERR_UNSUPPORTED, "the graph's logits cover " + std::to_string(graph_->vocab_size()) +
@@ -68,6 +37,47 @@ Model::Model(const OrtRuntime& runtime, const ModelFolder& folder, const ModelOp
     measured.head_dim = static_cast<int32_t>(graph_->head_dim());
     measured.vocab_size = graph_->vocab_size();
     memory_bytes_ = estimate_model_bytes(measured, context_length_, n_parallel_);
+}
+
+Model::~Model() {
+    for (Sequence& sequence : sequences_) {
+        graph_->release(sequence.cache);
+    }
+}
+
+Model::Sequence& Model::acquire(const std::vector<int32_t>& prompt) const {
+    std::unique_lock<std::mutex> lock(sequences_mutex_);
+    ++waiting_;
+    sequence_freed_.wait(lock, [&] {
+        return std::any_of(sequences_.begin(), sequences_.end(), [](const Sequence& s) { return !s.busy; });
+    });
+    --waiting_;
+    Sequence* chosen = nullptr;
+    size_t best = 0;
+    for (Sequence& sequence : sequences_) {
+        if (sequence.busy) {
+            continue;
+        }
+        // The cache must leave at least one prompt token to run: its logits choose the first new token.
+        const size_t held = sequence.tokens.size();
+        const bool prefix =
+            held < prompt.size() && std::equal(sequence.tokens.begin(), sequence.tokens.end(), prompt.begin());
+        const size_t score = prefix ? held + 1 : 0;  // the longest prefix (an empty cache is one), else any
+        if (chosen == nullptr || score > best) {
+            chosen = &sequence;
+            best = score;
+        }
+    }
+    chosen->busy = true;
+    return *chosen;
+}
+
+void Model::release(Sequence& sequence) const {
+    {
+        std::lock_guard<std::mutex> lock(sequences_mutex_);
+        sequence.busy = false;
+    }
+    sequence_freed_.notify_one();
 }
 
 void Model::stats(EngineModelStats& stats) const {
@@ -100,19 +110,21 @@ void Model::generate(const EngineGenerateParams& params, EngineTokenCallback on_
             }
         }
     }
-    SlotLease lease(slots_mutex_, slot_freed_, slots_in_use_, n_parallel_, waiting_);
+    Sequence& sequence = acquire(prompt);
     ++running_;
     try {
-        run(params, prompt, on_token, user_data, result);
+        run(params, prompt, sequence, on_token, user_data, result);
     } catch (...) {
         --running_;
+        release(sequence);
         throw;
     }
     --running_;
+    release(sequence);
 }
 
-void Model::run(const EngineGenerateParams& params, const std::vector<int32_t>& prompt, EngineTokenCallback on_token,
-                void* user_data, EngineGenerateResult& result) const {
+void Model::run(const EngineGenerateParams& params, const std::vector<int32_t>& prompt, Sequence& sequence,
+                EngineTokenCallback on_token, void* user_data, EngineGenerateResult& result) const {
     SamplingParams sampling;
     sampling.temperature = params.temperature;
     sampling.top_p = params.top_p;
@@ -132,16 +144,22 @@ void Model::run(const EngineGenerateParams& params, const std::vector<int32_t>& 
     const bool ignore_eos = (params.flags & ENGINE_GENERATE_IGNORE_EOS) != 0;
     const int32_t n_bias = HAS_FIELD(&params, EngineGenerateParams, n_logit_bias) ? params.n_logit_bias : 0;
 
-    KvCache cache = graph_->empty_cache();
-    struct CacheRelease {
-        const DecoderGraph& graph;
-        KvCache& cache;
+    // The sequence's cache is kept if the prompt starts with what it holds, else started afresh. Each step adds
+    // its tokens to `sequence.tokens` once it has run, so that they describe the cache however the generation ends.
+    KvCache& cache = sequence.cache;
+    const bool kept = sequence.tokens.size() < prompt.size() &&
+                      std::equal(sequence.tokens.begin(), sequence.tokens.end(), prompt.begin());
+    if (!kept || cache.tensors.empty()) {
+        graph_->release(cache);
+        sequence.tokens.clear();
+        cache = graph_->empty_cache();
+    }
+    cells_used_ += static_cast<uint64_t>(cache.length);
+    struct CellsRelease {
+        const KvCache& cache;
         std::atomic<uint64_t>& cells;
-        ~CacheRelease() {
-            cells -= static_cast<uint64_t>(cache.length);
-            graph.release(cache);
-        }
-    } release{*graph_, cache, cells_used_};
+        ~CellsRelease() { cells -= static_cast<uint64_t>(cache.length); }
+    } cells_release{cache, cells_used_};
 
     auto finish = [&](int32_t reason, int32_t generated) {
         result.finish_reason = reason;
@@ -150,12 +168,14 @@ void Model::run(const EngineGenerateParams& params, const std::vector<int32_t>& 
     };
 
     std::vector<float> logits;
-    for (size_t done = 0; done < prompt.size();) {
+    for (size_t done = sequence.tokens.size(); done < prompt.size();) {
         if (emitter.poll() == TokenEmitter::Outcome::Refused) {
             return finish(ENGINE_FINISH_CANCELLED, 0);
         }
         const size_t n = std::min(prompt.size() - done, static_cast<size_t>(k_prompt_chunk));
         graph_->step(prompt.data() + done, n, cache, logits);
+        sequence.tokens.insert(sequence.tokens.end(), prompt.begin() + static_cast<std::ptrdiff_t>(done),
+                               prompt.begin() + static_cast<std::ptrdiff_t>(done + n));
         cells_used_ += n;
         done += n;
     }
@@ -191,6 +211,7 @@ void Model::run(const EngineGenerateParams& params, const std::vector<int32_t>& 
                 generated);
         }
         graph_->step(&token, 1, cache, logits);
+        sequence.tokens.push_back(token);
         ++cells_used_;
     }
 }
