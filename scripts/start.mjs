@@ -1,6 +1,7 @@
-// `pnpm start`: builds what the node needs on this machine (the llama_cpp plugin only for the detected GPU's
+// `pnpm start`: builds what the node needs on this machine (the engine plugins only for the detected GPU's
 // backend; `pnpm build` builds every folder), then runs llm-node on ./engines and ./models, making the demo model
-// if it is absent, on the detected GPU — or, when there is none, on the development `cpu` build, saying so.
+// if it is absent, on the detected GPU — or, when there is none, on the development `cpu` build, saying so. A
+// DirectML GPU is served by the onnx engine, with an ONNX demo model; every other backend by llama_cpp.
 // Extra arguments go to llm-node: `pnpm start --port 3001`.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -8,19 +9,16 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const DEMO_MODEL = 'models/llama-3.2-1b.gguf';
+export const ONNX_DEMO_MODEL = 'models/llama-3.2-1b-onnx';
 
 /**
  * What `pnpm start` does in `root`, for `platform` (`<os>-<arch>`) and a GPU detection: makes the demo model
  * when it is absent, then says which backend the node will run on and what is missing for it. Returns the
- * llm-node arguments; prints through `say`.
+ * llm-node arguments and the demo model's id and format; prints through `say`.
  */
 export async function prepareStart({ root, platform, gpu, say }) {
-  const { makeModel } = await import('@llm-node/engine-llama-cpp');
-  const demoModel = join(root, DEMO_MODEL);
-  if (!existsSync(demoModel)) {
-    say(`Making the demo model ${DEMO_MODEL} (random weights, Llama 3 tokenizer and chat template)…`);
-    await makeModel(demoModel, { name: 'llama-3.2-1b stand-in: random weights, Llama 3 tokenizer (llm-node demo)' });
-  }
+  const onnx = gpu.found && gpu.detection.backend === 'directml';
+  const demo = onnx ? await makeOnnxDemo(root, say) : await makeGgufDemo(root, say);
   const args = ['--engines-dir', './engines', '--models-dir', './models'];
   let backend;
   if (gpu.found) {
@@ -36,11 +34,37 @@ export async function prepareStart({ root, platform, gpu, say }) {
         '(--gpu-backend cpu). On a machine with a GPU it uses the GPU.\n',
     );
   }
-  if (!existsSync(join(root, 'engines', 'llama_cpp', backend, 'manifest.json'))) say(await missingEngine(platform, backend));
-  return args;
+  const engine = onnx ? 'onnx' : 'llama_cpp';
+  if (!existsSync(join(root, 'engines', engine, backend, 'manifest.json'))) say(await missingEngine(platform, backend, engine));
+  return { args, demo };
 }
 
-async function missingEngine(platform, backend) {
+async function makeGgufDemo(root, say) {
+  const { makeModel } = await import('@llm-node/engine-llama-cpp');
+  if (!existsSync(join(root, DEMO_MODEL))) {
+    say(`Making the demo model ${DEMO_MODEL} (random weights, Llama 3 tokenizer and chat template)…`);
+    await makeModel(join(root, DEMO_MODEL), { name: 'llama-3.2-1b stand-in: random weights, Llama 3 tokenizer (llm-node demo)' });
+  }
+  return { id: 'llama-3.2-1b', format: 'gguf', path: DEMO_MODEL };
+}
+
+async function makeOnnxDemo(root, say) {
+  const { makeOnnxModel } = await import('@llm-node/engine-onnx');
+  if (!existsSync(join(root, ONNX_DEMO_MODEL, 'model.onnx'))) {
+    say(`Making the demo model ${ONNX_DEMO_MODEL}/ (an ONNX decoder with random weights, Llama 3 tokenizer and chat template)…`);
+    await makeOnnxModel(join(root, ONNX_DEMO_MODEL));
+  }
+  return { id: 'llama-3.2-1b-onnx', format: 'onnx', path: `${ONNX_DEMO_MODEL}/` };
+}
+
+async function missingEngine(platform, backend, engine) {
+  if (engine === 'onnx') {
+    return (
+      `Notice: the onnx engine is not built for ${backend} (engines/onnx/${backend}/ is missing): \`pnpm build\` makes it ` +
+      'from onnxruntime-node; if the build said that package is missing, run `pnpm install` and then `pnpm build`.\n' +
+      'The node starts anyway and lists every engine folder it found at /api/engines.\n'
+    );
+  }
   const { PLATFORM_RUNTIMES } = await import('@llm-node/engine-llama-cpp');
   const runtime = PLATFORM_RUNTIMES[platform]?.find((r) => r.backend === backend);
   const fix = runtime
@@ -53,10 +77,10 @@ async function missingEngine(platform, backend) {
 }
 
 /** turbo's build, quiet unless something fails; exits with its status when it does. */
-function build(env) {
+function build(what, env = {}) {
   // pnpm sets npm_execpath to its own entry point: run through Node, that works on every platform.
   const pnpm = process.env.npm_execpath ? [process.execPath, [process.env.npm_execpath]] : ['pnpm', []];
-  const result = spawnSync(pnpm[0], [...pnpm[1], 'exec', 'turbo', 'run', 'build', '--output-logs=errors-only'], {
+  const result = spawnSync(pnpm[0], [...pnpm[1], 'exec', 'turbo', 'run', 'build', ...what, '--output-logs=errors-only'], {
     stdio: 'inherit',
     env: { ...process.env, ...env },
     shell: pnpm[0] === 'pnpm' && process.platform === 'win32',
@@ -67,11 +91,12 @@ function build(env) {
 async function main() {
   const root = fileURLToPath(new URL('..', import.meta.url));
   process.chdir(root);
-  console.log('Building what the node needs (the first time: under a minute)…');
-  build({ LLM_NODE_BUILD_BACKENDS: 'detected' });
+  console.log('Building what the node needs (the first time: about a minute)…');
+  build(['--filter=@llm-node/gpu-detect']);
   const { detectGpu } = await import('@llm-node/gpu-detect');
   const gpu = await detectGpu();
-  const args = await prepareStart({ root, platform: `${process.platform}-${process.arch}`, gpu, say: console.log });
+  build([], { LLM_NODE_BUILD_BACKENDS: gpu.found ? gpu.detection.backend : 'cpu' });
+  const { args, demo } = await prepareStart({ root, platform: `${process.platform}-${process.arch}`, gpu, say: console.log });
   const extra = process.argv.slice(2).filter((a) => a !== '--');
   const cli = fileURLToPath(import.meta.resolve('@llm-node/cli/bin'));
   const node = spawn(process.execPath, [cli, ...args, ...extra], { stdio: 'inherit' });
@@ -87,12 +112,12 @@ Try it:
   curl ${base}/api/engines
 
   curl -X POST ${base}/api/models/load -H "Content-Type: application/json" \\
-    -d '{"model_id": "llama-3.2-1b", "format": "gguf"}'
+    -d '{"model_id": "${demo.id}", "format": "${demo.format}"}'
 
   curl -X POST ${base}/v1/chat/completions -H "Content-Type: application/json" \\
-    -d '{"model": "llama-3.2-1b", "messages": [{"role": "user", "content": "Hello!"}], "stream": true, "max_tokens": 64}'
+    -d '{"model": "${demo.id}", "messages": [{"role": "user", "content": "Hello!"}], "stream": true, "max_tokens": 64}'
 
-The demo model has random weights: expect fluent-looking noise. Put a real GGUF at ${DEMO_MODEL} for real text.
+The demo model has random weights: expect fluent-looking noise. Put a real ${demo.format === 'onnx' ? 'ONNX export' : 'GGUF'} at ${demo.path} for real text.
 Stop with Ctrl+C.
 `);
   }

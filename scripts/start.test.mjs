@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEMO_MODEL, prepareStart } from './start.mjs';
+import { DEMO_MODEL, ONNX_DEMO_MODEL, prepareStart } from './start.mjs';
 
 // `pnpm start` as it goes on each platform, in a fresh checkout where no plugin was built for it: the demo
 // model is made from the llama.cpp source the build extracted (no plugin needed), and the notice says what
@@ -15,8 +15,8 @@ afterEach(() => rm(root, { recursive: true, force: true }));
 async function startOn(platform, gpu) {
   root = await mkdtemp(join(tmpdir(), 'llm-node-start-'));
   const said = [];
-  const args = await prepareStart({ root, platform, gpu, say: (line) => said.push(line) });
-  return { args, said: said.join('\n') };
+  const { args, demo } = await prepareStart({ root, platform, gpu, say: (line) => said.push(line) });
+  return { args, demo, said: said.join('\n') };
 }
 
 const found = (backend) => ({ found: true, detection: { backend, source: 'test', devices: [] } });
@@ -37,9 +37,12 @@ describe('pnpm start', () => {
     expect(said).toContain('@node-llama-cpp/win-x64-cuda');
   });
 
-  it('on win32-x64 with a DirectML GPU says no llama.cpp build serves it and what to do instead', async () => {
-    const { said } = await startOn('win32-x64', found('directml'));
-    expect(said).toContain('there is no prebuilt llama.cpp with a directml backend for win32-x64');
+  it('on win32-x64 with a DirectML GPU makes the ONNX demo model for the onnx engine, and says that engine is missing', async () => {
+    const { demo, said } = await startOn('win32-x64', found('directml'));
+    expect(existsSync(join(root, ONNX_DEMO_MODEL, 'model.onnx'))).toBe(true);
+    expect(existsSync(join(root, DEMO_MODEL))).toBe(false);
+    expect(demo).toMatchObject({ id: 'llama-3.2-1b-onnx', format: 'onnx' });
+    expect(said).toContain('the onnx engine is not built for directml (engines/onnx/directml/ is missing)');
   });
 
   it('without a GPU runs the cpu build, saying so', async () => {

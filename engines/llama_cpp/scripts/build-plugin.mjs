@@ -102,18 +102,6 @@ function buildPlugin(runtime, packagePath, sourceDir) {
   });
 }
 
-/**
- * The backend folders to build: every one (unset), a comma-separated list (`cuda,cpu`), or `detected`, the one
- * this machine's GPU needs (`cpu` where there is none), which is what `pnpm start` asks for.
- */
-async function backendsToBuild(setting) {
-  if (setting === undefined) return undefined;
-  if (setting !== 'detected') return setting.split(',').filter(Boolean);
-  const { detectGpu } = await import('@llm-node/gpu-detect');
-  const gpu = await detectGpu();
-  return [gpu.found ? gpu.detection.backend : 'cpu'];
-}
-
 const platform = `${process.platform}-${process.arch}`;
 const sourceDir = extractSource();
 const runtimes = PLATFORM_RUNTIMES[platform];
@@ -125,7 +113,8 @@ if (runtimes === undefined) {
 }
 // On CI a plugin the platform should have must build: a skipped one would let its tests pass by skipping.
 const strict = Boolean(process.env.CI);
-const only = await backendsToBuild(process.env.LLM_NODE_BUILD_BACKENDS);
+// `pnpm start` builds only the folder this machine's GPU needs (LLM_NODE_BUILD_BACKENDS=cuda); `pnpm build` all.
+const only = process.env.LLM_NODE_BUILD_BACKENDS?.split(',').filter(Boolean);
 let failed = 0;
 for (const runtime of runtimes.filter((r) => only === undefined || only.includes(r.backend))) {
   const packagePath = packageFolder(runtime.packageName);

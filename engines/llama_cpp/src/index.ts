@@ -1,5 +1,5 @@
 // The model maker: small GGUF models with random weights and the real Llama 3 tokenizer, for tests and demos.
-export { makeModel, DEFAULT_SHAPE } from './make-model.js';
+export { makeModel, DEFAULT_SHAPE, mulberry32 } from './make-model.js';
 export type { MakeModelOptions, ModelShape } from './make-model.js';
 export type { TensorType } from './gguf-file.js';
 

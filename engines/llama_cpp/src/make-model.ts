@@ -177,8 +177,8 @@ async function parseVocabulary(): Promise<Record<string, GGUFTypedMetadata[strin
   >;
 }
 
-// A small seeded generator: the same seed gives the same weights on every machine.
-function mulberry32(seed: number): () => number {
+// A small seeded generator: the same seed gives the same weights on every machine (the onnx maker's too).
+export function mulberry32(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;

@@ -184,8 +184,8 @@ typedef void (*EngineLoadProgressCallback)(void* user_data, float fraction, cons
 typedef struct EngineModelLoadParams {
     uint32_t struct_size;       /* sizeof(EngineModelLoadParams) as the host compiled it */
     int32_t context_length;     /* tokens of context each request may use; 0 = the model's trained length */
-    const char* model_path;     /* a model file (GGUF) or folder (safetensors with config.json) */
-    const char* format;         /* "gguf" or "safetensors" */
+    const char* model_path;     /* a model file (GGUF) or folder (safetensors with config.json; onnx: model.onnx) */
+    const char* format;         /* "gguf", "safetensors" or "onnx" */
     const char* quantization;   /* the quantization the host selected (e.g. "Q4_K_M"); NULL = as stored */
     uint64_t vram_budget_bytes; /* the most device memory this model may hold; fail with
                                    ERR_OUT_OF_MEMORY rather than exceed it; 0 = no limit */

@@ -152,7 +152,7 @@ describe('engine lifecycle and errors', () => {
     const engine = await openEcho();
     const cases: [Promise<unknown>, RegExp][] = [
       [engine.loadModel('', { path: modelPath, format: 'gguf' }), /^modelId must be a non-empty string/],
-      [engine.loadModel('a', { path: modelPath, format: 'ggml' as never }), /^format must be 'gguf' or 'safetensors', got "ggml"/],
+      [engine.loadModel('a', { path: modelPath, format: 'ggml' as never }), /^format must be 'gguf', 'safetensors' or 'onnx', got "ggml"/],
       [engine.loadModel('a', { path: modelPath, format: 'gguf', contextLength: -1 }), /^contextLength must be an integer/],
       [engine.loadModel('a', { path: 'a\0b', format: 'gguf' }), /^path must be a non-empty string without NUL/],
       [engine.generate({ modelId: 'a', prompt: 'x', temperature: Number.NaN }).result, /^temperature must be a number/],

@@ -35,7 +35,7 @@ export interface EngineInitConfig {
 
 export interface ModelLoadParams {
   path: string;
-  format: 'gguf' | 'safetensors';
+  format: 'gguf' | 'safetensors' | 'onnx';
   contextLength?: number;
   quantization?: string;
   vramBudgetBytes?: number;

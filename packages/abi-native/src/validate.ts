@@ -57,7 +57,9 @@ export function toNativeInitConfig(config: EngineInitConfig): NativeInitConfig {
 }
 
 export function toNativeModelLoadParams(params: ModelLoadParams): NativeModelLoadParams {
-  if (params?.format !== 'gguf' && params?.format !== 'safetensors') throw invalid('format', "'gguf' or 'safetensors'", params?.format);
+  if (params?.format !== 'gguf' && params?.format !== 'safetensors' && params?.format !== 'onnx') {
+    throw invalid('format', "'gguf', 'safetensors' or 'onnx'", params?.format);
+  }
   return {
     path: cString('path', params.path),
     format: params.format,

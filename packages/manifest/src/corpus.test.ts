@@ -105,13 +105,13 @@ const cases: Array<[name: string, content: string | Uint8Array, error: string]> 
   ],
   [
     'an unknown format',
-    json({ formats: ['gguf', 'onnx'] }),
-    '"formats" must be a non-empty list of unique formats among "gguf" and "safetensors" (got "onnx" at [1])',
+    json({ formats: ['gguf', 'ggml'] }),
+    '"formats" must be a non-empty list of unique formats among "gguf", "safetensors" and "onnx" (got "ggml" at [1])',
   ],
   [
     'no formats',
     json({ formats: [] }),
-    '"formats" must be a non-empty list of unique formats among "gguf" and "safetensors" (got an empty list)',
+    '"formats" must be a non-empty list of unique formats among "gguf", "safetensors" and "onnx" (got an empty list)',
   ],
   [
     'a binary in the parent folder',
@@ -160,7 +160,7 @@ const cases: Array<[name: string, content: string | Uint8Array, error: string]> 
   [
     'formats of two hundred thousand numbers',
     json({ formats: Array(200_000).fill(0) }),
-    '"formats" must be a non-empty list of unique formats among "gguf" and "safetensors" (got the number 0 at [0])',
+    '"formats" must be a non-empty list of unique formats among "gguf", "safetensors" and "onnx" (got the number 0 at [0])',
   ],
 ];
 

@@ -1,6 +1,6 @@
 import type { GpuBackend } from '@llm-node/gpu-detect';
 
-export type ModelFormat = 'gguf' | 'safetensors';
+export type ModelFormat = 'gguf' | 'safetensors' | 'onnx';
 
 export type Modality = 'completion' | 'embedding';
 

@@ -20,7 +20,7 @@ async function touch(...parts: string[]): Promise<string> {
   return path;
 }
 
-const locate = (id: string, format?: 'gguf' | 'safetensors') => locateModel(models, parseModelRef(id), format);
+const locate = (id: string, format?: 'gguf' | 'safetensors' | 'onnx') => locateModel(models, parseModelRef(id), format);
 
 describe('locateModel', () => {
   it('finds <models>/<id>.gguf and reads the quantization from its name', async () => {
@@ -79,6 +79,18 @@ describe('locateModel', () => {
     await touch('qwen', 'config.json');
     const weights = await touch('qwen', 'model.safetensors');
     await expect(locate('qwen')).resolves.toMatchObject({ format: 'safetensors', path: join(models, 'qwen'), files: [weights] });
+  });
+
+  it('finds an ONNX export by its model.onnx, with its external data', async () => {
+    const graph = await touch('phi', 'model.onnx');
+    const data = await touch('phi', 'model.onnx.data');
+    await touch('phi', 'genai_config.json');
+    await expect(locate('phi')).resolves.toMatchObject({
+      format: 'onnx',
+      path: join(models, 'phi'),
+      files: [graph, data],
+      label: 'phi (onnx)',
+    });
   });
 
   it('passes over safetensors without a config.json and vision projectors', async () => {

@@ -8,14 +8,14 @@ import type { ModelRef } from './model-ref.js';
 // the node's start-up, and no model file is looked at before the node listens.
 const fileNameParsers = () => import('@huggingface/gguf');
 
-/** One loadable model found under a name: a GGUF file, a complete shard set, or a safetensors folder. */
+/** One loadable model found under a name: a GGUF file, a complete shard set, a safetensors folder, or an ONNX folder. */
 export interface ModelCandidate {
   format: ModelFormat;
   /** The label parsed from the file name (`Q4_K_M`, `F16`); null for safetensors or an unlabelled file. */
   quantization: string | null;
-  /** What the engine opens: the GGUF file (the first shard of a set), or the safetensors folder. */
+  /** What the engine opens: the GGUF file (the first shard of a set), or the safetensors or ONNX folder. */
   path: string;
-  /** Every file whose bytes are the model's weights: the GGUF, all its shards, or the .safetensors files. */
+  /** Every file whose bytes are the model's weights: the GGUF, all its shards, the .safetensors files, or model.onnx and its external data. */
   files: string[];
   /** How the candidate reads in a list: `name:Q4_K_M`, or the file name when it carries no label. */
   label: string;
@@ -165,6 +165,12 @@ async function folderCandidates(folder: string, name: string): Promise<ModelCand
   if (safetensors.length > 0 && files.includes('config.json')) {
     const paths = safetensors.map((f) => join(folder, f));
     candidates.push({ format: 'safetensors', quantization: null, path: folder, files: paths, label: `${name} (safetensors)` });
+  }
+  // An ONNX export (ONNX Runtime GenAI's model builder, Optimum): model.onnx, with its weights in it or in
+  // external data files named after it (model.onnx.data, model.onnx_data).
+  if (files.includes('model.onnx')) {
+    const paths = files.filter((f) => f.startsWith('model.onnx')).map((f) => join(folder, f));
+    candidates.push({ format: 'onnx', quantization: null, path: folder, files: paths, label: `${name} (onnx)` });
   }
   return candidates;
 }

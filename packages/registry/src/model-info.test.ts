@@ -207,6 +207,52 @@ describe('readModelInfo for safetensors', () => {
   });
 });
 
+describe('readModelInfo for onnx', () => {
+  const onnx = async (files: Record<string, string>) => {
+    await mkdir(join(models, 'ox'), { recursive: true });
+    for (const [name, text] of Object.entries(files)) await writeFile(join(models, 'ox', name), text);
+    return readModelInfo(await locateModel(models, parseModelRef('ox'), 'onnx'));
+  };
+
+  it("reads config.json as for safetensors, counting the graph's external data as weights", async () => {
+    const config = JSON.stringify({ model_type: 'llama', num_hidden_layers: 2, max_position_embeddings: 8192 });
+    expect(await onnx({ 'config.json': config, 'model.onnx': 'x'.repeat(100), 'model.onnx.data': 'x'.repeat(900) })).toMatchObject({
+      format: 'onnx',
+      architecture: 'llama',
+      blockCount: 2,
+      trainedContextLength: 8192,
+      weightsBytes: 1000,
+    });
+  });
+
+  it("reads ONNX Runtime GenAI's genai_config.json when there is no config.json", async () => {
+    const genai = {
+      model: {
+        type: 'phi3',
+        context_length: 4096,
+        vocab_size: 32064,
+        decoder: { num_hidden_layers: 32, hidden_size: 3072, num_attention_heads: 32, num_key_value_heads: 32, head_size: 96 },
+      },
+    };
+    expect(await onnx({ 'genai_config.json': JSON.stringify(genai), 'model.onnx': '' })).toMatchObject({
+      format: 'onnx',
+      architecture: 'phi3',
+      trainedContextLength: 4096,
+      blockCount: 32,
+      headCountKv: 32,
+      keyLength: 96,
+      vocabSize: 32064,
+    });
+  });
+
+  it('refuses a folder with neither', async () => {
+    await expect(onnx({ 'model.onnx': '' })).rejects.toMatchObject({
+      code: 'invalid_model',
+      message: expect.stringContaining('config.json or genai_config.json is missing'),
+    });
+  });
+});
+
 describe('modelInfoReader', () => {
   it('reads a model once while its file stays the same, and again once it changed', async () => {
     const path = join(models, 'cached.gguf');

@@ -13,7 +13,7 @@ import type { ModelCandidate } from './model-files.js';
 export interface ModelInfo {
   format: ModelFormat;
   architecture: string;
-  /** `general.name` (GGUF); null for safetensors. */
+  /** `general.name` (GGUF); null for safetensors and onnx. */
   name: string | null;
   quantization: string | null;
   /** The context length the model was trained for. */
@@ -27,7 +27,7 @@ export interface ModelInfo {
   keyLength: number | null;
   valueLength: number | null;
   vocabSize: number | null;
-  /** Bytes of tensor data: the GGUF data sections (all shards), or the .safetensors files. */
+  /** Bytes of tensor data: the GGUF data sections (all shards), the .safetensors files, or model.onnx and its data. */
   weightsBytes: number;
   /** The Jinja chat template (GGUF `tokenizer.chat_template`, or tokenizer_config.json / chat_template.jinja). */
   chatTemplate: string | null;
@@ -39,7 +39,7 @@ export interface ModelInfo {
 
 /** Reads a candidate's metadata from its own files; a truncated or garbage file is a 422 `model_corrupt`. */
 export async function readModelInfo(candidate: ModelCandidate): Promise<ModelInfo> {
-  return candidate.format === 'gguf' ? readGgufInfo(candidate) : readSafetensorsInfo(candidate);
+  return candidate.format === 'gguf' ? readGgufInfo(candidate) : readFolderInfo(candidate);
 }
 
 /**
@@ -126,9 +126,15 @@ async function readGgufHeader(path: string): Promise<{ metadata: GgufMetadata; d
   return { metadata: header.metadata, dataBytes };
 }
 
-async function readSafetensorsInfo(candidate: ModelCandidate): Promise<ModelInfo> {
-  const config = await readJsonObject(join(candidate.path, 'config.json'));
-  if (config === null) throw invalidModel(`${basename(candidate.path)}/config.json is missing`);
+/** A safetensors or ONNX folder: Hugging Face's config.json, or for ONNX GenAI's genai_config.json instead. */
+async function readFolderInfo(candidate: ModelCandidate): Promise<ModelInfo> {
+  const config =
+    (await readJsonObject(join(candidate.path, 'config.json'))) ??
+    (candidate.format === 'onnx' ? genaiAsConfig(await readJsonObject(join(candidate.path, 'genai_config.json'))) : null);
+  if (config === null) {
+    const wanted = candidate.format === 'onnx' ? 'config.json or genai_config.json' : 'config.json';
+    throw invalidModel(`${basename(candidate.path)}/${wanted} is missing`);
+  }
   const architectures = config['architectures'];
   const architecture =
     typeof config['model_type'] === 'string'
@@ -144,7 +150,7 @@ async function readSafetensorsInfo(candidate: ModelCandidate): Promise<ModelInfo
   const headCount = positiveInteger(config['num_attention_heads']);
   const headDim = positiveInteger(config['head_dim']);
   return {
-    format: 'safetensors',
+    format: candidate.format,
     architecture,
     name: null,
     quantization: null,
@@ -161,6 +167,24 @@ async function readSafetensorsInfo(candidate: ModelCandidate): Promise<ModelInfo
     bosToken: tokenText(tokenizerConfig['bos_token']),
     eosToken: tokenText(tokenizerConfig['eos_token']),
     addBosToken: booleanOrNull(tokenizerConfig['add_bos_token']),
+  };
+}
+
+// ONNX Runtime GenAI's genai_config.json says what config.json would, under other names.
+function genaiAsConfig(genai: Record<string, unknown> | null): Record<string, unknown> | null {
+  const model = genai?.['model'];
+  if (typeof model !== 'object' || model === null) return null;
+  const { type, context_length, vocab_size, decoder } = model as Record<string, unknown>;
+  const d = (typeof decoder === 'object' && decoder !== null ? decoder : {}) as Record<string, unknown>;
+  return {
+    model_type: type,
+    max_position_embeddings: context_length,
+    vocab_size,
+    num_hidden_layers: d['num_hidden_layers'],
+    hidden_size: d['hidden_size'],
+    num_attention_heads: d['num_attention_heads'],
+    num_key_value_heads: d['num_key_value_heads'],
+    head_dim: d['head_size'],
   };
 }
 

@@ -103,8 +103,8 @@ export function checkLoadOptions(options: LoadModelOptions): void {
       });
     }
   }
-  if (options.format !== undefined && options.format !== 'gguf' && options.format !== 'safetensors') {
-    throw new NodeError(`format must be 'gguf' or 'safetensors', got ${JSON.stringify(options.format)}`, {
+  if (options.format !== undefined && !['gguf', 'safetensors', 'onnx'].includes(options.format)) {
+    throw new NodeError(`format must be 'gguf', 'safetensors' or 'onnx', got ${JSON.stringify(options.format)}`, {
       type: 'invalid_request_error',
       code: 'invalid_parameter',
     });

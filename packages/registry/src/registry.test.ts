@@ -163,7 +163,7 @@ describe('Registry model loading', () => {
   it.each([
     [{ contextLength: 0 }, 'contextLength'],
     [{ parallel: 1.5 }, 'parallel'],
-    [{ format: 'onnx' as never }, 'format'],
+    [{ format: 'ggml' as never }, 'format'],
   ])('refuses load options %j', async (options, field) => {
     const { registry } = await setUp();
     await expect(registry.loadModel('m', options)).rejects.toMatchObject({

@@ -150,7 +150,7 @@ describe('models', () => {
   });
 
   test('load and unload bodies are validated like every other', async () => {
-    const response = await node.post('/api/models/load', { model_id: 'echo', format: 'onnx' });
+    const response = await node.post('/api/models/load', { model_id: 'echo', format: 'ggml' });
     expect(response.status).toBe(400);
     expect(((await response.json()) as { error: { code: string } }).error.code).toBe('invalid_parameter');
     const unknown = await node.post('/api/models/unload', { model: 'echo' });

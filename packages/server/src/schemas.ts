@@ -132,7 +132,7 @@ export type EmbeddingsBody = z.infer<typeof embeddingsBody>;
 
 export const loadModelBody = z.strictObject({
   model_id: modelId,
-  format: z.enum(['gguf', 'safetensors']).optional(),
+  format: z.enum(['gguf', 'safetensors', 'onnx']).optional(),
   context_length: z.int().min(1).optional(),
   parallel: z.int().min(1).optional(),
   stream: z.boolean().optional(),
