@@ -46,8 +46,8 @@ EngineError Embedder::make_context(int32_t n_tokens) {
         ctx_ = lib.llama_init_from_model(model_, params);
     }
     if (ctx_ == nullptr) {
-        return engine_error(ERR_OUT_OF_MEMORY,
-                            "llama.cpp could not make a context of " + std::to_string(n_ctx) + " tokens for embeddings");
+        return engine_error(ERR_OUT_OF_MEMORY, "llama.cpp could not make a context of " + std::to_string(n_ctx) +
+                                                   " tokens for embeddings");
     }
     if (lib.llama_pooling_type(ctx_) == LLAMA_POOLING_TYPE_RANK) {
         return engine_error(ERR_UNSUPPORTED, "the model ranks documents (a reranker): it gives scores, not embeddings");
