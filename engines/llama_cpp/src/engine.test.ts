@@ -72,6 +72,7 @@ describeWithPlugin('the llama_cpp plugin', () => {
     expect(engine.info).toMatchObject({ id: 'llama_cpp', abiVersion: 1, threadSafe: true, jsonSchema: true, logitBias: true });
     expect([...engine.capabilities].sort()).toEqual(
       [
+        'embed',
         'generate_stream',
         'json_schema',
         'last_error',
