@@ -44,6 +44,12 @@ beforeAll(async () => {
         architecture: 'echo',
         chatTemplate: "{% for m in messages %}{{ m.role }}:{{ 'content' in m }};{% endfor %}",
       });
+      await writeGgufModel(join(modelsDir, 'call-arguments.gguf'), {
+        architecture: 'echo',
+        chatTemplate:
+          '{% for m in messages %}{% for c in m.tool_calls or [] %}{{ c.function.arguments | tojson }}|' +
+          '{% if c.function.arguments is mapping %}{{ c.function.arguments.city }}{% endif %};{% endfor %}{% endfor %}',
+      });
       await writeGgufModel(join(modelsDir, 'unbalanced.gguf'), {
         architecture: 'echo',
         chatTemplate: '{% for m in messages %}never closed',
@@ -103,6 +109,18 @@ describe('chat templates', () => {
       ],
     });
     expect(body.prompt).toBe('user:True;assistant:False;tool:True;');
+  });
+
+  test("gives templates a tool call's JSON arguments as an object, as apply_chat_template takes them; other text as text", async () => {
+    const call = (id: string, args: string) => ({ id, type: 'function', function: { name: 'weather', arguments: args } });
+    const { body } = await applyTemplate({
+      model: 'call-arguments',
+      messages: [
+        { role: 'user', content: 'Hi' },
+        { role: 'assistant', tool_calls: [call('call00001', '{"city": "Oslo"}'), call('call00002', 'not json'), call('call00003', '[1]')] },
+      ],
+    });
+    expect(body.prompt).toBe('{"city": "Oslo"}|Oslo;"not json"|;"[1]"|;');
   });
 
   test('falls back to ChatML for a model without a template', async () => {

@@ -101,9 +101,27 @@ export function templateTask(
 
 /**
  * Text parts joined with newlines, as llama.cpp does for templates that expect plain string content. A message
- * without content keeps none: templates test `'content' in message`.
+ * without content keeps none: templates test `'content' in message`. A tool call's arguments, JSON text in
+ * OpenAI's API, reach the template as the object Hugging Face's templates take (`arguments | tojson`, or its
+ * items), as llama.cpp gives them; text that is not a JSON object stays text.
  */
 function templateMessage(message: ChatMessage): Record<string, unknown> {
   const { content } = message;
-  return Array.isArray(content) ? { ...message, content: content.map((part) => part.text).join('\n') } : message;
+  const withText = Array.isArray(content) ? { ...message, content: content.map((part) => part.text).join('\n') } : message;
+  return 'tool_calls' in message && message.tool_calls
+    ? { ...withText, tool_calls: message.tool_calls.map(withObjectArguments) }
+    : withText;
+}
+
+function withObjectArguments(call: Record<string, unknown>): Record<string, unknown> {
+  const fn = call.function as { arguments?: unknown } | undefined;
+  if (typeof fn?.arguments !== 'string') return call;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(fn.arguments);
+  } catch {
+    return call;
+  }
+  const isObject = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed);
+  return isObject ? { ...call, function: { ...fn, arguments: parsed } } : call;
 }
