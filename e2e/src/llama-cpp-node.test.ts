@@ -6,13 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { startNode, type RunningNode } from '@llm-node/cli';
+import type { RunningNode } from '@llm-node/cli';
 import { makeModel, PLATFORM_RUNTIMES } from '@llm-node/engine-llama-cpp';
 import type { GpuBackend } from '@llm-node/gpu-detect';
 import { writeGgufModel } from '@llm-node/registry/testing';
 import { Ajv } from 'ajv';
 import OpenAI from 'openai';
-import { pino } from 'pino';
+import { startInProcessNode } from './in-process-node.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
 // The repository's engines/ folder, where `pnpm build` puts the llama_cpp plugin for this platform.
@@ -45,31 +45,7 @@ beforeAll(async () => {
   // One the registry does not check: it aborts the engine host, which restarts.
   await makeModel(join(modelsDir, 'bad-rope.gguf'), {}, { metadata: { 'llama.rope.scaling.type': 'sideways' } });
 
-  node = await startNode(
-    {
-      enginesDir,
-      modelsDir,
-      vramLimitBytes: undefined,
-      monitorIntervalMs: 1000,
-      port: 0,
-      host: '127.0.0.1',
-      gpuBackend: backend as GpuBackend,
-      gpuDevice: 0,
-      allowNetwork: [],
-      engineStallTimeoutSeconds: undefined,
-      modelLoadTimeoutSeconds: undefined,
-      apiKey: undefined,
-      allowedHosts: [],
-      maxConnections: undefined,
-      shutdownGraceSeconds: 0,
-      agentPort: undefined,
-      logLevel: 'silent',
-      contextLength: 512,
-      parallel: 4,
-      load: [],
-    },
-    pino({ level: 'silent' }),
-  );
+  node = await startInProcessNode({ enginesDir, modelsDir, gpuBackend: backend as GpuBackend, contextLength: 512 });
   base = `http://127.0.0.1:${node.address.port}`;
   client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused' });
 }, 120_000);

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { type RunningNode, startNode } from '@llm-node/cli';
+import type { RunningNode } from '@llm-node/cli';
 import { makeOnnxModel } from '@llm-node/engine-onnx';
 import {
   builtPluginDir,
@@ -19,7 +19,7 @@ import {
   type TokenText,
 } from '@llm-node/engine-onnx/testing';
 import OpenAI from 'openai';
-import { pino } from 'pino';
+import { startInProcessNode } from './in-process-node.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const enginesDir = fileURLToPath(new URL('../../engines/', import.meta.url));
@@ -43,31 +43,7 @@ beforeAll(async () => {
   await writeFile(join(modelsDir, 'no-cache', 'model.onnx'), graphWithoutCache());
   reference = await openReference(join(modelsDir, 'tiny'));
   tokens = await readTokenText(join(modelsDir, 'tiny'));
-  node = await startNode(
-    {
-      enginesDir,
-      modelsDir,
-      vramLimitBytes: undefined,
-      monitorIntervalMs: 1000,
-      port: 0,
-      host: '127.0.0.1',
-      gpuBackend: 'cpu',
-      gpuDevice: 0,
-      allowNetwork: [],
-      engineStallTimeoutSeconds: undefined,
-      modelLoadTimeoutSeconds: undefined,
-      apiKey: undefined,
-      allowedHosts: [],
-      maxConnections: undefined,
-      shutdownGraceSeconds: 0,
-      agentPort: undefined,
-      logLevel: 'silent',
-      contextLength: 2048,
-      parallel: 4,
-      load: [],
-    },
-    pino({ level: 'silent' }),
-  );
+  node = await startInProcessNode({ enginesDir, modelsDir, gpuBackend: 'cpu', contextLength: 2048 });
   base = `http://127.0.0.1:${node.address.port}`;
   client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused' });
 }, 120_000);
