@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 
 import { GGMLQuantizationType, GGUFValueType, serializeGgufMetadata, type GGUFTypedMetadata } from '@huggingface/gguf';
 
@@ -11,6 +11,18 @@ export interface GgufTensor {
   dims: number[];
   type: TensorType;
   values: Float32Array;
+}
+
+/**
+ * One key-value entry of a GGUF file as it is encoded there (key, type and value), copied into another file
+ * without decoding it: the Llama 3 vocabulary's 128,256 strings and 280,147 merges cost seconds to decode and
+ * encode again, and nothing here needs them as text.
+ */
+export interface RawGgufEntry {
+  key: string;
+  bytes: Buffer;
+  /** The element count, when the value is an array. */
+  arrayLength?: number;
 }
 
 const ALIGNMENT = 32; // GGUF's default general.alignment
@@ -26,7 +38,12 @@ const GGML_TYPE: Record<TensorType, GGMLQuantizationType> = {
  * Writes a GGUF file: @huggingface/gguf serialises the header and key-value metadata; the tensor infos and
  * the aligned tensor data follow, written here. `metadata` holds the key-value pairs only.
  */
-export async function writeGguf(path: string, metadata: Record<string, GGUFTypedMetadata[string]>, tensors: GgufTensor[]): Promise<void> {
+export async function writeGguf(
+  path: string,
+  metadata: Record<string, GGUFTypedMetadata[string]>,
+  tensors: GgufTensor[],
+  rawEntries: RawGgufEntry[] = [],
+): Promise<void> {
   const encoded = tensors.map(encodeTensor);
   const offsets: bigint[] = [];
   let dataSize = 0;
@@ -44,6 +61,10 @@ export async function writeGguf(path: string, metadata: Record<string, GGUFTyped
     } as GGUFTypedMetadata,
     { alignment: 1 },
   );
+  // The raw entries follow the serialised ones, counted in the header's kv_count (after magic, version and
+  // tensor_count).
+  const kvCount = new DataView(header.buffer, header.byteOffset + 16, 8);
+  kvCount.setBigUint64(0, kvCount.getBigUint64(0, true) + BigInt(rawEntries.length), true);
   const infos = Buffer.concat(tensors.map((tensor, i) => tensorInfo(tensor, offsets[i]!)));
 
   const file = await open(path, 'w');
@@ -54,6 +75,9 @@ export async function writeGguf(path: string, metadata: Record<string, GGUFTyped
       position += bytes.length;
     };
     await write(header);
+    for (const entry of rawEntries) {
+      await write(entry.bytes);
+    }
     await write(infos);
     await write(Buffer.alloc(pad(position) - position));
     for (const data of encoded) {
@@ -63,6 +87,53 @@ export async function writeGguf(path: string, metadata: Record<string, GGUFTyped
   } finally {
     await file.close();
   }
+}
+
+// Byte sizes of the scalar value types, indexed by GGUFValueType (STRING and ARRAY are sized by their content).
+const SCALAR_BYTES = [1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8];
+
+/** Every key-value entry of a GGUF file (version 2 or 3), undecoded. For the project's own trusted files. */
+export async function readRawEntries(path: string): Promise<RawGgufEntry[]> {
+  const data = await readFile(path);
+  if (data.toString('latin1', 0, 4) !== 'GGUF') {
+    throw new Error(`${path} is not a GGUF file`);
+  }
+  let at = 24; // magic, version, tensor_count, kv_count
+  const u64 = () => {
+    const value = Number(data.readBigUInt64LE(at));
+    at += 8;
+    return value;
+  };
+  const skipValue = (type: number): void => {
+    if (type === GGUFValueType.STRING) {
+      const length = u64();
+      at += length;
+    } else if (type === GGUFValueType.ARRAY) {
+      const elementType = data.readUInt32LE(at);
+      at += 4;
+      const length = u64();
+      if (elementType === GGUFValueType.STRING || elementType === GGUFValueType.ARRAY) {
+        for (let i = 0; i < length; i++) skipValue(elementType);
+      } else {
+        at += length * SCALAR_BYTES[elementType]!;
+      }
+    } else {
+      at += SCALAR_BYTES[type]!;
+    }
+  };
+  const entries: RawGgufEntry[] = [];
+  for (let count = Number(data.readBigUInt64LE(16)); count > 0; count--) {
+    const start = at;
+    const keyLength = u64();
+    const key = data.toString('utf8', at, at + keyLength);
+    at += keyLength;
+    const type = data.readUInt32LE(at);
+    at += 4;
+    const arrayLength = type === GGUFValueType.ARRAY ? Number(data.readBigUInt64LE(at + 4)) : undefined;
+    skipValue(type);
+    entries.push({ key, bytes: data.subarray(start, at), ...(arrayLength === undefined ? {} : { arrayLength }) });
+  }
+  return entries;
 }
 
 function pad(size: number): number {

@@ -3,9 +3,9 @@ import { dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { gguf, GGUFValueType, type GGUFTypedMetadata } from '@huggingface/gguf';
+import { GGUFValueType, type GGUFTypedMetadata } from '@huggingface/gguf';
 
-import { writeGguf, type GgufTensor, type TensorType } from './gguf-file.js';
+import { readRawEntries, writeGguf, type GgufTensor, type RawGgufEntry, type TensorType } from './gguf-file.js';
 
 /** The shape of a made model. */
 export interface ModelShape {
@@ -60,19 +60,19 @@ export async function makeModel(outPath: string, shape: Partial<ModelShape> = {}
   const s: ModelShape = { ...DEFAULT_SHAPE, ...shape };
   checkShape(s);
   const vocabulary = await readVocabulary();
-  const metadata = await llamaMetadata(s, vocabulary, options.metadata ?? {});
-  const nVocab = (vocabulary['tokenizer.ggml.tokens']!.value as string[]).length;
+  const nVocab = vocabulary.find((entry) => entry.key === 'tokenizer.ggml.tokens')!.arrayLength!;
+  const metadata = await llamaMetadata(s, nVocab, options.metadata ?? {});
   await mkdir(dirname(outPath), { recursive: true });
-  await writeGguf(outPath, metadata, randomTensors(s, nVocab));
+  const copied = vocabulary.filter((entry) => !(entry.key in metadata));
+  await writeGguf(outPath, metadata, randomTensors(s, nVocab), copied);
 }
 
-/** The GGUF metadata of a llama model of this shape, with the vocabulary and the chat template. */
+/** The GGUF metadata of a llama model of this shape and the chat template; the vocabulary is copied beside it. */
 async function llamaMetadata(
   s: ModelShape,
-  vocabulary: Record<string, GGUFTypedMetadata[string]>,
+  nVocab: number,
   extra: NonNullable<MakeModelOptions['metadata']>,
 ): Promise<Record<string, GGUFTypedMetadata[string]>> {
-  const nVocab = (vocabulary['tokenizer.ggml.tokens']!.value as string[]).length;
   const headDim = s.dim / s.heads;
   const metadata: Record<string, GGUFTypedMetadata[string]> = {
     'general.architecture': { value: 'llama', type: GGUFValueType.STRING },
@@ -91,7 +91,6 @@ async function llamaMetadata(
     'llama.rope.dimension_count': { value: headDim, type: GGUFValueType.UINT32 },
     'llama.rope.freq_base': { value: 500000, type: GGUFValueType.FLOAT32 },
     'llama.attention.layer_norm_rms_epsilon': { value: 1e-5, type: GGUFValueType.FLOAT32 },
-    ...vocabulary,
     'tokenizer.ggml.add_bos_token': { value: true, type: GGUFValueType.BOOL },
     'tokenizer.chat_template': { value: await readFile(CHAT_TEMPLATE, 'utf8'), type: GGUFValueType.STRING },
   };
@@ -154,27 +153,24 @@ function checkShape(s: ModelShape): void {
   }
 }
 
-let vocabulary: Promise<Record<string, GGUFTypedMetadata[string]>> | undefined;
+let vocabulary: Promise<RawGgufEntry[]> | undefined;
 
-/** The tokenizer.* entries of llama.cpp's Llama 3 vocabulary file, with their GGUF types; read once. */
-function readVocabulary(): Promise<Record<string, GGUFTypedMetadata[string]>> {
+/** The tokenizer.* entries of llama.cpp's Llama 3 vocabulary file, as encoded there; read once. */
+function readVocabulary(): Promise<RawGgufEntry[]> {
   vocabulary ??= parseVocabulary();
   vocabulary.catch(() => (vocabulary = undefined)); // a failed read is tried again next time
   return vocabulary;
 }
 
-async function parseVocabulary(): Promise<Record<string, GGUFTypedMetadata[string]>> {
-  const parsed = await gguf(fileURLToPath(VOCABULARY), { allowLocalFile: true, typedMetadata: true }).catch((error: unknown) => {
+async function parseVocabulary(): Promise<RawGgufEntry[]> {
+  const entries = await readRawEntries(fileURLToPath(VOCABULARY)).catch((error: unknown) => {
     throw new Error(
       `cannot read the Llama 3 vocabulary at ${fileURLToPath(VOCABULARY)}; ` +
         'build @llm-node/engine-llama-cpp first (pnpm --filter @llm-node/engine-llama-cpp build)',
       { cause: error },
     );
   });
-  return Object.fromEntries(Object.entries(parsed.typedMetadata).filter(([key]) => key.startsWith('tokenizer.'))) as Record<
-    string,
-    GGUFTypedMetadata[string]
-  >;
+  return entries.filter((entry) => entry.key.startsWith('tokenizer.'));
 }
 
 // A small seeded generator: the same seed gives the same weights on every machine (the onnx maker's too).
