@@ -1,7 +1,8 @@
-// `pnpm start`: builds what the node needs on this machine (the engine plugins only for the detected GPU's
-// backend; `pnpm build` builds every folder), then runs llm-node on ./engines and ./models, making the demo model
-// if it is absent, on the detected GPU — or, when there is none, on the development `cpu` build, saying so. A
-// DirectML GPU is served by the onnx engine, with an ONNX demo model; every other backend by llama_cpp.
+// `pnpm start`: builds what the node needs on this machine (the node and the engine that serves the demo model,
+// for the detected GPU's backend only; `pnpm build` builds every engine and folder), then runs llm-node on
+// ./engines and ./models, making the demo model if it is absent, on the detected GPU — or, when there is none, on
+// the development `cpu` build, saying so. A DirectML GPU is served by the onnx engine, with an ONNX demo model;
+// every other backend by llama_cpp.
 // Extra arguments go to llm-node: `pnpm start --port 3001`.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -11,14 +12,21 @@ import { fileURLToPath } from 'node:url';
 export const DEMO_MODEL = 'models/llama-3.2-1b.gguf';
 export const ONNX_DEMO_MODEL = 'models/llama-3.2-1b-onnx';
 
+const ENGINE_PACKAGES = { llama_cpp: '@llm-node/engine-llama-cpp', onnx: '@llm-node/engine-onnx' };
+
+/** The engine that serves the demo model: onnx on a DirectML GPU (llama.cpp has no DirectML back-end), else llama_cpp. */
+export function demoEngine(gpu) {
+  return gpu.found && gpu.detection.backend === 'directml' ? 'onnx' : 'llama_cpp';
+}
+
 /**
  * What `pnpm start` does in `root`, for `platform` (`<os>-<arch>`) and a GPU detection: makes the demo model
  * when it is absent, then says which backend the node will run on and what is missing for it. Returns the
  * llm-node arguments and the demo model's id and format; prints through `say`.
  */
 export async function prepareStart({ root, platform, gpu, say }) {
-  const onnx = gpu.found && gpu.detection.backend === 'directml';
-  const demo = onnx ? await makeOnnxDemo(root, say) : await makeGgufDemo(root, say);
+  const engine = demoEngine(gpu);
+  const demo = engine === 'onnx' ? await makeOnnxDemo(root, say) : await makeGgufDemo(root, say);
   const args = ['--engines-dir', './engines', '--models-dir', './models'];
   let backend;
   if (gpu.found) {
@@ -34,7 +42,6 @@ export async function prepareStart({ root, platform, gpu, say }) {
         '(--gpu-backend cpu). On a machine with a GPU it uses the GPU.\n',
     );
   }
-  const engine = onnx ? 'onnx' : 'llama_cpp';
   if (!existsSync(join(root, 'engines', engine, backend, 'manifest.json'))) say(await missingEngine(platform, backend, engine));
   return { args, demo };
 }
@@ -95,7 +102,10 @@ async function main() {
   build(['--filter=@llm-node/gpu-detect']);
   const { detectGpu } = await import('@llm-node/gpu-detect');
   const gpu = await detectGpu();
-  build([], { LLM_NODE_BUILD_BACKENDS: gpu.found ? gpu.detection.backend : 'cpu' });
+  // Only what this start needs: on two cores a first build of every engine takes twice as long.
+  build(['--filter=@llm-node/cli...', `--filter=${ENGINE_PACKAGES[demoEngine(gpu)]}...`], {
+    LLM_NODE_BUILD_BACKENDS: gpu.found ? gpu.detection.backend : 'cpu',
+  });
   const { args, demo } = await prepareStart({ root, platform: `${process.platform}-${process.arch}`, gpu, say: console.log });
   const extra = process.argv.slice(2).filter((a) => a !== '--');
   const cli = fileURLToPath(import.meta.resolve('@llm-node/cli/bin'));
