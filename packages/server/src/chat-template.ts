@@ -26,6 +26,8 @@ export interface ChatTemplates {
   close(): Promise<void>;
 }
 
+const NO_REQUIRE_ESM = '--no-experimental-require-module';
+
 // The compiled worker: beside this module in dist/, or from src/ (where the tests import it) in ../dist/.
 const WORKER = new URL('../dist/template-worker.js', import.meta.url);
 
@@ -44,6 +46,11 @@ export function createChatTemplates(): ChatTemplates {
     maxThreads: Math.max(1, Math.min(4, availableParallelism())),
     idleTimeout: 60_000,
     resourceLimits: { maxOldGenerationSizeMb: RENDER_HEAP_MB },
+    // Piscina loads the worker module with require() first, and Node 20's require() of an ES module aborted a
+    // whole test process once (`v8::ToLocalChecked Empty MaybeLocal` in loadESMFromCJS) when a worker was ended
+    // while loading: without it, Piscina falls back to import(), the path ES modules are made for. Only where
+    // this Node has the flag, which a later one may drop.
+    execArgv: process.allowedNodeEnvironmentFlags.has(NO_REQUIRE_ESM) ? [NO_REQUIRE_ESM] : [],
   });
 
   return {
