@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { buildTestPlugin, installTestPlugin } from '@llm-node/abi-native/testing';
 import { writeGgufModel } from '@llm-node/registry/testing';
-import { startNode } from '../lib/node.mjs';
+import { cpuSeconds, processTree, startNode } from '../lib/node.mjs';
 
 const STREAMS = Number(process.argv[2] ?? 64);
 const TOKENS = Number(process.argv[3] ?? 20000);
@@ -97,7 +97,11 @@ try {
     return { value, health: await poller.stop() };
   };
 
+  // The node's own CPU and its engine hosts' (the echo engine's share of that is small: bench/abi measures it).
+  const pids = processTree(node.pid);
+  const cpuBefore = cpuSeconds(pids);
   const flood = await withHealthPolled(() => concurrentChats('echo', TOKENS));
+  const floodCpu = cpuSeconds(pids) - cpuBefore;
   const { streams, seconds } = flood.value;
   const tokens = streams.reduce((sum, times) => sum + times.length, 0);
   if (tokens !== STREAMS * TOKENS) throw new Error(`expected ${STREAMS * TOKENS} tokens, got ${tokens}`);
@@ -117,6 +121,9 @@ try {
   console.log(`idle    ${healthLine(idleHealth)}`);
   console.log(
     `flood   engine as fast as it can, ${TOKENS} tokens each: ${Math.round(tokens / seconds).toLocaleString('en')} tokens/s aggregate (${tokens} in ${seconds.toFixed(2)} s)`,
+  );
+  console.log(
+    `        CPU of the node and its engine host: ${((floodCpu / tokens) * 1e6).toFixed(2)} µs per token (${floodCpu.toFixed(2)} s)`,
   );
   console.log(`        ${healthLine(flood.health)}`);
   console.log(
