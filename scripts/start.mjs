@@ -6,6 +6,7 @@
 // Extra arguments go to llm-node: `pnpm start --port 3001`.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -83,30 +84,35 @@ async function missingEngine(platform, backend, engine) {
   );
 }
 
-/** A pnpm command; exits with its status when it fails. */
-function run(args, env = {}) {
-  // pnpm sets npm_execpath to its own entry point: run through Node, that works on every platform.
-  const pnpm = process.env.npm_execpath ? [process.execPath, [process.env.npm_execpath]] : ['pnpm', []];
-  const result = spawnSync(pnpm[0], [...pnpm[1], ...args], {
-    stdio: 'inherit',
-    env: { ...process.env, ...env },
-    shell: pnpm[0] === 'pnpm' && process.platform === 'win32',
-  });
+function exitOnFailure(result) {
   if (result.status !== 0) process.exit(result.status ?? 1);
 }
 
-/** turbo's build, quiet unless something fails. */
+/** turbo's build, quiet unless something fails; exits with its status when it does. */
 function build(what, env) {
-  run(['exec', 'turbo', 'run', 'build', ...what, '--output-logs=errors-only'], env);
+  // The root's turbo, its own launcher run through Node as `pnpm exec turbo` would, without a second start of pnpm.
+  const turbo = createRequire(new URL('../package.json', import.meta.url)).resolve('turbo/bin/turbo');
+  exitOnFailure(
+    spawnSync(process.execPath, [turbo, 'run', 'build', ...what, '--output-logs=errors-only'], {
+      stdio: 'inherit',
+      env: { ...process.env, ...env },
+    }),
+  );
 }
 
 async function main() {
   const root = fileURLToPath(new URL('..', import.meta.url));
   process.chdir(root);
   console.log('Building what the node needs (a first build compiles the engine plugin: about half a minute)…');
-  // The GPU decides which plugin folders the build makes, so gpu-detect is built first: it depends on no other
-  // package, and its own build script spares a second start of turbo (1–2 s).
-  run(['--dir', 'packages/gpu-detect', 'run', '--silent', 'build']);
+  // The GPU decides which plugin folders the build makes, so gpu-detect is built first. It depends on no other
+  // package and its build is the repository's TypeScript build: run here directly, it spares a second start of
+  // turbo (1–2 s); turbo builds it again below, for its cache.
+  exitOnFailure(
+    spawnSync(process.execPath, [join(root, 'scripts', 'build-typescript.mjs')], {
+      cwd: join(root, 'packages', 'gpu-detect'),
+      stdio: 'inherit',
+    }),
+  );
   const { detectGpu } = await import('@llm-node/gpu-detect');
   const gpu = await detectGpu();
   // Only what this start needs: on two cores a first build of every engine takes twice as long.
