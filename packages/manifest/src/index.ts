@@ -1,5 +1,6 @@
 // Parsing and validation
 export { parseManifest, readManifest } from './parse.js';
+export { MODEL_FORMATS } from './schema.js';
 
 // Types
 export type { EngineManifest, ManifestResult, ModelFormat, Modality } from './types.js';

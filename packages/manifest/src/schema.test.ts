@@ -3,11 +3,17 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { GPU_BACKENDS } from '@llm-node/gpu-detect';
 import { describe, expect, it } from 'vitest';
-import { EXPECTED, KNOWN_FIELDS, schema } from './schema.js';
+import { EXPECTED, KNOWN_FIELDS, MODEL_FORMATS, schema } from './schema.js';
+import type { ModelFormat } from './types.js';
 
 describe('the JSON Schema', () => {
   it('lists the same GPU backends as @llm-node/gpu-detect', () => {
     expect(schema.properties.gpu_backend?.enum).toEqual([...GPU_BACKENDS]);
+  });
+
+  it('owns the model formats, which are those of the ModelFormat type', () => {
+    const typed: Record<ModelFormat, true> = { gguf: true, safetensors: true, onnx: true };
+    expect([...MODEL_FORMATS].sort()).toEqual(Object.keys(typed).sort());
   });
 
   it('has an error wording for every field it defines', () => {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { describe } from './describe.js';
+import type { ModelFormat } from './types.js';
 
 interface ManifestSchema {
   properties: Record<string, { enum?: string[]; items?: { enum?: string[] } }>;
@@ -13,6 +14,9 @@ export const schema = JSON.parse(readFileSync(new URL('../schema/manifest.schema
 const validate = new Ajv({ allErrors: true }).compile(schema);
 
 export const KNOWN_FIELDS = new Set(Object.keys(schema.properties));
+
+/** The model formats a manifest may list, in the schema's order; the schema is their one owner. */
+export const MODEL_FORMATS = schema.properties.formats!.items!.enum as readonly ModelFormat[];
 
 const choices = (values: string[] | undefined, last: 'or' | 'and') =>
   (values ?? [])

@@ -1,6 +1,7 @@
 // A loaded model's state in the registry: what it was loaded with, who holds it, and the checks a later load of
 // the same id must pass.
 import type { EmbedResult, Engine } from '@llm-node/abi-native';
+import { MODEL_FORMATS } from '@llm-node/manifest';
 import { NodeError } from './errors.js';
 import { LeasedGeneration } from './leased-generation.js';
 import type { LoadedModel, LoadModelOptions, ModelLease } from './types.js';
@@ -103,8 +104,11 @@ export function checkLoadOptions(options: LoadModelOptions): void {
       });
     }
   }
-  if (options.format !== undefined && !['gguf', 'safetensors', 'onnx'].includes(options.format)) {
-    throw new NodeError(`format must be 'gguf', 'safetensors' or 'onnx', got ${JSON.stringify(options.format)}`, {
+  if (options.format !== undefined && !MODEL_FORMATS.includes(options.format)) {
+    const formats = MODEL_FORMATS.map((format) => `'${format}'`)
+      .join(', ')
+      .replace(/, ([^,]*)$/, ' or $1');
+    throw new NodeError(`format must be ${formats}, got ${JSON.stringify(options.format)}`, {
       type: 'invalid_request_error',
       code: 'invalid_parameter',
     });

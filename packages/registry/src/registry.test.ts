@@ -128,6 +128,14 @@ describe('Registry model loading', () => {
     });
   });
 
+  it("refuses a format that is none of the manifest schema's, naming those it takes", async () => {
+    const { registry } = await setUp();
+    await expect(registry.loadModel('llama-3.2-1b-Q4_K_M', { format: 'ggml' as never })).rejects.toMatchObject({
+      code: 'invalid_parameter',
+      message: `format must be 'gguf', 'safetensors' or 'onnx', got "ggml"`,
+    });
+  });
+
   it("refuses a requested format that differs from the model's", async () => {
     const { registry } = await setUp();
     await model('m');

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MODEL_FORMATS } from '@llm-node/manifest';
 import type { GenerateRequest } from '@llm-node/registry';
 import { apiError } from './errors.js';
 
@@ -132,7 +133,7 @@ export type EmbeddingsBody = z.infer<typeof embeddingsBody>;
 
 export const loadModelBody = z.strictObject({
   model_id: modelId,
-  format: z.enum(['gguf', 'safetensors', 'onnx']).optional(),
+  format: z.enum(MODEL_FORMATS).optional(),
   context_length: z.int().min(1).optional(),
   parallel: z.int().min(1).optional(),
   stream: z.boolean().optional(),
