@@ -16,7 +16,7 @@ export const ONNX_DEMO_MODEL = 'models/llama-3.2-1b-onnx';
 const ENGINE_PACKAGES = { llama_cpp: '@llm-node/engine-llama-cpp', onnx: '@llm-node/engine-onnx' };
 
 /** The engine that serves the demo model: onnx on a DirectML GPU (llama.cpp has no DirectML back-end), else llama_cpp. */
-export function demoEngine(gpu) {
+function demoEngine(gpu) {
   return gpu.found && gpu.detection.backend === 'directml' ? 'onnx' : 'llama_cpp';
 }
 
