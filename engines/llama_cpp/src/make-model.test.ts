@@ -41,6 +41,20 @@ describe('makeModel', () => {
     expect(tensorInfos.find((t) => t.name === 'token_embd.weight')?.shape).toEqual([64n, 128256n]);
   });
 
+  it("copies the vocabulary file's tokenizer entries as they are, once each, a metadata override winning", async () => {
+    const vocabulary = new URL('../build/llama.cpp/models/ggml-vocab-llama-bpe.gguf', import.meta.url).pathname;
+    const path = join(dir, 'override.gguf');
+    await makeModel(path, {}, { metadata: { 'tokenizer.ggml.bos_token_id': 7 } });
+    const made = (await gguf(path, { allowLocalFile: true })).metadata as unknown as Record<string, unknown>;
+    const source = (await gguf(vocabulary, { allowLocalFile: true })).metadata as unknown as Record<string, unknown>;
+    for (const key of Object.keys(source).filter((k) => k.startsWith('tokenizer.') && k !== 'tokenizer.ggml.bos_token_id')) {
+      expect(made[key], key).toEqual(source[key]);
+    }
+    expect(made['tokenizer.ggml.bos_token_id']).toBe(7);
+    // version, tensor_count and kv_count aside, every key is counted once in kv_count: none is written twice.
+    expect(Number(made.kv_count)).toBe(Object.keys(made).length - 3);
+  });
+
   it('writes the same bytes for the same seed and shape, other bytes for another seed', async () => {
     const shape = { dim: 32, layers: 1, heads: 2, kvHeads: 1, ffn: 64 };
     await makeModel(join(dir, 'a.gguf'), { ...shape, seed: 5 });
