@@ -376,6 +376,44 @@ describe('plugin discovery', () => {
     }
   });
 
+  it('opens plugins at once; of two sharing an id the first in order keeps it though it opens last, the other is shut', async () => {
+    await install('minimal', { id: 'a_first', manifest: { id: 'my_engine' } });
+    await install('minimal', { id: 'b_second', manifest: { id: 'my_engine' } });
+    await install('echo');
+    const folderOf = (path: string) => relative(engines, path).split(/[\\/]/)[0]!;
+    const started: string[] = [];
+    let startedWhileTheFirstOpened: string[] = [];
+    const closed: string[] = [];
+    const firstOpensLast: OpenEngine = async (path, options) => {
+      started.push(folderOf(path));
+      if (folderOf(path) === 'a_first') {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        startedWhileTheFirstOpened = [...started];
+      }
+      const engine = openEngine(path, options);
+      const close = engine.close.bind(engine);
+      return Object.assign(engine, { close: () => (closed.push(folderOf(path)), close()) });
+    };
+    const registry = await Registry.create({
+      enginesDirs: [engines],
+      modelsDir: root,
+      gpu: cpuGpu(),
+      sampler: fixedSampler(null),
+      openEngine: firstOpensLast,
+    });
+    try {
+      expect(startedWhileTheFirstOpened).toEqual(['a_first', 'b_second', 'echo']);
+      expect(registry.engines.map((e) => [relative(engines, e.path), e.status, e.error?.code])).toEqual([
+        [join('a_first', 'cpu'), 'loaded', undefined],
+        [join('b_second', 'cpu'), 'rejected', 'id_conflict'],
+        [join('echo', 'cpu'), 'loaded', undefined],
+      ]);
+      expect(closed).toEqual(['b_second']);
+    } finally {
+      await registry.close();
+    }
+  });
+
   it('discovers the whole corpus side by side in sorted order without failing', async () => {
     for (const { arrange } of corpus) {
       await arrange().catch(() => undefined); // cases that collide on a path simply keep the first layout

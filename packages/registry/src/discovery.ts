@@ -74,6 +74,8 @@ interface Candidate {
 
 /** Filesystem checks run this many folders at a time: fast, and far from any open-file limit. */
 const INSPECT_CONCURRENCY = 16;
+/** Plugins open this many at a time, each starting an engine host process and its libraries. */
+const OPEN_CONCURRENCY = 4;
 
 /**
  * Scans <enginesDir>/<engine>/<backend>/manifest.json in each engines dir in turn, each in sorted order, and
@@ -82,17 +84,38 @@ const INSPECT_CONCURRENCY = 16;
  * unreadable engines dir throws; anything wrong below it becomes that folder's record.
  */
 export async function discoverEngines(options: DiscoverOptions): Promise<DiscoveredEngine[]> {
-  const taken = new Map<string, string>();
-  const found: DiscoveredEngine[] = [];
+  const inspected: (DiscoveredEngine | Candidate)[] = [];
   for (const dir of options.enginesDirs) {
     const enginesDir = resolve(dir);
     const names = await listEnginesDir(enginesDir);
-    // Folder, manifest and binary checks only read the filesystem, so they overlap; opening and
-    // initialising run one by one in sorted order, which is what decides who keeps a contested id.
-    const inspected = (
-      await mapConcurrently(names, INSPECT_CONCURRENCY, (name) => inspectEngineFolder(options, join(enginesDir, name)))
-    ).flat();
-    for (const item of inspected) found.push('record' in item ? item : await openCandidate(options, taken, item));
+    // Folder, manifest and binary checks only read the filesystem, so they overlap.
+    inspected.push(
+      ...(await mapConcurrently(names, INSPECT_CONCURRENCY, (name) => inspectEngineFolder(options, join(enginesDir, name)))).flat(),
+    );
+  }
+  // Each plugin opens in an engine host of its own, so several open at once: a start waits for the slowest, not
+  // for all of them in turn. Who keeps a contested id is then decided in order, as if they had opened one by one.
+  const opened = await mapConcurrently(inspected, OPEN_CONCURRENCY, async (item) =>
+    'record' in item ? item : { candidate: item, result: await openCandidate(options, item) },
+  );
+  const taken = new Map<string, string>();
+  const found: DiscoveredEngine[] = [];
+  for (const item of opened) {
+    if ('record' in item) {
+      found.push(item);
+      continue;
+    }
+    const { candidate, result } = item;
+    const { manifest, pluginDir, warnings } = candidate;
+    const holder = taken.get(manifest.id);
+    if (holder === undefined) {
+      if (result.record.status === 'loaded') taken.set(manifest.id, pluginDir);
+      found.push(result);
+      continue;
+    }
+    await result.engine?.close().catch(() => undefined);
+    const conflict = pluginError('id_conflict', `Engine id '${manifest.id}' at ${pluginDir} is already taken by ${holder}`);
+    found.push(outcome(manifest.id, pluginDir, manifest, 'rejected', conflict, warnings));
   }
   return found;
 }
@@ -222,17 +245,12 @@ async function folderFingerprint(pluginDir: string): Promise<string> {
   return files.sort().join('\n');
 }
 
-/** First wins: a plugin whose id an earlier one (in sorted order) took is refused before it is opened. */
-async function openCandidate(options: DiscoverOptions, taken: Map<string, string>, candidate: Candidate): Promise<DiscoveredEngine> {
+/** Opens and initialises a candidate, or keeps the engine opened before when its folder is as it was. */
+async function openCandidate(options: DiscoverOptions, candidate: Candidate): Promise<DiscoveredEngine> {
   const { pluginDir, manifest, warnings } = candidate;
   const refuse = (error: NodeError) => outcome(manifest.id, pluginDir, manifest, 'rejected', error, warnings);
-  const holder = taken.get(manifest.id);
-  if (holder !== undefined) {
-    return refuse(pluginError('id_conflict', `Engine id '${manifest.id}' at ${pluginDir} is already taken by ${holder}`));
-  }
   const before = options.open?.get(pluginDir);
   if (before?.id === manifest.id && before.fingerprint === candidate.fingerprint) {
-    taken.set(manifest.id, pluginDir);
     const kept = outcome(manifest.id, pluginDir, manifest, 'loaded', null, warnings);
     return { ...kept, fingerprint: candidate.fingerprint, kept: true };
   }
@@ -257,7 +275,6 @@ async function openCandidate(options: DiscoverOptions, taken: Map<string, string
   } catch (error) {
     return refuse(error as NodeError);
   }
-  taken.set(manifest.id, pluginDir);
   const loaded = outcome(manifest.id, pluginDir, manifest, 'loaded', null, warnings);
   return {
     record: { ...loaded.record, capabilities: engine.capabilities },
