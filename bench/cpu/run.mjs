@@ -3,7 +3,7 @@
 //   pnpm bench:cpu [--rounds 3] [--tokens 256]
 // Prints the figures and the ratios, and appends them to docs/performance.md.
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +32,13 @@ const bin = buildLlamaTools('llama-cpu', ['-DGGML_NATIVE=ON']);
 // The benchmark's model: dim 64, 2 layers, the Llama 3 vocabulary (128,256 tokens), F16. So small that what
 // a server does per token outside the forward pass shows.
 const modelsDir = join(cacheDir, 'models');
+
+// llm-node gets the llama_cpp engine alone, as llama-server has only llama.cpp: the repository's engines/ also
+// holds the onnx engine, whose host and ONNX Runtime the node would start too.
+const enginesDir = join(cacheDir, 'engines');
+rmSync(enginesDir, { recursive: true, force: true });
+mkdirSync(enginesDir, { recursive: true });
+symlinkSync(join(repo, 'engines', 'llama_cpp'), join(enginesDir, 'llama_cpp'), 'dir');
 const model = join(modelsDir, 'bench-cpu.gguf');
 if (!existsSync(model)) await makeModel(model, { name: 'bench-cpu' });
 
@@ -70,7 +77,7 @@ for (let round = 1; round <= rounds; round++) {
       '--gpu-backend',
       'cpu',
       '--engines-dir',
-      join(repo, 'engines'),
+      enginesDir,
       '--models-dir',
       modelsDir,
       '--port',
