@@ -392,7 +392,12 @@ describe('plugin discovery', () => {
       }
       const engine = openEngine(path, options);
       const close = engine.close.bind(engine);
-      return Object.assign(engine, { close: () => (closed.push(folderOf(path)), close()) });
+      return Object.assign(engine, {
+        close: () => {
+          closed.push(folderOf(path));
+          return close();
+        },
+      });
     };
     const registry = await Registry.create({
       enginesDirs: [engines],

@@ -39,7 +39,7 @@ describe('POST /v1/embeddings', () => {
   });
 
   test('embeds many inputs, more than one engine call takes, in order', async () => {
-    const inputs = Array.from({ length: 40 }, (_, i) => 'a'.repeat(i + 1) + 'b');
+    const inputs = Array.from({ length: 40 }, (_, i) => `${'a'.repeat(i + 1)}b`);
     const { data } = await node.client.embeddings.create({ model: 'echo', input: inputs, encoding_format: 'float' });
     expect(data.map((item) => item.index)).toEqual(inputs.map((_, i) => i));
     data.forEach((item, i) => {
