@@ -13,7 +13,7 @@ beforeAll(async () => {
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
 describe('readGgufHeaderFrom', () => {
-  it('reads what @huggingface/gguf reads, stepping over long arrays other than the vocabulary', async () => {
+  it('reads what @huggingface/gguf reads, stepping over long arrays, and the special tokens of the vocabulary', async () => {
     const path = join(dir, 'model.gguf');
     const tokens = Array.from({ length: 20_000 }, (_, i) => (i % 7 === 0 ? `é€😀${i}` : `t${i}`));
     await writeGgufModel(path, {
@@ -38,8 +38,16 @@ describe('readGgufHeaderFrom', () => {
     expect(Object.keys(header.metadata).sort()).toEqual(metadata.map(([key]) => key).sort());
     for (const [key, value] of metadata) {
       if (key === 'tokenizer.ggml.scores') expect(header.metadata[key]).toEqual({ skipped: true, length: 5000 });
+      else if (key === 'tokenizer.ggml.tokens') expect(header.metadata[key]).toEqual({ skipped: true, length: 20_000 });
       else expect(header.metadata[key]).toEqual(typeof value === 'bigint' ? Number(value) : value);
     }
+    // The texts of the tokens the tokenizer.ggml.*_token_id keys name, multi-byte characters included.
+    expect(header.tokenTexts).toEqual(
+      new Map([
+        [7, tokens[7]],
+        [19_999, tokens[19_999]],
+      ]),
+    );
     expect(header.tensorDataOffset).toBe(Number(reference.tensorDataOffset));
     expect(header.tensorCount).toBe(reference.tensorInfos.length);
   });

@@ -11,17 +11,22 @@ export interface SkippedArray {
 }
 
 export interface GgufHeader {
+  /** The metadata; the vocabulary (`tokenizer.ggml.tokens`) is a `SkippedArray` too, its texts are in `tokenTexts`. */
   metadata: Record<string, GgufValue>;
+  /** The text of each token a `tokenizer.ggml.*_token_id` key names (BOS, EOS, padding…), by id. */
+  tokenTexts: ReadonlyMap<number, string>;
   tensorCount: number;
   /** Where the tensor data begins in the file, and the largest tensor offset within it (-1 without tensors). */
   tensorDataOffset: number;
   lastTensorOffset: number;
 }
 
-// Arrays kept element by element: the vocabulary (its special tokens' text) and per-layer lists. Anything
-// longer that is not the vocabulary (merges, scores, token types: hundreds of thousands of elements) is
-// stepped over, which is what makes this reader fast: decoding them is most of a generic parser's time.
-const KEPT_ARRAYS = new Set(['tokenizer.ggml.tokens']);
+// Arrays kept element by element: per-layer lists and other short ones. Anything longer (vocabulary, merges,
+// scores, token types: hundreds of thousands of elements) is stepped over, which is what makes this reader fast:
+// decoding them is most of a generic parser's time. Of the vocabulary only the special tokens' texts are read,
+// found through where each of its strings lies.
+const VOCABULARY = 'tokenizer.ggml.tokens';
+const SPECIAL_TOKEN_ID = /^tokenizer\.ggml\.\w+_token_id$/;
 const LONGEST_KEPT_LIST = 4096;
 const CHUNK = 1 << 20;
 // Bounds far above any real model's (a few hundred keys, tens of thousands of tensors, 262,144 tokens, chat
@@ -49,6 +54,12 @@ export async function readGgufHeaderFrom(path: string): Promise<GgufHeader> {
       const key = await reader.string();
       metadata[key] = await reader.value(await reader.u32(), key);
     }
+    const tokenTexts = new Map<number, string>();
+    for (const [key, id] of Object.entries(metadata)) {
+      if (!SPECIAL_TOKEN_ID.test(key) || typeof id !== 'number' || tokenTexts.has(id)) continue;
+      const text = await reader.vocabularyString(id);
+      if (text !== null) tokenTexts.set(id, text);
+    }
     let lastTensorOffset = -1;
     for (let i = 0; i < tensorCount; i++) {
       await reader.string(); // name
@@ -60,7 +71,7 @@ export async function readGgufHeaderFrom(path: string): Promise<GgufHeader> {
     const alignment = typeof metadata['general.alignment'] === 'number' ? metadata['general.alignment'] : 32;
     if (alignment <= 0) throw new GgufFormatError(`general.alignment ${alignment}`);
     const tensorDataOffset = Math.ceil(reader.position / alignment) * alignment;
-    return { metadata, tensorCount, tensorDataOffset, lastTensorOffset };
+    return { metadata, tokenTexts, tensorCount, tensorDataOffset, lastTensorOffset };
   } finally {
     await file.close();
   }
@@ -76,6 +87,8 @@ class Reader {
   #buffer = Buffer.alloc(0);
   #start = 0; // file offset of #buffer[0]
   #at = 0; // read position within #buffer
+  // Where each string of the vocabulary begins in the file (its length prefix), once it has been stepped over.
+  #vocabulary: Float64Array | null = null;
 
   constructor(
     readonly file: FileHandle,
@@ -91,9 +104,10 @@ class Reader {
     if (this.position + n > this.size) throw new GgufTruncatedError(`its GGUF header runs past the end of the file (${this.size} bytes)`);
     const keep = this.#buffer.subarray(this.#at);
     const length = Math.min(Math.max(n, CHUNK), this.size - this.position);
-    const next = Buffer.alloc(length);
+    const next = Buffer.allocUnsafe(length);
     keep.copy(next);
-    await this.file.read(next, keep.length, length - keep.length, this.position + keep.length);
+    const { bytesRead } = await this.file.read(next, keep.length, length - keep.length, this.position + keep.length);
+    if (bytesRead < length - keep.length) throw new GgufTruncatedError('the file got shorter while its GGUF header was read');
     this.#start = this.position;
     this.#buffer = next;
     this.#at = 0;
@@ -145,9 +159,9 @@ class Reader {
     if (type !== ARRAY) throw new GgufFormatError(`value type ${type} of ${key}`);
     const elementType = await this.u32();
     const length = await this.count();
-    const vocabulary = KEPT_ARRAYS.has(key) && elementType === STRING;
+    const vocabulary = key === VOCABULARY && elementType === STRING;
     if (vocabulary && length > LIMITS.vocabulary) throw new GgufFormatError(`${key} holds ${length} entries`);
-    const keep = vocabulary || length <= LONGEST_KEPT_LIST;
+    const keep = !vocabulary && length <= LONGEST_KEPT_LIST;
     if (elementType === ARRAY) throw new GgufFormatError(`an array of arrays in ${key}`);
     const elementSize = SCALAR_SIZES[elementType];
     if (!keep && elementSize !== undefined) {
@@ -155,7 +169,9 @@ class Reader {
       return { skipped: true, length };
     }
     if (elementType === STRING) {
-      const strings = await this.#strings(length, keep);
+      const offsets = vocabulary ? new Float64Array(length) : null;
+      const strings = await this.#strings(length, keep, offsets);
+      if (offsets) this.#vocabulary = offsets;
       return strings ?? { skipped: true, length };
     }
     const values: GgufValue[] = [];
@@ -163,26 +179,41 @@ class Reader {
     return values;
   }
 
+  /** The text of the vocabulary's string `id`; null without a vocabulary or past its end. */
+  async vocabularyString(id: number): Promise<string | null> {
+    const offset = this.#vocabulary?.[id];
+    if (offset === undefined) return null;
+    const prefix = Buffer.alloc(8);
+    await this.file.read(prefix, 0, 8, offset);
+    const text = Buffer.alloc(prefix.readUInt32LE(0)); // checked against the file and the limit when stepped over
+    await this.file.read(text, 0, text.length, offset + 8);
+    return text.toString('utf8');
+  }
+
   /**
-   * `length` strings, decoded when `keep`: read straight from the buffer while it holds them (a vocabulary is
-   * hundreds of thousands of short strings, and an await for each would be most of the time), refilled as needed.
+   * `length` strings, decoded when `keep`, each one's file offset written to `offsets` when given: read straight
+   * from the buffer while it holds them (a vocabulary is hundreds of thousands of short strings, and an await for
+   * each would be most of the time), refilled as needed.
    */
-  async #strings(length: number, keep: boolean): Promise<string[] | null> {
+  async #strings(length: number, keep: boolean, offsets: Float64Array | null): Promise<string[] | null> {
     const out: string[] | null = keep ? [] : null;
     for (let i = 0; i < length; ) {
+      // This loop runs once per string: locals rather than fields, two 32-bit halves rather than a BigInt.
       const buffer = this.#buffer;
-      while (i < length && this.#at + 8 <= buffer.length) {
-        // Two 32-bit halves rather than a BigInt: this runs once per string.
-        const n = buffer.readUInt32LE(this.#at);
-        if (buffer.readUInt32LE(this.#at + 4) !== 0 || n > Math.min(this.size - this.position - 8, LIMITS.stringBytes)) {
-          await this.#peekCount(); // throws
-        }
-        const end = this.#at + 8 + n;
+      const start = this.#start;
+      const fileLeft = this.size - start - 8; // after a length prefix at buffer[0]
+      let at = this.#at;
+      while (i < length && at + 8 <= buffer.length) {
+        const n = buffer.readUInt32LE(at);
+        if (buffer.readUInt32LE(at + 4) !== 0 || n > LIMITS.stringBytes || n > fileLeft - at) break; // #peekCount throws
+        const end = at + 8 + n;
         if (end > buffer.length) break;
-        out?.push(buffer.toString('utf8', this.#at + 8, end));
-        this.#at = end;
+        if (offsets) offsets[i] = start + at;
+        out?.push(buffer.toString('utf8', at + 8, end));
+        at = end;
         i++;
       }
+      this.#at = at;
       if (i < length) await this.#ensure(8 + Number(await this.#peekCount()));
     }
     return out;

@@ -75,10 +75,7 @@ async function readGgufInfo(candidate: ModelCandidate): Promise<ModelInfo> {
   if (problem !== null) throw corrupt(`${basename(candidate.path)} cannot be loaded: ${problem}`);
   const arch = (key: string) => numberAt(metadata, `${architecture}.${key}`);
   const tokens = metadata['tokenizer.ggml.tokens'];
-  const tokenAt = (key: string): string | null => {
-    const id = numberAt(metadata, key);
-    return Array.isArray(tokens) && id !== null && typeof tokens[id] === 'string' ? (tokens[id] as string) : null;
-  };
+  const tokenAt = (key: string): string | null => first!.tokenTexts.get(numberAt(metadata, key) ?? -1) ?? null;
   const chatTemplate = metadata['tokenizer.chat_template'];
   const name = metadata['general.name'];
   return {
@@ -93,7 +90,7 @@ async function readGgufInfo(candidate: ModelCandidate): Promise<ModelInfo> {
     headCountKv: arch('attention.head_count_kv') ?? arch('attention.head_count'),
     keyLength: arch('attention.key_length'),
     valueLength: arch('attention.value_length'),
-    vocabSize: arch('vocab_size') ?? (Array.isArray(tokens) ? tokens.length : null),
+    vocabSize: arch('vocab_size') ?? (tokens !== undefined && typeof tokens === 'object' && 'length' in tokens ? tokens.length : null),
     weightsBytes: [first!, ...rest].reduce((sum, header) => sum + header.dataBytes, 0),
     chatTemplate: typeof chatTemplate === 'string' ? chatTemplate : null,
     bosToken: tokenAt('tokenizer.ggml.bos_token_id'),
@@ -106,7 +103,9 @@ async function readGgufInfo(candidate: ModelCandidate): Promise<ModelInfo> {
  * Reads one GGUF file's header (gguf-header.ts) and checks its tensor data against the file's size: a file
  * cut short loses its last tensors first.
  */
-async function readGgufHeader(path: string): Promise<{ metadata: GgufMetadata; dataBytes: number }> {
+async function readGgufHeader(
+  path: string,
+): Promise<{ metadata: GgufMetadata; tokenTexts: ReadonlyMap<number, string>; dataBytes: number }> {
   const size = await fileSize(path);
   let header: Awaited<ReturnType<typeof readGgufHeaderFrom>>;
   try {
@@ -123,7 +122,7 @@ async function readGgufHeader(path: string): Promise<{ metadata: GgufMetadata; d
   if (header.lastTensorOffset >= dataBytes) {
     throw corrupt(`${basename(path)} is truncated: tensor data ends before its last tensor starts`);
   }
-  return { metadata: header.metadata, dataBytes };
+  return { metadata: header.metadata, tokenTexts: header.tokenTexts, dataBytes };
 }
 
 /** A safetensors or ONNX folder: Hugging Face's config.json, or for ONNX GenAI's genai_config.json instead. */
