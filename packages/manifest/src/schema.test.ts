@@ -2,11 +2,17 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { GPU_BACKENDS } from '@llm-node/gpu-detect';
+import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { EXPECTED, KNOWN_FIELDS, MODEL_FORMATS, schema } from './schema.js';
 import type { ModelFormat } from './types.js';
 
 describe('the JSON Schema', () => {
+  it('is a valid draft-07 schema (the validator does not check it when it compiles it)', () => {
+    const ajv = new Ajv();
+    expect(ajv.validateSchema(schema), ajv.errorsText()).toBe(true);
+  });
+
   it('lists the same GPU backends as @llm-node/gpu-detect', () => {
     expect(schema.properties.gpu_backend?.enum).toEqual([...GPU_BACKENDS]);
   });
