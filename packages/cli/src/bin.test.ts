@@ -167,7 +167,7 @@ describe('the llm-node command', () => {
     }
   });
 
-  it('loads the models named with --load once it listens, and logs a load that fails', async () => {
+  it('loads the models named with --load at start, and logs a load that fails', async () => {
     const node = await startNode('--load', 'llama-3.2-1b,no-such-model');
     try {
       const lines = () => node.logLines() as { msg: string; model?: string; phase?: string }[];

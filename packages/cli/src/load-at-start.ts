@@ -3,8 +3,8 @@ import type { LoadProgressListener, Registry } from '@llm-node/registry';
 import type { StatusLine } from './status-line.js';
 
 /**
- * Loads the models named with --load, one after another, while the node already serves (a request for one of
- * them joins its load). A failed load is logged and the next one goes on; a status line shows each load's bar.
+ * Loads the models named with --load, one after another, from the moment the engines are open: the node starts
+ * listening meanwhile, and a request for one of them joins its load. A failed load is logged and the next one goes on; a status line shows each load's bar.
  */
 export async function loadAtStart(
   registry: Registry,

@@ -35,7 +35,7 @@ export interface NodeOptions {
   /** Defaults for models loaded without their own: tokens of context per request, requests at once. */
   contextLength: number | undefined;
   parallel: number | undefined;
-  /** Models loaded once the node listens, in this order (requests for them meanwhile wait for the load). */
+  /** Models loaded at start, in this order, from the moment the engines are open (requests for them wait for the load). */
   load: string[];
 }
 
@@ -55,7 +55,7 @@ const FLAGS: readonly Option[] = [
     'engine plugins: <dir>/<engine_id>/<gpu_backend>/ (default: ./engines when it exists), then installed engine packages',
   ).env('LLM_NODE_ENGINES_DIR'),
   new Option('--models-dir <dir>', 'models: <dir>/<model_id>.gguf or <dir>/<model_id>/').env('LLM_NODE_MODELS_DIR').default('./models'),
-  new Option('--load <model_ids>', 'models to load as soon as the node listens, comma-separated (others load on first use)')
+  new Option('--load <model_ids>', 'models to load at start, while the node begins to listen; comma-separated (others load on first use)')
     .env('LLM_NODE_LOAD')
     .argParser(idList)
     .default([]),

@@ -37,6 +37,9 @@ export async function startNode(options: NodeOptions, logger: Logger, statusLine
   logGpu(gpu, options, logger);
 
   const registry = await openRegistry(options, gpu, logger);
+  // The models named with --load start loading now, in their engine hosts, while the server's modules load and the
+  // node starts listening: a node started to serve a model answers its first request sooner.
+  void loadAtStart(registry, options.load, logger, statusLine);
 
   const { createServer } = await serverModule;
   const server = createServer({
@@ -59,9 +62,9 @@ export async function startNode(options: NodeOptions, logger: Logger, statusLine
   const { agentAddress } = server;
   if (agentAddress) logger.info(`HAProxy agent check on ${formatHost(agentAddress.address)}:${agentAddress.port}`);
   // After listening: reading every model's header takes a while with many models, and serving need not wait.
-  void logModels(registry, options.modelsDir, logger)
-    .catch((error: Error) => logger.warn(`Cannot list the models in ${options.modelsDir}: ${error.message}`))
-    .then(() => loadAtStart(registry, options.load, logger, statusLine));
+  void logModels(registry, options.modelsDir, logger).catch((error: Error) =>
+    logger.warn(`Cannot list the models in ${options.modelsDir}: ${error.message}`),
+  );
 
   let closing: Promise<void> | null = null;
   return {
