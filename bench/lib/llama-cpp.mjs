@@ -69,6 +69,21 @@ export function buildLlamaTools(name, cmakeFlags) {
   return bin;
 }
 
+/**
+ * Whether the OpenAI-compatible server at `base` answers a one-token completion of `model`: the first request a
+ * client of a server started with a model gets answered (llama-server says 503 while it loads; a request to
+ * llm-node joins the load in progress).
+ */
+export async function answersCompletion(base, model) {
+  const response = await fetch(`${base}/v1/completions`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ model, prompt: 'Hi', max_tokens: 1 }),
+  });
+  await response.arrayBuffer();
+  return response.ok;
+}
+
 /** llama-bench's mean tokens/s for each test (pp<N>, tg<N>). */
 export function llamaBench(binary, model, args) {
   const out = execFileSync(binary, ['-m', model, '-o', 'json', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
@@ -77,8 +92,11 @@ export function llamaBench(binary, model, args) {
   return figures;
 }
 
-/** Starts a server process and resolves once GET `healthUrl` answers 200; `ms` is the time that took. */
-export async function startServer(command, args, healthUrl, env = process.env) {
+/**
+ * Starts a server process and resolves once `ready()` holds (it may throw while the server is not listening yet);
+ * `ms` is the time that took.
+ */
+export async function startServer(command, args, ready, env = process.env) {
   const started = performance.now();
   const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
   let stderr = '';
@@ -87,7 +105,7 @@ export async function startServer(command, args, healthUrl, env = process.env) {
   for (;;) {
     if (child.exitCode !== null) throw new Error(`${command} exited ${child.exitCode}:\n${stderr}`);
     try {
-      if ((await fetch(healthUrl)).ok) break;
+      if (await ready()) break;
     } catch {
       // not listening yet
     }
