@@ -103,7 +103,7 @@ function build(what, env) {
 async function main() {
   const root = fileURLToPath(new URL('..', import.meta.url));
   process.chdir(root);
-  console.log('Building what the node needs (a first build compiles the engine plugin: about half a minute)…');
+  console.log('Building what the node needs (a first build compiles the engine plugin: about 20 s on two cores)…');
   // The GPU decides which plugin folders the build makes, so gpu-detect is built first. It depends on no other
   // package and its build is the repository's TypeScript build: run here directly, it spares a second start of
   // turbo (1–2 s); turbo builds it again below, for its cache.
