@@ -1,4 +1,4 @@
-// The CPU comparison on this machine, in one run: llama-bench, llama.cpp's llama-server (as it comes, and with --poll 0)
+// The CPU comparison on this machine, in one run: llama-bench, llama.cpp's llama-server (as it comes, and with --poll 0) and llm-node
 // (--gpu-backend cpu, the cpu llama_cpp plugin), same model, same threads, context and slots, same client.
 //   pnpm bench:cpu [--rounds 3] [--tokens 256]
 // Prints the figures and the ratios, and appends them to docs/performance.md.
