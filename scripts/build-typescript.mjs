@@ -8,44 +8,51 @@
 // package's declarations are written when it is packed (`prepack`: `tsc -p tsconfig.build.json`).
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createFilesMatcher, parseTsconfig } from 'get-tsconfig';
 import { transformSync } from 'oxc-transform';
 
-const configPath = resolve('tsconfig.build.json');
-const config = parseTsconfig(configPath);
-const includes = createFilesMatcher({ path: configPath, config });
-const { rootDir, outDir, target, sourceMap } = config.compilerOptions;
-const sourceRoot = resolve(dirname(configPath), rootDir);
-const outputRoot = resolve(dirname(configPath), outDir);
+/** Builds the package in `packageDir`; false when a file could not be compiled (its errors are printed). */
+export function buildTypeScript(packageDir) {
+  const configPath = resolve(packageDir, 'tsconfig.build.json');
+  const config = parseTsconfig(configPath);
+  const includes = createFilesMatcher({ path: configPath, config });
+  const { rootDir, outDir, target, sourceMap } = config.compilerOptions;
+  const sourceRoot = resolve(dirname(configPath), rootDir);
+  const outputRoot = resolve(dirname(configPath), outDir);
 
-let failed = false;
-for (const entry of readdirSync(sourceRoot, { recursive: true })) {
-  const source = join(sourceRoot, entry);
-  if (!source.endsWith('.ts') || source.endsWith('.d.ts') || !includes(source)) continue;
-  const output = join(outputRoot, entry).replace(/\.ts$/, '.js');
-  // The map names the source as seen from the output, as tsc writes it.
-  const sourceFromOutput = relative(dirname(output), source).split('\\').join('/');
-  const result = transformSync(sourceFromOutput, readFileSync(source, 'utf8'), {
-    lang: 'ts',
-    sourceType: 'module',
-    target,
-    sourcemap: sourceMap,
-    // As `verbatimModuleSyntax` has it: an import without `type` stays, used or not.
-    typescript: { onlyRemoveTypeImports: true },
-  });
-  if (result.errors.length > 0) {
-    for (const error of result.errors) console.error(`${relative(process.cwd(), source)}: ${error.codeframe ?? error.message}`);
-    failed = true;
-    continue;
+  let failed = false;
+  for (const entry of readdirSync(sourceRoot, { recursive: true })) {
+    const source = join(sourceRoot, entry);
+    if (!source.endsWith('.ts') || source.endsWith('.d.ts') || !includes(source)) continue;
+    const output = join(outputRoot, entry).replace(/\.ts$/, '.js');
+    // The map names the source as seen from the output, as tsc writes it.
+    const sourceFromOutput = relative(dirname(output), source).split('\\').join('/');
+    const result = transformSync(sourceFromOutput, readFileSync(source, 'utf8'), {
+      lang: 'ts',
+      sourceType: 'module',
+      target,
+      sourcemap: sourceMap,
+      // As `verbatimModuleSyntax` has it: an import without `type` stays, used or not.
+      typescript: { onlyRemoveTypeImports: true },
+    });
+    if (result.errors.length > 0) {
+      for (const error of result.errors) console.error(`${relative(process.cwd(), source)}: ${error.codeframe ?? error.message}`);
+      failed = true;
+      continue;
+    }
+    mkdirSync(dirname(output), { recursive: true });
+    if (result.map) {
+      // Without the sources' text, as tsc writes maps when `inlineSources` is off.
+      const { sourcesContent, ...map } = result.map;
+      writeFileSync(`${output}.map`, JSON.stringify({ ...map, file: basename(output) }));
+      writeFileSync(output, `${result.code}//# sourceMappingURL=${basename(output)}.map\n`);
+    } else {
+      writeFileSync(output, result.code);
+    }
   }
-  mkdirSync(dirname(output), { recursive: true });
-  if (result.map) {
-    // Without the sources' text, as tsc writes maps when `inlineSources` is off.
-    const { sourcesContent, ...map } = result.map;
-    writeFileSync(`${output}.map`, JSON.stringify({ ...map, file: basename(output) }));
-    writeFileSync(output, `${result.code}//# sourceMappingURL=${basename(output)}.map\n`);
-  } else {
-    writeFileSync(output, result.code);
-  }
+  return !failed;
 }
-if (failed) process.exit(1);
+
+// `node build-typescript.mjs` in a package's folder: its `build` script.
+if (process.argv[1] === fileURLToPath(import.meta.url) && !buildTypeScript(process.cwd())) process.exit(1);

@@ -4,11 +4,13 @@
 // the development `cpu` build, saying so. A DirectML GPU is served by the onnx engine, with an ONNX demo model;
 // every other backend by llama_cpp.
 // Extra arguments go to llm-node: `pnpm start --port 3001`.
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildTypeScript } from './build-typescript.mjs';
 
 export const DEMO_MODEL = 'models/llama-3.2-1b.gguf';
 export const ONNX_DEMO_MODEL = 'models/llama-3.2-1b-onnx';
@@ -84,41 +86,57 @@ async function missingEngine(platform, backend, engine) {
   );
 }
 
-function exitOnFailure(result) {
-  if (result.status !== 0) process.exit(result.status ?? 1);
+/**
+ * The folders of the workspace packages under packages/ that `name` needs at run time (its dependencies, theirs,
+ * and itself).
+ */
+export function runtimePackages(root, name) {
+  const byName = new Map();
+  for (const folder of readdirSync(join(root, 'packages'))) {
+    const manifestPath = join(root, 'packages', folder, 'package.json');
+    if (!existsSync(manifestPath)) continue;
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
+    byName.set(manifest.name, { dir: join(root, 'packages', folder), manifest });
+  }
+  const needed = new Map();
+  const visit = (packageName) => {
+    const found = byName.get(packageName);
+    if (!found || needed.has(packageName)) return;
+    needed.set(packageName, found.dir);
+    for (const dependency of Object.keys(found.manifest.dependencies ?? {})) visit(dependency);
+  };
+  visit(name);
+  return [...needed.values()];
 }
 
-/** turbo's build, quiet unless something fails; exits with its status when it does. */
-function build(what, env) {
+/** turbo's build of one engine package (its C++ plugin), quiet unless something fails. */
+function buildEngine(packageName, backend) {
   // The root's turbo, its own launcher run through Node as `pnpm exec turbo` would, without a second start of pnpm.
   const turbo = createRequire(new URL('../package.json', import.meta.url)).resolve('turbo/bin/turbo');
-  exitOnFailure(
-    spawnSync(process.execPath, [turbo, 'run', 'build', ...what, '--output-logs=errors-only'], {
-      stdio: 'inherit',
-      env: { ...process.env, ...env },
-    }),
-  );
+  const child = spawn(process.execPath, [turbo, 'run', 'build', `--filter=${packageName}`, '--output-logs=errors-only'], {
+    stdio: 'inherit',
+    env: { ...process.env, LLM_NODE_BUILD_BACKENDS: backend },
+  });
+  return once(child, 'exit').then(([code]) => code ?? 1);
 }
 
 async function main() {
   const root = fileURLToPath(new URL('..', import.meta.url));
   process.chdir(root);
   console.log('Building what the node needs (a first build compiles the engine plugin: about 20 s on two cores)…');
-  // The GPU decides which plugin folders the build makes, so gpu-detect is built first. It depends on no other
-  // package and its build is the repository's TypeScript build: run here directly, it spares a second start of
-  // turbo (1–2 s); turbo builds it again below, for its cache.
-  exitOnFailure(
-    spawnSync(process.execPath, [join(root, 'scripts', 'build-typescript.mjs')], {
-      cwd: join(root, 'packages', 'gpu-detect'),
-      stdio: 'inherit',
-    }),
-  );
+  // The node's packages are built here, in this process: their builds are the TypeScript build alone, a tenth of
+  // a second each, where a turbo task each would start pnpm (most of a first start's time outside the plugin's
+  // C++ on two cores). The binding abi-native adds is built when it is installed. gpu-detect comes first: the
+  // GPU decides which plugin folder turbo builds, beside this, for the engine that serves the demo model.
+  const packages = runtimePackages(root, '@llm-node/cli');
+  const gpuDetect = join(root, 'packages', 'gpu-detect');
+  if (!buildTypeScript(gpuDetect)) process.exit(1);
   const { detectGpu } = await import('@llm-node/gpu-detect');
   const gpu = await detectGpu();
-  // Only what this start needs: on two cores a first build of every engine takes twice as long.
-  build(['--filter=@llm-node/cli...', `--filter=${ENGINE_PACKAGES[demoEngine(gpu)]}...`], {
-    LLM_NODE_BUILD_BACKENDS: gpu.found ? gpu.detection.backend : 'cpu',
-  });
+  const engineBuilt = buildEngine(ENGINE_PACKAGES[demoEngine(gpu)], gpu.found ? gpu.detection.backend : 'cpu');
+  if (!packages.filter((dir) => dir !== gpuDetect).every((dir) => buildTypeScript(dir))) process.exit(1);
+  const engineStatus = await engineBuilt;
+  if (engineStatus !== 0) process.exit(engineStatus);
   const { args, demo } = await prepareStart({ root, platform: `${process.platform}-${process.arch}`, gpu, say: console.log });
   const extra = process.argv.slice(2).filter((a) => a !== '--');
   const cli = fileURLToPath(import.meta.resolve('@llm-node/cli/bin'));

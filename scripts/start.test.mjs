@@ -1,16 +1,17 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEMO_MODEL, ONNX_DEMO_MODEL, prepareStart } from './start.mjs';
+import { DEMO_MODEL, ONNX_DEMO_MODEL, prepareStart, runtimePackages } from './start.mjs';
 
 // `pnpm start` as it goes on each platform, in a fresh checkout where no plugin was built for it: the demo
 // model is made from the llama.cpp source the build extracted (no plugin needed), and the notice says what
 // is missing and the command that fixes it.
 
 let root;
-afterEach(() => rm(root, { recursive: true, force: true }));
+afterEach(() => root && rm(root, { recursive: true, force: true }));
 
 async function startOn(platform, gpu) {
   root = await mkdtemp(join(tmpdir(), 'llm-node-start-'));
@@ -49,5 +50,16 @@ describe('pnpm start', () => {
     const { args, said } = await startOn('linux-x64', { found: false, tried: ['nvidia-smi: not found on PATH'] });
     expect(args).toContain('--gpu-backend');
     expect(said).toContain('no GPU found (nvidia-smi: not found on PATH)');
+  });
+
+  it("builds the node's packages as their own build scripts do: the TypeScript build (and abi-native's binding, built at install)", () => {
+    const repo = fileURLToPath(new URL('..', import.meta.url));
+    const packages = runtimePackages(repo, '@llm-node/cli');
+    expect(packages.map((dir) => basename(dir)).sort()).toEqual(['abi-native', 'cli', 'gpu-detect', 'manifest', 'registry', 'server']);
+    for (const dir of packages) {
+      const { name, scripts } = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+      expect(scripts.build.replace(/^node-gyp-build && /, ''), name).toBe('node ../../scripts/build-typescript.mjs');
+    }
+    expect(JSON.parse(readFileSync(join(repo, 'packages', 'abi-native', 'package.json'), 'utf8')).scripts.install).toBe('node-gyp-build');
   });
 });
