@@ -123,7 +123,7 @@ function buildEngine(packageName, backend) {
 async function main() {
   const root = fileURLToPath(new URL('..', import.meta.url));
   process.chdir(root);
-  console.log('Building what the node needs (a first build compiles the engine plugin: about 20 s on two cores)…');
+  console.log('Building what the node needs (a first build compiles the engine plugin: about 15 s on two cores)…');
   // The node's packages are built here, in this process: their builds are the TypeScript build alone, a tenth of
   // a second each, where a turbo task each would start pnpm (most of a first start's time outside the plugin's
   // C++ on two cores). The binding abi-native adds is built when it is installed. gpu-detect comes first: the
