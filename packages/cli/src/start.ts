@@ -31,17 +31,19 @@ export interface RunningNode {
  * terminal, shows the progress of the loads --load asks for.
  */
 export async function startNode(options: NodeOptions, logger: Logger, statusLine?: StatusLine): Promise<RunningNode> {
-  // The server's modules take a while to load: they load while the GPU is found and the engine hosts start.
-  const serverModule = import('@llm-node/server');
+  // The server's modules take a few hundred milliseconds of this thread. Without --load they load while the GPU
+  // is found and the engine hosts start; with it, once the first load has been handed to its engine: before, they
+  // would hold up the steps on this thread that lead to it (the model's header, the VRAM estimate).
+  const serverModule = options.load.length === 0 ? import('@llm-node/server') : null;
   const gpu = await findGpu(options);
   logGpu(gpu, options, logger);
 
   const registry = await openRegistry(options, gpu, logger);
   // The models named with --load start loading now, in their engine hosts, while the server's modules load and the
   // node starts listening: a node started to serve a model answers its first request sooner.
-  void loadAtStart(registry, options.load, logger, statusLine);
+  await loadAtStart(registry, options.load, logger, statusLine);
 
-  const { createServer } = await serverModule;
+  const { createServer } = await (serverModule ?? import('@llm-node/server'));
   const server = createServer({
     registry,
     logger,

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildTestPlugin, installTestPlugin } from '@llm-node/abi-native/testing';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Registry } from './registry.js';
+import { LOAD_STARTING, Registry } from './registry.js';
 import type { LoadProgress } from './index.js';
 import { GiB, cpuGpu, fixedSampler } from './testing/fake-engine.js';
 import { writeGgufModel } from './testing/index.js';
@@ -162,7 +162,7 @@ describe('reloading the engines folders', () => {
 });
 
 describe("a load's progress", () => {
-  it('reaches every caller waiting on the load, and the log once per phase and quarter', async () => {
+  it("reaches every caller waiting on the load, the registry's own starting phase first, and the log once per phase and quarter", async () => {
     const slowLoad = await buildTestPlugin('echo', { defines: { ENGINE_ID: 'echo_slow_load', ECHO_LOAD_DELAY_US: 200_000 } });
     await installTestPlugin({ enginesDir, plugin: slowLoad, manifest: { architectures: ['slow'] } });
     await writeGgufModel(join(modelsDir, 'slow.gguf'), { architecture: 'slow' });
@@ -178,10 +178,16 @@ describe("a load's progress", () => {
     const first: LoadProgress[] = [];
     const second: LoadProgress[] = [];
     await Promise.all([registry.loadModel('slow', {}, (p) => first.push(p)), registry.loadModel('slow', {}, (p) => second.push(p))]);
-    expect(first.slice(0, 4).map((p) => p.fraction)).toEqual([0, 0.25, 0.5, 0.75]);
+    expect(first.slice(0, 5)).toEqual([
+      { phase: LOAD_STARTING, fraction: 0 },
+      ...[0, 0.25, 0.5, 0.75].map((fraction) => ({ phase: 'weights', fraction })),
+    ]);
     expect(second.length).toBeGreaterThanOrEqual(3); // it joined a moment later
-    expect(second.every((p) => p.phase === 'weights' || p.phase === 'context')).toBe(true);
-    expect(lines.slice(0, 4)).toEqual([0, 25, 50, 75].map((percent) => ({ model: 'slow', phase: 'weights', percent })));
+    expect(second.every((p) => [LOAD_STARTING, 'weights', 'context'].includes(p.phase))).toBe(true);
+    expect(lines.slice(0, 5)).toEqual([
+      { model: 'slow', phase: LOAD_STARTING, percent: 0 },
+      ...[0, 25, 50, 75].map((percent) => ({ model: 'slow', phase: 'weights', percent })),
+    ]);
   });
 });
 

@@ -3,7 +3,7 @@ export { NodeError, toNodeError } from './errors.js';
 export type { NodeErrorInit, NodeErrorType } from './errors.js';
 
 // The registry: discovery, model resolution, VRAM admission, engine and model state.
-export { Registry } from './registry.js';
+export { LOAD_STARTING, Registry } from './registry.js';
 export type {
   CatalogueEntry,
   LoadModelOptions,

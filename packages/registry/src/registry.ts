@@ -51,6 +51,13 @@ interface EngineEntry {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
+ * The progress phase the registry reports itself, before the engine's own: the model was admitted and its engine
+ * is asked to load it (fraction 0). A client streaming a load hears at once that it has begun, and a caller
+ * knows from when on the engine is busy with it.
+ */
+export const LOAD_STARTING = 'starting';
+
+/**
  * The host's engine and model state: discovered plugins (each in an engine host process, restarted when it
  * dies), loaded models, VRAM admission. Loads, unloads and the admission before each load run one at a time,
  * so two loads never spend the same free memory.
@@ -549,6 +556,7 @@ export class Registry {
       });
     }
     const budget = Number.isFinite(availableBytes) ? { vramBudgetBytes: availableBytes } : {};
+    onProgress({ phase: LOAD_STARTING, fraction: 0 });
     const loaded = await engine.loadModel(modelId, { ...params, ...budget }, onProgress).catch((error) => {
       throw this.#toNodeError(error);
     });

@@ -166,7 +166,7 @@ describe('POST /api/models/load with "stream": true', () => {
       body: JSON.stringify(body),
     });
 
-  test("streams the plugin's progress as JSON lines, then the answer a plain load gives", async () => {
+  test("streams the load's start and the plugin's progress as JSON lines, then the answer a plain load gives", async () => {
     const response = await load({ model_id: 'slow-load', stream: true });
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toBe('application/x-ndjson; charset=utf-8');
@@ -174,7 +174,10 @@ describe('POST /api/models/load with "stream": true', () => {
       .trimEnd()
       .split('\n')
       .map((line) => JSON.parse(line));
-    expect(lines.slice(0, 4)).toEqual([0, 0.25, 0.5, 0.75].map((fraction) => ({ status: 'loading', phase: 'weights', fraction })));
+    expect(lines.slice(0, 5)).toEqual([
+      { status: 'loading', phase: 'starting', fraction: 0 },
+      ...[0, 0.25, 0.5, 0.75].map((fraction) => ({ status: 'loading', phase: 'weights', fraction })),
+    ]);
     expect(lines.at(-1)).toMatchObject({ status: 'loaded', model: { id: 'slow-load', engine: 'echo_slow_load' } });
     // Loaded already: the answer at once, as one line.
     const again = (await (await load({ model_id: 'slow-load', stream: true })).text()).trimEnd().split('\n');
