@@ -29,6 +29,7 @@
  *   -DECHO_TOKEN_DELAY_US=n   sleep n microseconds before each token: the slow engine for cancellation tests
  *   -DECHO_LOAD_DELAY_US=n    sleep n microseconds in engine_model_load: a load a client can walk away from,
  *                            or watch (it reports "weights" 0, 0.25, ... 1 across the delay, then "context" 1)
+ *   -DECHO_ESTIMATE_DELAY_US=n  sleep n microseconds in engine_model_estimate_vram: an engine slow to admit a model
  *   -DECHO_AS_OF_0_1_0        the plugin as it was before load progress, so that it compiles against the header of
  *                            @llm-node/abi-native 0.1.0 (test-plugins/abi-0.1.0/): the ABI growth test
  */
@@ -45,6 +46,9 @@
 
 #ifndef ECHO_LOAD_DELAY_US
 #  define ECHO_LOAD_DELAY_US 0
+#endif
+#ifndef ECHO_ESTIMATE_DELAY_US
+#  define ECHO_ESTIMATE_DELAY_US 0
 #endif
 #ifndef ECHO_TOKEN_DELAY_US
 #  define ECHO_TOKEN_DELAY_US 0
@@ -198,6 +202,7 @@ ENGINE_API int32_t engine_model_unload(const char* model_id) {
 }
 
 ENGINE_API int32_t engine_model_estimate_vram(const EngineModelLoadParams* params, uint64_t* bytes) {
+    if (ECHO_ESTIMATE_DELAY_US > 0) tp_sleep_us(ECHO_ESTIMATE_DELAY_US);
     return model_size(params->model_path, bytes);
 }
 

@@ -31,6 +31,13 @@ beforeAll(async () => {
     manifest: { architectures: ['echo'] },
   });
   await installTestPlugin({ enginesDir, plugin: await buildTestPlugin('abi2') });
+  // An engine that takes 20 s to estimate a model's memory, for the models of architecture 'slow_estimate'.
+  await installTestPlugin({
+    enginesDir,
+    plugin: await buildTestPlugin('echo', { defines: { ENGINE_ID: 'echo_slow_estimate', ECHO_ESTIMATE_DELAY_US: '20000000' } }),
+    manifest: { architectures: ['slow_estimate'] },
+  });
+  await writeGgufModel(join(modelsDir, 'slow-estimate.gguf'), { architecture: 'slow_estimate' });
   await writeGgufModel(join(modelsDir, 'llama-3.2-1b.gguf'), {
     architecture: 'echo',
     chatTemplate: '{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}assistant:',
@@ -181,6 +188,18 @@ describe('the llm-node command', () => {
       await node.exited;
     }
   });
+
+  it('listens within seconds when the model named with --load is slow to admit', async () => {
+    const started = performance.now();
+    const node = await startNode('--load', 'slow-estimate');
+    try {
+      expect(performance.now() - started).toBeLessThan(10_000);
+      expect((await fetch(`${node.url}/health`)).status).toBe(200);
+    } finally {
+      process.kill(-node.child.pid!, 'SIGKILL'); // its engine host too, which sleeps in the estimate
+      await node.exited;
+    }
+  }, 20_000);
 
   /** A streamed chat of `maxTokens` tokens on the slow echo engine (20 ms a token), its reader at the first event. */
   async function openStream(url: string, maxTokens: number) {

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
+import { setTimeout } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { detectBackend, detectGpu, formatSize } from '@llm-node/gpu-detect';
 import type { GpuBackend, GpuDetection } from '@llm-node/gpu-detect';
@@ -32,16 +33,20 @@ export interface RunningNode {
  */
 export async function startNode(options: NodeOptions, logger: Logger, statusLine?: StatusLine): Promise<RunningNode> {
   // The server's modules take a few hundred milliseconds of this thread. Without --load they load while the GPU
-  // is found and the engine hosts start; with it, once the first load has been handed to its engine: before, they
-  // would hold up the steps on this thread that lead to it (the model's header, the VRAM estimate).
+  // is found and the engine hosts start; with it, once the first load has been handed to its engine (below):
+  // before, they would hold up the steps on this thread that lead to it (the model's header, the VRAM estimate).
   const serverModule = options.load.length === 0 ? import('@llm-node/server') : null;
   const gpu = await findGpu(options);
   logGpu(gpu, options, logger);
 
   const registry = await openRegistry(options, gpu, logger);
   // The models named with --load start loading now, in their engine hosts, while the server's modules load and the
-  // node starts listening: a node started to serve a model answers its first request sooner.
-  await loadAtStart(registry, options.load, logger, statusLine);
+  // node starts listening: a node started to serve a model answers its first request sooner. The head start is
+  // bounded: an engine slow to admit a model does not keep the node from listening.
+  await Promise.race([
+    loadAtStart(registry, options.load, logger, statusLine),
+    setTimeout(FIRST_LOAD_HEAD_START_MS, undefined, { ref: false }),
+  ]);
 
   const { createServer } = await (serverModule ?? import('@llm-node/server'));
   const server = createServer({
@@ -117,6 +122,9 @@ async function openRegistry(options: NodeOptions, gpu: GpuDetection, logger: Log
 
   return registry;
 }
+
+// About what admitting a large model takes on a slow machine (its header, its engine's estimate).
+const FIRST_LOAD_HEAD_START_MS = 1000;
 
 const BACKEND_NAMES: Record<GpuBackend, string> = { cuda: 'CUDA', metal: 'Metal', directml: 'DirectML', cpu: 'cpu' };
 
