@@ -4,9 +4,9 @@ import type { ModelFormat } from '@llm-node/manifest';
 import { NodeError } from './errors.js';
 import type { ModelRef } from './model-ref.js';
 
-// @huggingface/gguf's file-name parsers, imported when first used: loading the package is a noticeable part of
-// the node's start-up, and no model file is looked at before the node listens.
-const fileNameParsers = () => import('@huggingface/gguf');
+// @huggingface/gguf's file-name parsers. Loading the package takes about 0.1 s of the thread, so it is not
+// imported with this module: a registry loads it while its first engine host boots.
+export const fileNameParsers = () => import('@huggingface/gguf');
 
 /** One loadable model found under a name: a GGUF file, a complete shard set, a safetensors folder, or an ONNX folder. */
 export interface ModelCandidate {

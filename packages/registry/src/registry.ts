@@ -10,7 +10,7 @@ import { EngineSupervisor } from './engine-supervisor.js';
 import type { RestartPolicy } from './engine-supervisor.js';
 import { NodeError, toNodeError } from './errors.js';
 import { publicError } from './public-error.js';
-import { type FoundModel, listModels, locateModel, sizeOnDisk } from './model-files.js';
+import { type FoundModel, fileNameParsers, listModels, locateModel, sizeOnDisk } from './model-files.js';
 import { modelInfoReader } from './model-info.js';
 import type { ModelInfo } from './model-info.js';
 import { parseModelRef } from './model-ref.js';
@@ -423,7 +423,7 @@ export class Registry {
   #engineHostOpener(options: RegistryOptions): OpenEngine {
     const allowed = new Set(options.allowNetwork ?? []);
     return async (path, { expectedId }) => {
-      const host = await EngineHost.start(path, {
+      const starting = EngineHost.start(path, {
         expectedId,
         allowNetwork: allowed.has(expectedId),
         ...(options.engineTimeouts === undefined ? {} : { timeouts: options.engineTimeouts }),
@@ -431,6 +431,10 @@ export class Registry {
         onNetworkDenied: (family) =>
           this.#logger?.warn({ engine: expectedId, addressFamily: family }, 'the plugin tried to open a network socket and was denied'),
       });
+      // The host process has been started: while it boots, this thread loads what finding a model file needs
+      // (a failure shows again where it is needed).
+      fileNameParsers().catch(() => undefined);
+      const host = await starting;
       if (!host.network.enforced && !allowed.has(expectedId)) {
         this.#logger?.warn({ engine: expectedId, reason: host.network.how }, 'the network cannot be denied to this plugin here');
       }
