@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { copyFile, mkdtemp, readFile, rm, truncate } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -244,6 +244,27 @@ describeWithPlugin('loading and unloading', () => {
     });
   });
 
+  it('estimates a damaged or cut GGUF header as a corrupt model, never reading past it or crashing', async () => {
+    const header = smallGguf();
+    expect(await engine.estimateVram({ path: await written('whole.gguf', header), format: 'gguf', contextLength: 512 })).toBeGreaterThan(0);
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    for (let round = 0; round < 300; round++) {
+      const bytes = Buffer.from(header);
+      for (let i = 0; i < 1 + Math.floor(random() * 4); i++)
+        bytes[4 + Math.floor(random() * (header.length - 4))] = Math.floor(random() * 256);
+      const cut = round % 3 === 0 ? Math.floor(random() * bytes.length) : bytes.length;
+      const path = await written('damaged.gguf', bytes.subarray(0, cut));
+      await engine.estimateVram({ path, format: 'gguf', contextLength: 512 }).then(
+        (bytesNeeded) => expect(bytesNeeded).toBeGreaterThanOrEqual(0),
+        (error: unknown) => expect(error).toMatchObject({ code: 'model_corrupt' }),
+      );
+    }
+  });
+
   it('reports a missing file as not found', async () => {
     await expect(engine.loadModel('missing', { path: join(workDir, 'missing.gguf'), format: 'gguf' })).rejects.toMatchObject({
       code: 'model_not_found',
@@ -256,3 +277,57 @@ describeWithPlugin('loading and unloading', () => {
     });
   });
 });
+
+async function written(name: string, bytes: Buffer): Promise<string> {
+  const path = join(workDir, name);
+  await writeFile(path, bytes);
+  return path;
+}
+
+/**
+ * A GGUF (version 3) with a few keys, a short vocabulary and two tensors (F32 64×4 and F16 32), its tensor data
+ * included: the shapes the plugin's header reader walks through.
+ */
+function smallGguf(): Buffer {
+  const parts: Buffer[] = [];
+  const u32 = (n: number) => parts.push(Buffer.from(Uint32Array.of(n).buffer));
+  const u64 = (n: number) => parts.push(Buffer.from(BigUint64Array.of(BigInt(n)).buffer));
+  const str = (text: string) => {
+    u64(Buffer.byteLength(text));
+    parts.push(Buffer.from(text));
+  };
+  parts.push(Buffer.from('GGUF'));
+  u32(3);
+  u64(2); // tensors
+  u64(4); // keys
+  str('general.architecture');
+  u32(8);
+  str('llama');
+  str('llama.block_count');
+  u32(4);
+  u32(2);
+  str('llama.attention.head_count_kv');
+  u32(9);
+  u32(4);
+  u64(2);
+  u32(2);
+  u32(1);
+  str('tokenizer.ggml.tokens');
+  u32(9);
+  u32(8);
+  u64(3);
+  for (const token of ['<s>', '</s>', 'hello']) str(token);
+  for (const [name, dims, type, offset] of [
+    ['a', [64, 4], 0, 0],
+    ['b', [32], 1, 1024],
+  ] as const) {
+    str(name);
+    u32(dims.length);
+    for (const d of dims) u64(d);
+    u32(type);
+    u64(offset);
+  }
+  const header = Buffer.concat(parts);
+  const dataOffset = Math.ceil(header.length / 32) * 32;
+  return Buffer.concat([header, Buffer.alloc(dataOffset - header.length + 1024 + 64)]);
+}

@@ -12,7 +12,6 @@
 #include "llama.h"
 
 #define LLAMA_LIBRARY_FUNCTIONS(X)     \
-  X(ggml_backend_buft_is_host)         \
   X(ggml_backend_dev_backend_reg)      \
   X(ggml_backend_dev_by_type)          \
   X(ggml_backend_dev_count)            \
@@ -23,20 +22,9 @@
   X(ggml_backend_load)                 \
   X(ggml_backend_load_all_from_path)   \
   X(ggml_backend_reg_get_proc_address) \
+  X(ggml_blck_size)                    \
   X(ggml_threadpool_params_default)    \
-  X(gguf_find_key)                     \
-  X(gguf_free)                         \
-  X(gguf_get_arr_data)                 \
-  X(gguf_get_arr_n)                    \
-  X(gguf_get_arr_type)                 \
-  X(gguf_get_data_offset)              \
-  X(gguf_get_kv_type)                  \
-  X(gguf_get_n_tensors)                \
-  X(gguf_get_tensor_offset)            \
-  X(gguf_get_tensor_size)              \
-  X(gguf_get_val_data)                 \
-  X(gguf_get_val_str)                  \
-  X(gguf_init_from_file)               \
+  X(ggml_type_size)                    \
   X(llama_attach_threadpool)           \
   X(llama_backend_free)                \
   X(llama_backend_init)                \
