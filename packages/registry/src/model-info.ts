@@ -90,7 +90,7 @@ async function readGgufInfo(candidate: ModelCandidate): Promise<ModelInfo> {
     headCountKv: arch('attention.head_count_kv') ?? arch('attention.head_count'),
     keyLength: arch('attention.key_length'),
     valueLength: arch('attention.value_length'),
-    vocabSize: arch('vocab_size') ?? (tokens !== undefined && typeof tokens === 'object' && 'length' in tokens ? tokens.length : null),
+    vocabSize: arch('vocab_size') ?? (typeof tokens === 'object' && 'length' in tokens ? tokens.length : null),
     weightsBytes: [first!, ...rest].reduce((sum, header) => sum + header.dataBytes, 0),
     chatTemplate: typeof chatTemplate === 'string' ? chatTemplate : null,
     bosToken: tokenAt('tokenizer.ggml.bos_token_id'),

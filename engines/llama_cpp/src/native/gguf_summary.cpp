@@ -135,38 +135,32 @@ private:
     std::string failure_;
 };
 
+// A little-endian integer of type T at `data`, which need not be aligned.
+template <typename T>
+int64_t load(const uint8_t* data) {
+    T value;
+    std::memcpy(&value, data, sizeof value);
+    return static_cast<int64_t>(value);
+}
+
+// The value of integer type `type` at `data`; -1 for any other type.
 int64_t as_integer(gguf_type type, const uint8_t* data) {
     switch (type) {
         case GGUF_TYPE_UINT8:
-            return data[0];
+            return load<uint8_t>(data);
         case GGUF_TYPE_INT8:
-            return static_cast<int8_t>(data[0]);
-        case GGUF_TYPE_UINT16: {
-            uint16_t v;
-            std::memcpy(&v, data, sizeof v);
-            return v;
-        }
-        case GGUF_TYPE_INT16: {
-            int16_t v;
-            std::memcpy(&v, data, sizeof v);
-            return v;
-        }
-        case GGUF_TYPE_UINT32: {
-            uint32_t v;
-            std::memcpy(&v, data, sizeof v);
-            return v;
-        }
-        case GGUF_TYPE_INT32: {
-            int32_t v;
-            std::memcpy(&v, data, sizeof v);
-            return v;
-        }
+            return load<int8_t>(data);
+        case GGUF_TYPE_UINT16:
+            return load<uint16_t>(data);
+        case GGUF_TYPE_INT16:
+            return load<int16_t>(data);
+        case GGUF_TYPE_UINT32:
+            return load<uint32_t>(data);
+        case GGUF_TYPE_INT32:
+            return load<int32_t>(data);
         case GGUF_TYPE_UINT64:
-        case GGUF_TYPE_INT64: {
-            int64_t v;
-            std::memcpy(&v, data, sizeof v);
-            return v;
-        }
+        case GGUF_TYPE_INT64:
+            return load<int64_t>(data);
         default:
             return -1;
     }
