@@ -35,7 +35,9 @@ node --version
 stamp "model (in the background, during the build): Llama-3.2-1B shapes, random weights, F16"
 mkdir -p "$work/models"
 model="$work/models/llama-3.2-1b.gguf"
-node "$work/engine/dist/make-model.js" --out "$model" \
+# --text-only: random weights otherwise write text that is not valid UTF-8, and llama-server's chat parser ends
+# such a stream with an error after a few dozen tokens.
+node "$work/engine/dist/make-model.js" --out "$model" --text-only \
   --dim 2048 --layers 16 --heads 32 --kv-heads 8 --ffn 8192 --context 131072 --type f16 > "$OUT/make-model.log" 2>&1 &
 model_pid=$!
 

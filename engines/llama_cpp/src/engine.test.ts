@@ -171,6 +171,33 @@ describeWithPlugin('the llama_cpp plugin', () => {
   });
 });
 
+describeWithPlugin("the model maker's text-only model", () => {
+  const FIRST_SPECIAL_TOKEN = 128000; // Llama 3's special tokens are the vocabulary's last 256
+  const utf8 = new TextDecoder('utf-8', { fatal: true });
+  const isWholeText = (token: TokenDetail) => {
+    try {
+      utf8.decode(Uint8Array.from(token.bytes));
+      return token.id < FIRST_SPECIAL_TOKEN;
+    } catch {
+      return false;
+    }
+  };
+
+  it('writes whole UTF-8 tokens only, never a special one, greedy and sampled, where random weights split characters', async () => {
+    const path = join(workDir, 'text-only.gguf');
+    await makeModel(path, {}, { textOnly: true });
+    await engine.loadModel('text-only', { path, format: 'gguf', contextLength: 1024, parallel: 1 });
+    for (const temperature of [0, 1]) {
+      const { tokens } = await generate({ modelId: 'text-only', maxTokens: 300, temperature, seed: 1, logprobs: true });
+      expect(tokens).toHaveLength(300);
+      expect(tokens.filter((token) => !isWholeText(token))).toEqual([]);
+    }
+    await engine.unloadModel('text-only');
+    const random = await generate({ maxTokens: 300, temperature: 1, seed: 1, logprobs: true });
+    expect(random.tokens.some((token) => !isWholeText(token))).toBe(true);
+  });
+});
+
 describeWithPlugin('loading and unloading', () => {
   it('estimates at least the memory a load takes, and not far more', async () => {
     const params = { path: modelPath, format: 'gguf' as const, contextLength: 4096, parallel: 2 };

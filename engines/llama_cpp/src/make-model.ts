@@ -42,6 +42,13 @@ export const DEFAULT_SHAPE: ModelShape = {
 export interface MakeModelOptions {
   /** Metadata written over the made model's (numbers as UINT32): a bad file for a test, say. */
   metadata?: Record<string, number | string>;
+  /**
+   * The model writes only tokens that are whole UTF-8 text on their own, never a special token or a byte token that
+   * splits a character, as a trained model does. Random weights otherwise write text that is not valid UTF-8, which a
+   * server that parses its model's output rejects mid-stream (llama-server's chat parser does): for benchmarks
+   * against such servers.
+   */
+  textOnly?: boolean;
 }
 
 // Written by this package's build from node-llama-cpp's llama.cpp bundle (scripts/build-plugin.mjs).
@@ -64,7 +71,9 @@ export async function makeModel(outPath: string, shape: Partial<ModelShape> = {}
   const metadata = await llamaMetadata(s, nVocab, options.metadata ?? {});
   await mkdir(dirname(outPath), { recursive: true });
   const copied = vocabulary.filter((entry) => !(entry.key in metadata));
-  await writeGguf(outPath, metadata, randomTensors(s, nVocab), copied);
+  const tensors = randomTensors(s, nVocab);
+  if (options.textOnly) suppressTokens(tensors, s, nonTextTokens(vocabulary));
+  await writeGguf(outPath, metadata, tensors, copied);
 }
 
 /** The GGUF metadata of a llama model of this shape and the chat template; the vocabulary is copied beside it. */
@@ -139,6 +148,79 @@ function randomTensors(s: ModelShape, nVocab: number): GgufTensor[] {
   return tensors;
 }
 
+// How the non-text tokens are kept out: dimension 0 of the residual stream holds a constant, which every token's
+// embedding sets and no layer writes to (row 0 of the attention's and the feed-forward's output matrices is zero).
+// At the output its normalised value is then always positive, so a negative output weight on it puts a token's
+// logit far below every other: about -17 against the others' ±2, never sampled at any usual temperature.
+const RESIDUAL_CONSTANT = 8;
+const SUPPRESSING_WEIGHT = -3;
+
+function suppressTokens(tensors: GgufTensor[], s: ModelShape, suppressed: number[]): void {
+  const tensor = (name: string) => tensors.find((t) => t.name === name)!.values;
+  const embeddings = tensor('token_embd.weight');
+  for (let token = 0; token * s.dim < embeddings.length; token++) embeddings[token * s.dim] = RESIDUAL_CONSTANT;
+  for (let layer = 0; layer < s.layers; layer++) {
+    tensor(`blk.${layer}.attn_output.weight`).fill(0, 0, s.dim);
+    tensor(`blk.${layer}.ffn_down.weight`).fill(0, 0, s.ffn);
+  }
+  const output = tensor('output.weight');
+  for (const token of suppressed) output[token * s.dim] = SUPPRESSING_WEIGHT;
+}
+
+/** The tokens that are not normal text, or whose bytes are not whole UTF-8 characters on their own. */
+function nonTextTokens(vocabulary: RawGgufEntry[]): number[] {
+  const entry = (key: string) => vocabulary.find((e) => e.key === key)!;
+  const texts = arrayElements(entry('tokenizer.ggml.tokens'));
+  const types = arrayElements(entry('tokenizer.ggml.token_type'));
+  const utf8 = new TextDecoder('utf-8', { fatal: true });
+  const nonText: number[] = [];
+  texts.forEach((text, token) => {
+    try {
+      if (types[token]!.readInt32LE() !== NORMAL_TOKEN) throw new Error('special');
+      utf8.decode(byteLevelBytes(text.toString('utf8')));
+    } catch {
+      nonText.push(token);
+    }
+  });
+  return nonText;
+}
+
+const NORMAL_TOKEN = 1; // llama_token_type LLAMA_TOKEN_TYPE_NORMAL
+
+/** The elements of a raw GGUF array entry (strings or 4-byte scalars), each as its bytes. */
+function arrayElements({ bytes }: RawGgufEntry): Buffer[] {
+  let at = 8 + Number(bytes.readBigUInt64LE(0)); // the key
+  const elementType = bytes.readUInt32LE(at + 4); // after the entry's type, ARRAY
+  const count = Number(bytes.readBigUInt64LE(at + 8));
+  at += 16;
+  const elements: Buffer[] = [];
+  for (let i = 0; i < count; i++) {
+    const size = elementType === GGUFValueType.STRING ? Number(bytes.readBigUInt64LE(at)) : 4;
+    if (elementType === GGUFValueType.STRING) at += 8;
+    elements.push(bytes.subarray(at, at + size));
+    at += size;
+  }
+  return elements;
+}
+
+// GPT-2's byte-level BPE, which Llama 3's vocabulary uses, writes each byte as a printable character: the
+// printable bytes as themselves, the other 68 as the characters from U+0100 on, in byte order.
+const BYTE_OF_CHARACTER = (() => {
+  const printable = (b: number) => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+  const map = new Map<number, number>();
+  let next = 0x100;
+  for (let b = 0; b < 256; b++) map.set(printable(b) ? b : next++, b);
+  return map;
+})();
+
+function byteLevelBytes(text: string): Uint8Array {
+  return Uint8Array.from([...text], (character) => {
+    const byte = BYTE_OF_CHARACTER.get(character.codePointAt(0)!);
+    if (byte === undefined) throw new Error('not byte-level');
+    return byte;
+  });
+}
+
 function checkShape(s: ModelShape): void {
   for (const key of ['dim', 'layers', 'heads', 'kvHeads', 'ffn', 'context'] as const) {
     if (!Number.isInteger(s[key]) || s[key] < 1) {
@@ -186,7 +268,7 @@ export function mulberry32(seed: number): () => number {
 }
 
 const USAGE = `usage: node make-model.js --out <file.gguf> [--dim 64] [--layers 2] [--heads 4] [--kv-heads 2]
-                          [--ffn 256] [--context 8192] [--type f16|f32|q8_0] [--seed 1] [--name <text>]`;
+                          [--ffn 256] [--context 8192] [--type f16|f32|q8_0] [--seed 1] [--name <text>] [--text-only]`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -201,6 +283,7 @@ async function main(): Promise<void> {
       type: { type: 'string' },
       seed: { type: 'string' },
       name: { type: 'string' },
+      'text-only': { type: 'boolean' },
       help: { type: 'boolean' },
     },
   });
@@ -214,17 +297,21 @@ async function main(): Promise<void> {
     throw new Error(`--type must be f16, f32 or q8_0, not ${type}`);
   }
   const number = (text: string | undefined, fallback: number) => (text === undefined ? fallback : Number(text));
-  await makeModel(values.out, {
-    dim: number(values.dim, DEFAULT_SHAPE.dim),
-    layers: number(values.layers, DEFAULT_SHAPE.layers),
-    heads: number(values.heads, DEFAULT_SHAPE.heads),
-    kvHeads: number(values['kv-heads'], DEFAULT_SHAPE.kvHeads),
-    ffn: number(values.ffn, DEFAULT_SHAPE.ffn),
-    context: number(values.context, DEFAULT_SHAPE.context),
-    seed: number(values.seed, DEFAULT_SHAPE.seed),
-    type,
-    ...(values.name === undefined ? {} : { name: values.name }),
-  });
+  await makeModel(
+    values.out,
+    {
+      dim: number(values.dim, DEFAULT_SHAPE.dim),
+      layers: number(values.layers, DEFAULT_SHAPE.layers),
+      heads: number(values.heads, DEFAULT_SHAPE.heads),
+      kvHeads: number(values['kv-heads'], DEFAULT_SHAPE.kvHeads),
+      ffn: number(values.ffn, DEFAULT_SHAPE.ffn),
+      context: number(values.context, DEFAULT_SHAPE.context),
+      seed: number(values.seed, DEFAULT_SHAPE.seed),
+      type,
+      ...(values.name === undefined ? {} : { name: values.name }),
+    },
+    { textOnly: values['text-only'] ?? false },
+  );
   console.log(`wrote ${values.out}`);
 }
 
