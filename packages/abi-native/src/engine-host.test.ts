@@ -1,4 +1,7 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { createServer, type Server } from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EngineHost } from './engine-host.js';
 import type { EngineHostOptions } from './engine-host.js';
@@ -57,6 +60,22 @@ describe('an engine in a host process', () => {
     // The last report may cross the load's reply and be dropped: the reply says the rest.
     expect(heard.slice(0, 4)).toEqual([0, 0.25, 0.5, 0.75].map((fraction) => ({ phase: 'weights', fraction })));
     await host.loadModel('n', { path: slowLoad, format: 'gguf' }); // no listener: nothing is sent for it
+  });
+
+  it('opens its plugin in a host process started ahead, then in new ones', async () => {
+    EngineHost.prestart();
+    const first = await start(echo, { expectedId: 'echo' });
+    const second = await start(echo, { expectedId: 'echo' });
+    expect(await text(first.generate({ modelId: 'm', prompt: 'ahead' }))).toBe('ahead');
+    expect(await text(second.generate({ modelId: 'm', prompt: 'after' }))).toBe('after');
+  });
+
+  it('lets a program that started a host process ahead and never used it exit at once', async () => {
+    const index = new URL('../dist/index.js', import.meta.url).href;
+    const program = spawn(process.execPath, ['--input-type=module', '-e', `(await import('${index}')).EngineHost.prestart()`]);
+    const exit = await Promise.race([once(program, 'exit'), delay(10_000, 'still running')]);
+    program.kill();
+    expect(exit).toEqual([0, null]);
   });
 
   it('refuses a plugin that reports another id, as openEngine does, and leaves no host behind', async () => {

@@ -66,6 +66,42 @@ const MAX_LINE = 4096;
 const HOST_MAIN = new URL('../dist/host-main.js', import.meta.url);
 const DENIED_SOCKET_MARKER: string = binding.constants.DENIED_SOCKET_MARKER;
 
+/** How long a host process started by prestart() waits to be used. */
+const SPARE_HOST_MS = 10_000;
+
+let spare: { child: ChildProcess; discard: NodeJS.Timeout } | undefined;
+
+function forkHost(): ChildProcess {
+  return fork(HOST_MAIN, [], {
+    execArgv: [],
+    serialization: 'advanced',
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc', 'pipe'], // fd 4: the token pipe
+  });
+}
+
+/** The process prestart() started, unless there is none or it has ended. */
+function takeSpareHost(): ChildProcess | undefined {
+  if (spare === undefined) return undefined;
+  const { child, discard } = spare;
+  spare = undefined;
+  clearTimeout(discard);
+  if (child.exitCode !== null || child.signalCode !== null || !child.connected) {
+    child.kill();
+    return undefined;
+  }
+  holdsCaller(child, true);
+  return child;
+}
+
+/** Whether the host process, its channel and its pipes keep the caller's event loop running. */
+function holdsCaller(child: ChildProcess, hold: boolean): void {
+  for (const handle of [child, child.channel, ...child.stdio]) {
+    const refable = handle as { ref?(): void; unref?(): void } | null | undefined;
+    if (hold) refable?.ref?.();
+    else refable?.unref?.();
+  }
+}
+
 interface PendingCall {
   resolve(value: unknown): void;
   reject(error: unknown): void;
@@ -136,6 +172,23 @@ export class EngineHost implements Engine {
   }
 
   /**
+   * Starts a host process now for the next start() to open its plugin in. A host process takes about 0.1 s to
+   * start (Node, then this package's binding): a program that will open a plugin soon, as the node does, calls
+   * this first and has that time overlap its own start. Until a start() takes it, the process holds neither the
+   * caller's event loop nor its exit, and it ends unused after SPARE_HOST_MS.
+   */
+  static prestart(): void {
+    if (spare !== undefined) return;
+    const child = forkHost();
+    holdsCaller(child, false);
+    const discard = setTimeout(() => {
+      spare = undefined;
+      child.kill();
+    }, SPARE_HOST_MS).unref();
+    spare = { child, discard };
+  }
+
+  /**
    * Starts a host process, denies it the network (unless allowed) and opens the plugin at `libraryPath` in it,
    * checking what engine_get_info() says as openEngine() does. Throws EngineError: what opening throws, or
    * engine_crashed / engine_timeout when the host died or hung while opening.
@@ -143,11 +196,7 @@ export class EngineHost implements Engine {
   static async start(libraryPath: string, options: EngineHostOptions = {}): Promise<EngineHost> {
     const path = resolve(libraryPath);
     const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
-    const child = fork(HOST_MAIN, [], {
-      execArgv: [],
-      serialization: 'advanced',
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc', 'pipe'], // fd 4: the token pipe
-    });
+    const child = takeSpareHost() ?? forkHost();
     const lastWords: string[] = [];
     readLines(child.stdout!, (line) => options.onOutput?.(line, 'stdout'));
     readLines(child.stderr!, (line) => {

@@ -1,7 +1,17 @@
 #!/usr/bin/env node
-import { createLogger } from './logger.js';
-import { type ParsedCommandLine, parseCommandLine, UsageError } from './options.js';
-import { type RunningNode, StartupError, startNode } from './start.js';
+import { EngineHost } from '@llm-node/abi-native';
+import type { ParsedCommandLine } from './options.js';
+import type { RunningNode } from './start.js';
+
+// Each engine plugin runs in a host process of its own, opened once the node's modules are loaded and the GPU is
+// found: the first host process starts now, so that its own start overlaps theirs. Hence the modules below are
+// imported only after it.
+EngineHost.prestart();
+const [{ createLogger }, { parseCommandLine, UsageError }, { StartupError, startNode }] = await Promise.all([
+  import('./logger.js'),
+  import('./options.js'),
+  import('./start.js'),
+]);
 
 // Exit codes: 0 clean stop (also after SIGINT/SIGTERM), 1 cannot start, crashed, or forced by a third signal,
 // 2 bad usage.

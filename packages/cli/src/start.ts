@@ -103,6 +103,7 @@ async function openRegistry(options: NodeOptions, gpu: GpuDetection, logger: Log
       allowNetwork: options.allowNetwork,
       engineTimeouts: timeouts,
       logger,
+      readAhead: options.load,
       ...(options.vramLimitBytes === undefined ? {} : { vramLimitBytes: options.vramLimitBytes }),
       ...(options.contextLength === undefined ? {} : { defaultContextLength: options.contextLength }),
       ...(options.parallel === undefined ? {} : { defaultParallel: options.parallel }),

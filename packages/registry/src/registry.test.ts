@@ -191,6 +191,16 @@ describe('Registry model loading', () => {
     });
     expect(registry.models()).toEqual([]);
   });
+
+  it('reads ahead the models it is told to, leaving a bad name, a missing model and a broken file for their loads to report', async () => {
+    await model('m');
+    await writeFile(join(modelsDir, 'broken.gguf'), 'not a GGUF file');
+    const { registry } = await setUp({}, { readAhead: ['m', '../outside', 'missing', 'broken'] });
+    expect((await registry.loadModel('m')).id).toBe('m');
+    await expect(registry.loadModel('../outside')).rejects.toMatchObject({ status: 400 });
+    await expect(registry.loadModel('missing')).rejects.toMatchObject({ status: 404 });
+    await expect(registry.loadModel('broken')).rejects.toMatchObject({ code: 'model_corrupt' });
+  });
 });
 
 describe('Registry VRAM admission', () => {

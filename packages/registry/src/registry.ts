@@ -122,6 +122,7 @@ export class Registry {
     // Without a limit or a device that states its size there is nothing to cap at but detected free memory.
     const limitBytes = options.vramLimitBytes ?? device?.totalBytes ?? Infinity;
     const registry = new Registry(options, limitBytes);
+    for (const modelId of options.readAhead ?? []) registry.#readAhead(modelId);
     registry.#engines = (await discoverEngines(registry.#discovery)).map((found) => registry.#entry(found));
     return registry;
   }
@@ -224,6 +225,11 @@ export class Registry {
     } finally {
       this.#loading.delete(modelId);
     }
+  }
+
+  /** Finds a model's file and reads its header now; the model info reader keeps the read for the load. */
+  #readAhead(modelId: string): void {
+    void (async () => this.#readModelInfo(await locateModel(this.#modelsDir, parseModelRef(modelId))))().catch(() => undefined);
   }
 
   /**

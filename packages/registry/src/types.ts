@@ -41,6 +41,12 @@ export interface RegistryOptions {
   defaultContextLength?: number;
   /** Parallel sequences for loads that name none; default 4, as llama.cpp's server. */
   defaultParallel?: number;
+  /**
+   * Models, by the ids loadModel takes, whose files are found and headers read while the engines open: a node
+   * started to serve them begins their loads without that wait. A model that cannot be read is left for its load
+   * to report.
+   */
+  readAhead?: readonly string[];
 }
 
 export interface LoadModelOptions {
