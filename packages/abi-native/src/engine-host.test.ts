@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -32,6 +33,22 @@ function killedBy(signal: string): RegExp {
   return process.platform === 'win32' ? /exited with status/ : new RegExp(`killed by ${signal}`);
 }
 
+/** This process's engine host processes, by pid (Linux; elsewhere none). */
+function hostProcesses(): number[] {
+  if (process.platform !== 'linux') return [];
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((pid) => {
+      try {
+        const parent = Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+        return parent === process.pid && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('host-main');
+      } catch {
+        return false; // ended meanwhile
+      }
+    })
+    .map(Number);
+}
+
 async function text(generation: Generation): Promise<string> {
   let all = '';
   for await (const chunk of generation) all += chunk.text;
@@ -62,9 +79,12 @@ describe('an engine in a host process', () => {
     await host.loadModel('n', { path: slowLoad, format: 'gguf' }); // no listener: nothing is sent for it
   });
 
-  it('opens its plugin in a host process started ahead, then in new ones', async () => {
+  it('opens its plugin in the host process started ahead, then in new ones', async () => {
+    const before = hostProcesses();
     EngineHost.prestart();
+    const ahead = hostProcesses().filter((pid) => !before.includes(pid));
     const first = await start(echo, { expectedId: 'echo' });
+    if (process.platform === 'linux') expect(ahead).toEqual([first.pid]);
     const second = await start(echo, { expectedId: 'echo' });
     expect(await text(first.generate({ modelId: 'm', prompt: 'ahead' }))).toBe('ahead');
     expect(await text(second.generate({ modelId: 'm', prompt: 'after' }))).toBe('after');
