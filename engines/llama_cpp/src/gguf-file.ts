@@ -136,6 +136,25 @@ export async function readRawEntries(path: string): Promise<RawGgufEntry[]> {
   return entries;
 }
 
+/** The elements of a raw array entry of strings or scalars, each as its encoded bytes (a string's without its length). */
+export function rawArrayElements({ bytes }: RawGgufEntry): Buffer[] {
+  let at = 8 + Number(bytes.readBigUInt64LE(0)) + 4; // the key, then the entry's type (ARRAY)
+  const elementType = bytes.readUInt32LE(at);
+  const count = Number(bytes.readBigUInt64LE(at + 4));
+  at += 12;
+  const elements: Buffer[] = [];
+  for (let i = 0; i < count; i++) {
+    let size = SCALAR_BYTES[elementType]!;
+    if (elementType === GGUFValueType.STRING) {
+      size = Number(bytes.readBigUInt64LE(at));
+      at += 8;
+    }
+    elements.push(bytes.subarray(at, at + size));
+    at += size;
+  }
+  return elements;
+}
+
 function pad(size: number): number {
   return Math.ceil(size / ALIGNMENT) * ALIGNMENT;
 }

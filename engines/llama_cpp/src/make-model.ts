@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 
 import { GGUFValueType, type GGUFTypedMetadata } from '@huggingface/gguf';
 
-import { readRawEntries, writeGguf, type GgufTensor, type RawGgufEntry, type TensorType } from './gguf-file.js';
+import { rawArrayElements, readRawEntries, writeGguf, type GgufTensor, type RawGgufEntry, type TensorType } from './gguf-file.js';
 
 /** The shape of a made model. */
 export interface ModelShape {
@@ -171,37 +171,27 @@ function suppressTokens(tensors: GgufTensor[], s: ModelShape, suppressed: number
 /** The tokens that are not normal text, or whose bytes are not whole UTF-8 characters on their own. */
 function nonTextTokens(vocabulary: RawGgufEntry[]): number[] {
   const entry = (key: string) => vocabulary.find((e) => e.key === key)!;
-  const texts = arrayElements(entry('tokenizer.ggml.tokens'));
-  const types = arrayElements(entry('tokenizer.ggml.token_type'));
-  const utf8 = new TextDecoder('utf-8', { fatal: true });
+  const texts = rawArrayElements(entry('tokenizer.ggml.tokens'));
+  const types = rawArrayElements(entry('tokenizer.ggml.token_type'));
   const nonText: number[] = [];
   texts.forEach((text, token) => {
-    try {
-      if (types[token]!.readInt32LE() !== NORMAL_TOKEN) throw new Error('special');
-      utf8.decode(byteLevelBytes(text.toString('utf8')));
-    } catch {
-      nonText.push(token);
-    }
+    if (types[token]!.readInt32LE() !== NORMAL_TOKEN || !isWholeText(byteLevelBytes(text.toString('utf8')))) nonText.push(token);
   });
   return nonText;
 }
 
 const NORMAL_TOKEN = 1; // llama_token_type LLAMA_TOKEN_TYPE_NORMAL
 
-/** The elements of a raw GGUF array entry (strings or 4-byte scalars), each as its bytes. */
-function arrayElements({ bytes }: RawGgufEntry): Buffer[] {
-  let at = 8 + Number(bytes.readBigUInt64LE(0)); // the key
-  const elementType = bytes.readUInt32LE(at + 4); // after the entry's type, ARRAY
-  const count = Number(bytes.readBigUInt64LE(at + 8));
-  at += 16;
-  const elements: Buffer[] = [];
-  for (let i = 0; i < count; i++) {
-    const size = elementType === GGUFValueType.STRING ? Number(bytes.readBigUInt64LE(at)) : 4;
-    if (elementType === GGUFValueType.STRING) at += 8;
-    elements.push(bytes.subarray(at, at + size));
-    at += size;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function isWholeText(bytes: Uint8Array | null): boolean {
+  if (bytes === null) return false;
+  try {
+    utf8.decode(bytes);
+    return true;
+  } catch {
+    return false;
   }
-  return elements;
 }
 
 // GPT-2's byte-level BPE, which Llama 3's vocabulary uses, writes each byte as a printable character: the
@@ -214,12 +204,10 @@ const BYTE_OF_CHARACTER = (() => {
   return map;
 })();
 
-function byteLevelBytes(text: string): Uint8Array {
-  return Uint8Array.from([...text], (character) => {
-    const byte = BYTE_OF_CHARACTER.get(character.codePointAt(0)!);
-    if (byte === undefined) throw new Error('not byte-level');
-    return byte;
-  });
+/** A token's bytes from its byte-level text; null for text that is not byte-level. */
+function byteLevelBytes(text: string): Uint8Array | null {
+  const bytes = [...text].map((character) => BYTE_OF_CHARACTER.get(character.codePointAt(0)!));
+  return bytes.includes(undefined) ? null : Uint8Array.from(bytes as number[]);
 }
 
 function checkShape(s: ModelShape): void {
