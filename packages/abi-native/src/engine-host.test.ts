@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EngineHost } from './engine-host.js';
+import { EngineHost, hostEnvironment } from './engine-host.js';
 import type { EngineHostOptions } from './engine-host.js';
 import { buildTestPlugin } from './testing/index.js';
 import type { Generation, LoadProgress } from './types.js';
@@ -98,6 +98,21 @@ describe('an engine in a host process', () => {
     expect(exit).toEqual([0, null]);
   });
 
+  it.runIf(process.platform === 'linux')("asks glibc's malloc for huge pages in the host process", async () => {
+    const host = await start(echo);
+    const environment = readFileSync(`/proc/${host.pid}/environ`, 'utf8').split('\0');
+    // The operator's own GLIBC_TUNABLES, when set, comes first; glibc rewrites the variable as it reads it.
+    expect(environment.find((entry) => entry.startsWith('GLIBC_TUNABLES='))).toMatch(/^GLIBC_TUNABLES=(.*:)?glibc\.malloc\.hugetlb=/);
+  });
+
+  it("adds the malloc tunables to the operator's GLIBC_TUNABLES, and keeps the operator's own values for them", () => {
+    const ours = 'glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1';
+    expect(hostEnvironment({ PATH: '/bin' })).toEqual({ PATH: '/bin', GLIBC_TUNABLES: ours });
+    expect(hostEnvironment({ GLIBC_TUNABLES: 'glibc.rtld.nns=2' }).GLIBC_TUNABLES).toBe(`glibc.rtld.nns=2:${ours}`);
+    expect(hostEnvironment({ GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' }).GLIBC_TUNABLES).toBe(
+      'glibc.malloc.hugetlb=0:glibc.malloc.arena_max=1',
+    );
+  });
   it('refuses a plugin that reports another id, as openEngine does, and leaves no host behind', async () => {
     await expect(EngineHost.start(echo, { expectedId: 'other' })).rejects.toMatchObject({ code: 'id_mismatch' });
   });
