@@ -168,8 +168,9 @@ int32_t Generation::OnToken(void* user_data, const TokenResult* token) noexcept 
 // To the token pipe as a frame of its own, or to JS: appended, with a wake-up of JS only if none is pending.
 void Generation::Emit(const TokenResult& token) {
     if (pipe_ != nullptr) {
-        pipe_->SendToken(pipe_generation_, token.token_id, token.logprob, token.text,
+        pipe_->SendToken(pipe_generation_, !piped_a_token_, token.token_id, token.logprob, token.text,
                          static_cast<size_t>(token.text_len));
+        piped_a_token_ = true;
         return;
     }
     bool schedule;

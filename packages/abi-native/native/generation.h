@@ -101,6 +101,7 @@ private:
     // Set in an engine host: tokens and the end go to the token pipe as frames of this generation.
     TokenPipe* pipe_ = nullptr;
     uint32_t pipe_generation_ = 0;
+    bool piped_a_token_ = false;  // the plugin's token thread only
 
     Tsfn tsfn_;
     std::thread thread_;

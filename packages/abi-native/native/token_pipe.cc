@@ -35,9 +35,13 @@ TokenPipe::TokenPipe(int fd) : fd_(fd), writer_(&TokenPipe::Run, this) {
     writer_.detach();
 }
 
-// Two wake-ups of the node a token cost a few percent of decode speed where the node and the plugin share few
-// cores (bench/isolation); 2 ms is far below what a reader of a stream can tell.
-constexpr auto kMinGap = std::chrono::microseconds(2000);
+// Every write wakes the node, and where the node and the plugin share few cores each wake-up takes one from the
+// plugin: two wake-ups a token cost a few percent of decode speed (bench/isolation). On two cores, a gap of 6 ms
+// instead of 2 ms took the single stream from 1.18x to 1.32x llama-server's decode speed and the 4-stream
+// aggregate from 1.08x to 1.14x (eight interleaved rounds, docs/performance.md). 6 ms is far below what a reader
+// of a stream can tell (a screen shows a frame every 16.7 ms at 60 Hz), and what a client waits for, a
+// generation's first token and its end, does not wait for the gap.
+constexpr auto kMinGap = std::chrono::microseconds(6000);
 constexpr size_t kMaxQueued = 16 << 20;
 constexpr size_t kMaxFrameText = 64 << 10;
 
@@ -45,8 +49,10 @@ void TokenPipe::WaitForRoom(std::unique_lock<std::mutex>& lock) {
     room_.wait(lock, [&] { return queued_bytes_ < kMaxQueued || broken_; });
 }
 
-void TokenPipe::Queued(std::unique_lock<std::mutex>& lock) {
-    if (idle_) {
+void TokenPipe::Queued(std::unique_lock<std::mutex>& lock, bool urgent) {
+    const bool wake = idle_ || (urgent && !urgent_);
+    urgent_ = urgent_ || urgent;
+    if (wake) {
         idle_ = false;
         lock.unlock();
         wake_.notify_one();
@@ -62,19 +68,20 @@ void TokenPipe::Run() {
         frames.swap(queued_);
         open_.clear();
         queued_bytes_ = 0;
+        urgent_ = false;
         lock.unlock();
         room_.notify_all();
         bytes.clear();
         for (const Frame& frame : frames) Serialize(frame, bytes);
         frames.clear();
         WriteAll(bytes);
-        std::this_thread::sleep_for(kMinGap);
         lock.lock();
+        wake_.wait_for(lock, kMinGap, [&] { return urgent_; });
         if (queued_.empty()) idle_ = true;
     }
 }
 
-void TokenPipe::SendToken(uint32_t generation, int32_t id, float logprob, const char* text, size_t length) {
+void TokenPipe::SendToken(uint32_t generation, bool first, int32_t id, float logprob, const char* text, size_t length) {
     std::unique_lock<std::mutex> lock(mutex_);
     WaitForRoom(lock);
     if (broken_) return;
@@ -93,7 +100,7 @@ void TokenPipe::SendToken(uint32_t generation, int32_t id, float logprob, const 
     frame.ids.push_back(id);
     frame.logprobs.push_back(logprob);
     frame.ends.push_back(static_cast<uint32_t>(frame.bytes.size()));
-    Queued(lock);
+    Queued(lock, first);
 }
 
 void TokenPipe::SendEnd(uint32_t generation, const std::string& outcome) {
@@ -102,7 +109,7 @@ void TokenPipe::SendEnd(uint32_t generation, const std::string& outcome) {
     queued_bytes_ += outcome.size();
     open_.erase(generation);
     queued_.push_back(Frame{generation, true, outcome, {}, {}, {}});
-    Queued(lock);
+    Queued(lock, true);
 }
 
 // Little-endian: u32 size (the bytes after it), u32 generation, u8 kind; then for tokens u32 count, count
