@@ -101,7 +101,8 @@ describe('an engine in a host process', () => {
   it.runIf(process.platform === 'linux')("asks glibc's malloc for huge pages in the host process", async () => {
     const host = await start(echo);
     const environment = readFileSync(`/proc/${host.pid}/environ`, 'utf8').split('\0');
-    // The operator's own GLIBC_TUNABLES, when set, comes first; glibc rewrites the variable as it reads it.
+    // Tunables the operator set come first; glibc rewrites the variable in place as it reads it, so only the
+    // presence of the huge-page one is certain here.
     expect(environment.find((entry) => entry.startsWith('GLIBC_TUNABLES='))).toMatch(/^GLIBC_TUNABLES=(.*:)?glibc\.malloc\.hugetlb=/);
   });
 
@@ -113,6 +114,7 @@ describe('an engine in a host process', () => {
       'glibc.malloc.hugetlb=0:glibc.malloc.arena_max=1',
     );
   });
+
   it('refuses a plugin that reports another id, as openEngine does, and leaves no host behind', async () => {
     await expect(EngineHost.start(echo, { expectedId: 'other' })).rejects.toMatchObject({ code: 'id_mismatch' });
   });
