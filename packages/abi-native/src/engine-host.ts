@@ -73,11 +73,11 @@ let spare: { child: ChildProcess; discard: NodeJS.Timeout } | undefined;
 
 // glibc's malloc, asked to, backs its heap with transparent huge pages (glibc 2.35 and later; older ones, other C
 // libraries and other systems ignore these tunables), but only its main arena's: with one arena, every thread
-// allocates from that one. A model load allocates much in small pieces (llama.cpp's tokenizer: 128k strings, 280k merges), on a
-// thread of the host's, and with 4 KiB pages every new page is a fault, dear on a virtual machine: the llama_cpp
-// plugin loading bench/cpu's 128k-vocabulary model on a thread took 23,000 page faults and 880 ms (median of six)
-// with 4 KiB pages, 3,700 and 574 ms with these; the same peak memory (112 MiB), and as fast a decode at 4 streams.
-// An operator's own value for either key wins.
+// allocates from that one. A model load allocates much in small pieces (llama.cpp's tokenizer: 128k strings, 280k
+// merges), on a thread of the host's, and with 4 KiB pages every new page is a fault, dear on a virtual machine:
+// the llama_cpp plugin loading bench/cpu's 128k-vocabulary model on a thread took 23,000 page faults and 880 ms
+// (median of six) with 4 KiB pages, 3,700 and 574 ms with these; the same peak memory (112 MiB), and as fast a
+// decode at 4 streams. An operator's own value for either key wins.
 const HOST_MALLOC_TUNABLES = ['glibc.malloc.hugetlb=1', 'glibc.malloc.arena_max=1'];
 
 /** The environment of a host process: the node's, with the malloc tunables added. */
