@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { getPriority } from 'node:os';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -105,6 +106,15 @@ describe('an engine in a host process', () => {
     // presence of the huge-page one is certain here.
     expect(environment.find((entry) => entry.startsWith('GLIBC_TUNABLES='))).toMatch(/^GLIBC_TUNABLES=(.*:)?glibc\.malloc\.hugetlb=/);
   });
+
+  // Windows has priority classes, not levels: +5 stays in the normal class.
+  it.runIf(process.platform !== 'win32')(
+    "runs the host 5 nice levels below the node, so that the node's thread gets a core before the plugin's",
+    async () => {
+      const host = await start(echo);
+      expect(getPriority(host.pid)).toBe(Math.min(19, getPriority() + 5));
+    },
+  );
 
   it("adds the malloc tunables to the operator's GLIBC_TUNABLES, and keeps the operator's own values for them", () => {
     const ours = 'glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1';
