@@ -16,9 +16,12 @@ const HEARTBEAT_MS = 250;
 // level it waited for the plugin's compute threads (0.5-5 ms at a time on two cores; a stream's first token came
 // a whole decode step late). Set here, before the plugin's threads exist: on Linux a thread has a nice value of
 // its own, and new threads take their creator's. Relative, so a node started with `nice` keeps the gap; on
-// Windows +5 stays in the normal priority class.
+// Windows +5 stays in the normal priority class. A system that refuses the call leaves the host at the node's
+// level, which serves as well, only less promptly.
 const NICER_THAN_THE_NODE = 5;
-setPriority(Math.min(19, getPriority() + NICER_THAN_THE_NODE));
+try {
+  setPriority(Math.min(19, getPriority() + NICER_THAN_THE_NODE));
+} catch {}
 
 const send = (message: HostMessage) => {
   if (process.connected) process.send!(message);
