@@ -1,6 +1,10 @@
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type { ModelInfo } from '@llm-node/registry';
 import { writeGgufModel } from '@llm-node/registry/testing';
+import { createChatTemplates } from './chat-template.js';
 import { startTestNode, writeSafetensorsModel, type TestNode } from './testing/test-node.js';
 
 // Meta-Llama-3-8B-Instruct's chat template (tokenizer_config.json): BOS first, a header per message.
@@ -139,5 +143,24 @@ describe('chat templates', () => {
     const { status, body } = await applyTemplate({ model: 'unbalanced', messages });
     expect(status).toBe(422);
     expect(body.error).toMatchObject({ code: 'chat_template_error' });
+  });
+});
+
+describe('the render pool', () => {
+  test('starts with one worker, starts the others with the first chat, and keeps them', async () => {
+    const templates = createChatTemplates();
+    try {
+      const all = Math.min(4, availableParallelism());
+      const model = { chatTemplate: null, bosToken: null, eosToken: null, addBosToken: null } as unknown as ModelInfo;
+      expect(templates.workers).toBe(1);
+      await templates.render(model, { messages });
+      expect(templates.workers).toBe(all);
+      // Overlapping renders keep every worker busy at once, so the ones begun above have booted and finished.
+      await Promise.all(Array.from({ length: 2 * all }, () => templates.render(model, { messages })));
+      await sleep(200);
+      expect(templates.workers).toBe(all);
+    } finally {
+      await templates.close();
+    }
   });
 });

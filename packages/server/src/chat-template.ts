@@ -23,6 +23,8 @@ export interface ChatPromptInput {
 
 export interface ChatTemplates {
   render(model: ModelInfo, input: ChatPromptInput): Promise<string>;
+  /** The pool's worker threads now: one from the start, all of them once the first chat is rendered. */
+  readonly workers: number;
   close(): Promise<void>;
 }
 
@@ -31,6 +33,9 @@ const NO_REQUIRE_ESM = '--no-experimental-require-module';
 // The compiled worker: beside this module in dist/, or from src/ (where the tests import it) in ../dist/.
 const WORKER = new URL('../dist/template-worker.js', import.meta.url);
 
+/** What the workers beyond the first render as they start: ChatML over no messages, which every worker can. */
+const WARM_UP: Omit<RenderTask, 'started'> = templateTask({ chatTemplate: null, bosToken: null, eosToken: null }, { messages: [] });
+
 /**
  * Renders chats with each model's own template in a pool of worker threads, so that a template's loop or
  * memory can never stall the node: a render over RENDER_TIMEOUT_MS or RENDER_HEAP_MB ends its worker and is
@@ -38,13 +43,19 @@ const WORKER = new URL('../dist/template-worker.js', import.meta.url);
  * Face's apply_chat_template (raise_exception and strftime_now come with the Jinja runtime). Like llama.cpp's
  * server, a BOS the template writes is dropped when the tokenizer adds one itself, so that the prompt,
  * tokenized with special tokens added, starts with exactly one.
+ *
+ * The pool starts with one worker, so that the node's start boots no more than the first chat needs. The
+ * first chat also starts the others, each with a render of its own, and they stay: a worker takes about
+ * 100 ms to boot, and the first burst of chats would otherwise wait on those boots on cores that the
+ * engine's compute needs (docs/performance.md, "Warm-up"). A worker ended for a runaway template is
+ * replaced when renders next overlap.
  */
 export function createChatTemplates(): ChatTemplates {
   const pool = new Piscina<RenderTask, RenderOutcome>({
     filename: WORKER.href,
     minThreads: 1,
     maxThreads: Math.max(1, Math.min(4, availableParallelism())),
-    idleTimeout: 60_000,
+    idleTimeout: Number.POSITIVE_INFINITY,
     resourceLimits: { maxOldGenerationSizeMb: RENDER_HEAP_MB },
     // Piscina loads the worker module with require() first, and Node 20's require() of an ES module aborted a
     // whole test process once (`v8::ToLocalChecked Empty MaybeLocal` in loadESMFromCJS) when a worker was ended
@@ -52,29 +63,17 @@ export function createChatTemplates(): ChatTemplates {
     // this Node has the flag, which a later one may drop.
     execArgv: process.allowedNodeEnvironmentFlags.has(NO_REQUIRE_ESM) ? [NO_REQUIRE_ESM] : [],
   });
+  let grown = false;
 
   return {
     async render(model, input) {
-      const { source, variables } = templateTask(model, input);
-      let outcome: RenderOutcome;
-      // The time limit runs from when a worker begins the render: renders queued behind a runaway template are
-      // not charged for its time.
-      const { port1, port2 } = new MessageChannel();
-      const abort = new AbortController();
-      let timer: NodeJS.Timeout | undefined;
-      port1.once('message', () => {
-        timer = setTimeout(() => abort.abort(), RENDER_TIMEOUT_MS);
-        port1.close();
-      });
-      try {
-        outcome = await pool.run({ source, variables, started: port2 }, { signal: abort.signal, transferList: [port2] });
-      } catch (error) {
-        const reason = abort.signal.aborted ? `took longer than ${RENDER_TIMEOUT_MS / 1000} s` : `failed: ${(error as Error).message}`;
-        throw apiError('chat_template_error', `Rendering the model's chat template ${reason}`);
-      } finally {
-        clearTimeout(timer);
-        port1.close();
+      const rendering = renderInPool(pool, templateTask(model, input));
+      if (!grown) {
+        grown = true;
+        // Queued while the first worker renders, each of these makes the pool start another worker.
+        for (let i = 1; i < pool.maxThreads; i++) renderInPool(pool, WARM_UP).catch(() => {});
       }
+      const outcome = await rendering;
       if ('failed' in outcome) {
         throw outcome.failed === 'compile'
           ? apiError('chat_template_error', `The model's chat template does not compile: ${outcome.message}`)
@@ -84,8 +83,33 @@ export function createChatTemplates(): ChatTemplates {
       if (model.addBosToken === true && model.bosToken && prompt.startsWith(model.bosToken)) return prompt.slice(model.bosToken.length);
       return prompt;
     },
+    get workers() {
+      return pool.threads.length;
+    },
     close: () => pool.destroy(),
   };
+}
+
+/** One render in the pool, stopped RENDER_TIMEOUT_MS after a worker begins it. */
+async function renderInPool(pool: Piscina<RenderTask, RenderOutcome>, task: Omit<RenderTask, 'started'>): Promise<RenderOutcome> {
+  // The time limit runs from when a worker begins the render: renders queued behind a runaway template are
+  // not charged for its time.
+  const { port1, port2 } = new MessageChannel();
+  const abort = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  port1.once('message', () => {
+    timer = setTimeout(() => abort.abort(), RENDER_TIMEOUT_MS);
+    port1.close();
+  });
+  try {
+    return await pool.run({ ...task, started: port2 }, { signal: abort.signal, transferList: [port2] });
+  } catch (error) {
+    const reason = abort.signal.aborted ? `took longer than ${RENDER_TIMEOUT_MS / 1000} s` : `failed: ${(error as Error).message}`;
+    throw apiError('chat_template_error', `Rendering the model's chat template ${reason}`);
+  } finally {
+    clearTimeout(timer);
+    port1.close();
+  }
 }
 
 /** The template a chat renders with (ChatML for a model without one) and the variables it is given. */
