@@ -113,9 +113,9 @@ for (let round = 1; round <= rounds; round++) {
 
 // Three runs of the client per server: sampled (single stream, TTFT, aggregate), greedy (single stream), sampled
 // again for its aggregate. The first run's aggregate also measures how fast a server warms up: llm-node's first
-// 4-stream pass after a start is 8-31% slower than its third (its chat template pool starts a second worker in
-// that burst, and V8 compiles and sizes its heap; docs/performance.md, "Warm-up"), where llama-server runs its
-// first pass as fast as later ones. The third run's is the throughput a running server gives. Both are reported.
+// 4-stream pass after a start was 8-31% slower than its third while its chat template pool started a worker in
+// that burst, and is now as fast (docs/performance.md, "Warm-up"). The third run's is the throughput a running
+// server gives. Both are reported.
 function measure(base, modelId) {
   const sampled = oaiLoad(base, modelId, { tokens, concurrency, temperature: 0.8 });
   const greedy = oaiLoad(base, modelId, { tokens, concurrency: [0], temperature: 0 });
