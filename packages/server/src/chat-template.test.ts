@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { ModelInfo } from '@llm-node/registry';
 import { writeGgufModel } from '@llm-node/registry/testing';
-import { createChatTemplates } from './chat-template.js';
+import { type ChatPromptInput, createChatTemplates } from './chat-template.js';
 import { startTestNode, writeSafetensorsModel, type TestNode } from './testing/test-node.js';
 
 // Meta-Llama-3-8B-Instruct's chat template (tokenizer_config.json): BOS first, a header per message.
@@ -152,11 +152,12 @@ describe('the render pool', () => {
     try {
       const all = Math.min(4, availableParallelism());
       const model = { chatTemplate: null, bosToken: null, eosToken: null, addBosToken: null } as unknown as ModelInfo;
+      const chat: ChatPromptInput = { messages: [{ role: 'user', content: 'Hi' }] };
       expect(templates.workers).toBe(1);
-      await templates.render(model, { messages });
+      await templates.render(model, chat);
       expect(templates.workers).toBe(all);
       // Overlapping renders keep every worker busy at once, so the ones begun above have booted and finished.
-      await Promise.all(Array.from({ length: 2 * all }, () => templates.render(model, { messages })));
+      await Promise.all(Array.from({ length: 2 * all }, () => templates.render(model, chat)));
       await sleep(200);
       expect(templates.workers).toBe(all);
     } finally {
