@@ -164,4 +164,22 @@ describe('the render pool', () => {
       await templates.close();
     }
   });
+
+  test('stops a render 2 s after it begins, and does not charge a render queued behind it for that time', async () => {
+    const templates = createChatTemplates();
+    try {
+      const model = (chatTemplate: string) => ({ chatTemplate, bosToken: null, eosToken: null, addBosToken: null }) as unknown as ModelInfo;
+      const endless = model('{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}');
+      // Slow enough to be still rendering when its own 2 s are up, were they counted from when it was queued.
+      const slow = model('{% for i in range(300) %}{% for j in range(300) %}{% endfor %}{% endfor %}done'); // about 0.3 s
+      const chat: ChatPromptInput = { messages: [{ role: 'user', content: 'Hi' }] };
+      await templates.render(model('warm'), chat); // every worker started
+      const runaways = Array.from({ length: templates.workers }, () => templates.render(endless, chat));
+      const queued = templates.render(slow, chat);
+      for (const runaway of runaways) await expect(runaway).rejects.toThrow(/took longer than 2 s/);
+      await expect(queued).resolves.toBe('done');
+    } finally {
+      await templates.close();
+    }
+  }, 30_000);
 });

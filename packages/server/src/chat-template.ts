@@ -1,5 +1,4 @@
 import { availableParallelism } from 'node:os';
-import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { ModelInfo } from '@llm-node/registry';
 import { apiError } from './errors.js';
@@ -34,7 +33,7 @@ const NO_REQUIRE_ESM = '--no-experimental-require-module';
 const WORKER = new URL('../dist/template-worker.js', import.meta.url);
 
 /** What the workers beyond the first render as they start: ChatML over no messages, which every worker can. */
-const WARM_UP: Omit<RenderTask, 'started'> = templateTask({ chatTemplate: null, bosToken: null, eosToken: null }, { messages: [] });
+const WARM_UP: Omit<RenderTask, 'startedAt'> = templateTask({ chatTemplate: null, bosToken: null, eosToken: null }, { messages: [] });
 
 /**
  * Renders chats with each model's own template in a pool of worker threads, so that a template's loop or
@@ -91,24 +90,26 @@ export function createChatTemplates(): ChatTemplates {
 }
 
 /** One render in the pool, stopped RENDER_TIMEOUT_MS after a worker begins it. */
-async function renderInPool(pool: Piscina<RenderTask, RenderOutcome>, task: Omit<RenderTask, 'started'>): Promise<RenderOutcome> {
-  // The time limit runs from when a worker begins the render: renders queued behind a runaway template are
-  // not charged for its time.
-  const { port1, port2 } = new MessageChannel();
+async function renderInPool(pool: Piscina<RenderTask, RenderOutcome>, task: Omit<RenderTask, 'startedAt'>): Promise<RenderOutcome> {
+  // The time limit runs from when a worker begins the render, which it writes here: renders queued behind a
+  // runaway template are not charged for its time. Read when the timer fires, and waited for again if later.
+  const startedAt = new BigInt64Array(new SharedArrayBuffer(BigInt64Array.BYTES_PER_ELEMENT));
   const abort = new AbortController();
-  let timer: NodeJS.Timeout | undefined;
-  port1.once('message', () => {
-    timer = setTimeout(() => abort.abort(), RENDER_TIMEOUT_MS);
-    port1.close();
-  });
+  let timer: NodeJS.Timeout;
+  const check = () => {
+    const began = Atomics.load(startedAt, 0);
+    const leftMs = began === 0n ? RENDER_TIMEOUT_MS : RENDER_TIMEOUT_MS - Number(process.hrtime.bigint() - began) / 1e6;
+    if (leftMs <= 0) abort.abort();
+    else timer = setTimeout(check, leftMs);
+  };
+  timer = setTimeout(check, RENDER_TIMEOUT_MS);
   try {
-    return await pool.run({ ...task, started: port2 }, { signal: abort.signal, transferList: [port2] });
+    return await pool.run({ ...task, startedAt }, { signal: abort.signal });
   } catch (error) {
     const reason = abort.signal.aborted ? `took longer than ${RENDER_TIMEOUT_MS / 1000} s` : `failed: ${(error as Error).message}`;
     throw apiError('chat_template_error', `Rendering the model's chat template ${reason}`);
   } finally {
     clearTimeout(timer);
-    port1.close();
   }
 }
 
@@ -116,7 +117,7 @@ async function renderInPool(pool: Piscina<RenderTask, RenderOutcome>, task: Omit
 export function templateTask(
   model: Pick<ModelInfo, 'chatTemplate' | 'bosToken' | 'eosToken'>,
   { messages, tools }: ChatPromptInput,
-): Omit<RenderTask, 'started'> {
+): Omit<RenderTask, 'startedAt'> {
   return {
     source: model.chatTemplate ?? FALLBACK_CHAT_TEMPLATE,
     variables: {
