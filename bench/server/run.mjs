@@ -12,6 +12,9 @@ const STREAMS = Number(process.argv[2] ?? 64);
 const TOKENS = Number(process.argv[3] ?? 20000);
 const DELAY_MS = 5;
 const DELAYED_TOKENS = 400;
+const SINGLE_REQUESTS = 400;
+// About 530 tokens, as in the load client's time-to-first-token request.
+const LONG_PROMPT = 'The quick brown fox jumps over the lazy dog. '.repeat(51);
 
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 const sortedOf = (values) => Float64Array.from(values).sort();
@@ -110,6 +113,17 @@ try {
   const added = sortedOf(paced.value.streams.flatMap((times) => times.slice(1).map((t, i) => t - times[i] - DELAY_MS)));
   const pacedRate = (STREAMS * DELAYED_TOKENS) / paced.value.seconds;
 
+  // One chat at a time after a short idle, one token each: what the node adds to a request's time to its first
+  // token (parsing, validation, the chat template's worker, the engine host's round trip, the first SSE event).
+  const firstTokenMs = [];
+  for (let i = 0; i < SINGLE_REQUESTS; i++) {
+    await new Promise((resolve) => setTimeout(resolve, DELAY_MS));
+    const start = performance.now();
+    const [first] = await node.streamChat('echo', LONG_PROMPT, 1);
+    firstTokenMs.push(first - start);
+  }
+  const single = sortedOf(firstTokenMs);
+
   const healthLine = (health) =>
     `/health p50 ${ms(percentile(health, 50))}, p99 ${ms(percentile(health, 99))}, max ${ms(health.at(-1))} (${health.length} requests)`;
   console.log(
@@ -133,6 +147,9 @@ try {
     `        added inter-token latency p50 ${ms(percentile(added, 50))}, p99 ${ms(percentile(added, 99))} (${added.length} gaps)`,
   );
   console.log(`        ${healthLine(paced.health)}`);
+  console.log(
+    `single  ${SINGLE_REQUESTS} chats one at a time, ${DELAY_MS} ms apart, a ~530-token prompt, 1 token each: time to first token p50 ${ms(percentile(single, 50))}, p90 ${ms(percentile(single, 90))}`,
+  );
 } finally {
   await node.stop();
   await rm(root, { recursive: true, force: true });
