@@ -48,7 +48,10 @@ describe.skipIf(process.platform !== 'linux' || process.arch !== 'x64')('the pub
 
     const prefix = join(root, 'prefix');
     const files = (await readdir(tarballs)).map((f) => join(tarballs, f));
-    await run('npm', ['install', '--prefix', prefix, '--no-audit', '--no-fund', ...files], { cwd: root, env });
+    // A registry request that stalls is given up after a minute and tried again, rather than npm's five minutes
+    // twice over, which outlast the test.
+    const fetchLimits = ['--fetch-timeout=60000', '--fetch-retries=4'];
+    await run('npm', ['install', '--prefix', prefix, '--no-audit', '--no-fund', ...fetchLimits, ...files], { cwd: root, env });
     const { stdout } = await run('npx', ['--no-install', '@llm-node/cli', '--version'], { cwd: prefix, env });
     expect(stdout.trim()).toMatch(/^llm-node \d+\.\d+\.\d+ \(engine ABI 1\)$/);
 
@@ -71,7 +74,8 @@ describe.skipIf(process.platform !== 'linux' || process.arch !== 'x64')('the pub
         engines: { id: string; status: string; path: string }[];
       };
       expect(engines).toContainEqual(expect.objectContaining({ id: 'llama_cpp', status: 'loaded' }));
-      const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused' });
+      // A chat that hangs fails here, named, instead of running into the test's own limit.
+      const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused', timeout: 60_000, maxRetries: 0 });
       const stream = await client.chat.completions.create({
         model: 'tiny',
         messages: [{ role: 'user', content: 'Hello!' }],
