@@ -147,12 +147,16 @@ describe('chat templates', () => {
 });
 
 describe('the render pool', () => {
+  // What a render reads of a model; null: ChatML.
+  const modelWith = (chatTemplate: string | null) =>
+    ({ chatTemplate, bosToken: null, eosToken: null, addBosToken: null }) as unknown as ModelInfo;
+  const chat: ChatPromptInput = { messages: [{ role: 'user', content: 'Hi' }] };
+
   test('starts with one worker, starts the others with the first chat, and keeps them', async () => {
     const templates = createChatTemplates();
     try {
       const all = Math.min(4, availableParallelism());
-      const model = { chatTemplate: null, bosToken: null, eosToken: null, addBosToken: null } as unknown as ModelInfo;
-      const chat: ChatPromptInput = { messages: [{ role: 'user', content: 'Hi' }] };
+      const model = modelWith(null);
       expect(templates.workers).toBe(1);
       await templates.render(model, chat);
       expect(templates.workers).toBe(all);
@@ -168,12 +172,10 @@ describe('the render pool', () => {
   test('stops a render 2 s after it begins, and does not charge a render queued behind it for that time', async () => {
     const templates = createChatTemplates();
     try {
-      const model = (chatTemplate: string) => ({ chatTemplate, bosToken: null, eosToken: null, addBosToken: null }) as unknown as ModelInfo;
-      const endless = model('{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}');
+      const endless = modelWith('{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}');
       // Slow enough to be still rendering when its own 2 s are up, were they counted from when it was queued.
-      const slow = model('{% for i in range(300) %}{% for j in range(300) %}{% endfor %}{% endfor %}done'); // about 0.3 s
-      const chat: ChatPromptInput = { messages: [{ role: 'user', content: 'Hi' }] };
-      await templates.render(model('warm'), chat); // every worker started
+      const slow = modelWith('{% for i in range(300) %}{% for j in range(300) %}{% endfor %}{% endfor %}done'); // about 0.3 s
+      await templates.render(modelWith('warm'), chat); // every worker started
       const runaways = Array.from({ length: templates.workers }, () => templates.render(endless, chat));
       const queued = templates.render(slow, chat);
       for (const runaway of runaways) await expect(runaway).rejects.toThrow(/took longer than 2 s/);
