@@ -36,12 +36,12 @@ TokenPipe::TokenPipe(int fd) : fd_(fd), writer_(&TokenPipe::Run, this) {
 }
 
 // Every write wakes the node, and where the node and the plugin share few cores each wake-up takes one from the
-// plugin: two wake-ups a token cost a few percent of decode speed (bench/isolation). On two cores, a gap of 6 ms
-// instead of 2 ms took the single stream from 1.18x to 1.32x llama-server's decode speed and the 4-stream
-// aggregate from 1.08x to 1.14x (eight interleaved rounds, docs/performance.md). 6 ms is far below what a reader
-// of a stream can tell (a screen shows a frame every 16.7 ms at 60 Hz), and what a client waits for, a
-// generation's first token and its end, does not wait for the gap.
-constexpr auto kMinGap = std::chrono::microseconds(6000);
+// plugin: two wake-ups a token cost a few percent of decode speed (bench/isolation). So the writer writes at most
+// once per frame of a 60 Hz screen (16.7 ms): a stream's text cannot reach a reader's eyes more often than that.
+// On two cores, against a gap of 6 ms: single stream +13%, 4-stream aggregate +6% (eight interleaved rounds,
+// docs/performance.md; 6 ms was itself +12% and +6% against 2 ms). What a client waits for, a generation's first
+// token and its end, does not wait for the gap.
+constexpr auto kMinGap = std::chrono::microseconds(16000);
 constexpr size_t kMaxQueued = 16 << 20;
 constexpr size_t kMaxFrameText = 64 << 10;
 
